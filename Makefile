@@ -1,0 +1,57 @@
+# Set-up and everyday commands. `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch first and pinned: a bare `torch` requirement pulls a multi-GB CUDA build.
+# Elsewhere than our machines, add: TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cpu
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+ARGS ?=
+
+.PHONY: demo run test bench install install-dev system-test-deps clean
+
+$(VENV)/.base: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "crywatch needs Python 3.11+"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PY) -m pip install -q -e ".[dev,hear]"
+	touch $@
+
+install: $(VENV)/.base
+install-dev: $(VENV)/.dev
+
+# The monitor end to end on the built-in synthetic scenario: dashboard in a terminal,
+# printed events and a summary otherwise. No microphone or data needed.
+demo: install
+	$(VENV)/bin/crywatch run --input scenario:nicu --db sqlite:///demo.db --bus 'tcp://127.0.0.1:*' $(ARGS)
+
+# The default microphone; fails with a clear message naming `crywatch devices` when there is none.
+run: install
+	$(VENV)/bin/crywatch run --input mic $(ARGS)
+
+# Packages the tests need from the system: PortAudio and PulseAudio for the virtual microphone, tmux.
+system-test-deps:
+	@if ! command -v pulseaudio >/dev/null || ! command -v tmux >/dev/null || ! command -v paplay >/dev/null \
+	    || ! ldconfig -p | grep -q libportaudio.so.2; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      libportaudio2 libsndfile1 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux >/dev/null; \
+	  else \
+	    echo "tests that need them will skip; to run them: sudo apt-get install libportaudio2 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux"; \
+	  fi; \
+	fi
+
+test: install-dev system-test-deps
+	$(PY) -m pytest $(ARGS)
+
+bench: install-dev
+	$(PY) bench/bench_pipeline.py
+
+clean:
+	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm

@@ -1,0 +1,64 @@
+"""The batch driver: the live pipeline's stages in a plain loop, as fast as the CPU allows."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.audio import load_audio
+from monitor.config import Settings
+from monitor.messages import NOT_CRY, SAMPLE_RATE, Event
+from monitor.pipeline import Models, Pipeline
+
+
+def analyze_samples(samples: np.ndarray, settings: Settings, models: Models) -> tuple[list[Event], dict[str, Any]]:
+    """All events for one recording, and the per-file summary `crywatch analyze` prints."""
+    pipeline = Pipeline(settings, models)
+    events: list[Event] = []
+    raws: list[np.ndarray] = []
+    for windows in pipeline.gate.windows_over(samples):
+        embeddings = pipeline.embed(windows)
+        new = pipeline.classify(embeddings)
+        raws.extend(np.array(list(e.data["raw"].values())) for e in new if e.kind == "window" and e.data["raw"])
+        events.extend(new)
+    events.extend(pipeline.finish())
+    classes = models.head.classes
+    if raws:
+        mean = np.mean(raws, axis=0)
+        probs: dict[str, float | None] = {c: round(float(p), 4) for c, p in zip(classes, mean)}
+        probs["cry"] = round(1.0 - probs[NOT_CRY], 4)
+    else:  # nothing passed the gate: no evidence of any cry type
+        probs = {c: None for c in classes}
+        probs[NOT_CRY], probs["cry"] = 1.0, 0.0
+    episodes = [
+        {k: e.data[k] for k in ("start_s", "end_s", "label", "probs", "peak", "alert")}
+        for e in events if e.kind == "episode_closed"
+    ]
+    summary = {
+        "duration_s": round(len(samples) / SAMPLE_RATE, 3),
+        "windows": sum(e.kind == "window" for e in events),
+        "gated_windows": len(raws),
+        "probs": probs,
+        "episodes": episodes,
+    }
+    return events, summary
+
+
+def analyze_file(path: str | Path, settings: Settings, models: Models) -> dict[str, Any]:
+    _events, summary = analyze_samples(load_audio(path), settings, models)
+    return {"path": str(path), **summary}
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One human line per file."""
+    if "error" in result:
+        return f"{result['path']}: ERROR {result['error']}"
+    episodes = result["episodes"]
+    parts = [f"{result['path']}: {result['duration_s']:.1f} s, cry {result['probs']['cry']:.2f}, "
+             f"{len(episodes)} episode{'s' if len(episodes) != 1 else ''}"]
+    for ep in episodes:
+        alert = " ALERT" if ep["alert"] else ""
+        parts.append(f"  {ep['start_s']:7.1f}-{ep['end_s']:7.1f} s  {ep['label']:<12} "
+                     f"p={ep['probs'][ep['label']]:.2f}{alert}")
+    return "\n".join(parts)

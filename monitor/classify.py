@@ -1,0 +1,178 @@
+"""The classifier stage: a trained head on embeddings, temporal smoothing, alert hysteresis.
+
+A head artifact is a folder: head.json (what it expects and what it was trained and measured on)
+and weights.npz (standardiser + dense layers). The forward pass is numpy so the monitor needs
+no deep-learning runtime for it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.config import AlertSettings
+from monitor.messages import NOT_CRY, Embedding, Event, Prediction
+
+HEAD_FORMAT = 1
+
+
+class HeadError(RuntimeError):
+    """A head that cannot be used; the message names the head and the fix."""
+
+
+@dataclass(frozen=True)
+class Head:
+    name: str
+    embedder_id: str
+    dim: int
+    classes: tuple[str, ...]
+    thresholds: dict[str, float]
+    temperature: float
+    mean: np.ndarray
+    scale: np.ndarray
+    layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # (W, b); ReLU between, softmax after
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def load(folder: str | Path) -> "Head":
+        folder = Path(folder)
+        meta_path, weights_path = folder / "head.json", folder / "weights.npz"
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise HeadError(f"no head at {folder} (needs head.json and weights.npz): "
+                            "set [classifier] head, or train one with `python -m train`")
+        try:
+            meta = json.loads(meta_path.read_text())
+            with np.load(weights_path) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (ValueError, OSError) as exc:
+            raise HeadError(f"head {folder} is unreadable ({exc}): retrain or restore it") from exc
+        if meta.get("format") != HEAD_FORMAT:
+            raise HeadError(f"head {folder} has format {meta.get('format')}, this monitor reads {HEAD_FORMAT}")
+        n_layers = sum(1 for k in arrays if k.startswith("W"))
+        layers = tuple((arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(n_layers))
+        head = Head(
+            name=meta.get("name", folder.name), embedder_id=meta["embedder_id"], dim=int(meta["dim"]),
+            classes=tuple(meta["classes"]), thresholds={k: float(v) for k, v in meta["thresholds"].items()},
+            temperature=float(meta.get("temperature", 1.0)), mean=arrays["mean"], scale=arrays["scale"],
+            layers=layers, metadata=meta,
+        )
+        head._check_shapes(folder)
+        return head
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        arrays = {"mean": self.mean, "scale": self.scale}
+        for i, (w, b) in enumerate(self.layers):
+            arrays[f"W{i}"], arrays[f"b{i}"] = w, b
+        np.savez(folder / "weights.npz", **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+        meta = {**self.metadata, "format": HEAD_FORMAT, "name": self.name, "embedder_id": self.embedder_id,
+                "dim": self.dim, "classes": list(self.classes), "thresholds": self.thresholds,
+                "temperature": self.temperature}
+        (folder / "head.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    def _check_shapes(self, folder: Path) -> None:
+        if NOT_CRY not in self.classes:
+            raise HeadError(f"head {folder} has no {NOT_CRY!r} class: retrain it with non-cry examples")
+        width = self.dim
+        for w, b in self.layers:
+            if w.shape[0] != width or b.shape != (w.shape[1],):
+                raise HeadError(f"head {folder} weights do not chain (layer {w.shape} after width {width})")
+            width = w.shape[1]
+        if width != len(self.classes) or self.mean.shape != (self.dim,):
+            raise HeadError(f"head {folder} weights do not match its {len(self.classes)} classes / dim {self.dim}")
+
+    def check_embedder(self, embedder_id: str, dim: int) -> None:
+        if embedder_id != self.embedder_id or dim != self.dim:
+            raise HeadError(
+                f"head {self.name!r} was trained on embedder {self.embedder_id!r} (dim {self.dim}) but the running "
+                f"embedder is {embedder_id!r} (dim {dim}): set [classifier] head to a head for {embedder_id!r} "
+                f"or [classifier] embedder = {self.embedder_id!r}"
+            )
+
+    def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
+        z = (np.asarray(vectors, np.float32) - self.mean) / self.scale
+        for i, (w, b) in enumerate(self.layers):
+            z = z @ w + b
+            if i < len(self.layers) - 1:
+                z = np.maximum(z, 0.0)
+        z = z / self.temperature
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+
+class Classifier:
+    """Embedding → Prediction with exponential smoothing, plus alert hysteresis per alert class.
+
+    Ungated windows count as certain silence, so smoothed probabilities decay towards not_cry
+    and alerts clear on their own when the room goes quiet.
+    """
+
+    def __init__(self, head: Head, smoothing: float, alerts: AlertSettings):
+        self.head = head
+        self.classes = head.classes
+        self._not_cry = head.classes.index(NOT_CRY)
+        self._alpha = smoothing
+        self._smoothed: np.ndarray | None = None
+        thresholds = {**head.thresholds, **alerts.thresholds}
+        self._policies = [
+            _AlertState(c, head.classes.index(c), thresholds.get(c, 0.5), alerts.raise_windows, alerts.clear_windows)
+            for c in alerts.classes if c in head.classes
+        ]
+        # Alert classes the head cannot output (e.g. neurological on public data) are reported, not hidden.
+        self.unsupported_alert_classes = tuple(c for c in alerts.classes if c not in head.classes)
+
+    @property
+    def active_alerts(self) -> list[str]:
+        return [p.label for p in self._policies if p.active]
+
+    def step(self, embedding: Embedding, raw: np.ndarray | None) -> tuple[Prediction, list[Event]]:
+        """`raw` is the head's output for this embedding (None when ungated), computed by the caller in batches."""
+        observed = raw if raw is not None else np.eye(len(self.classes))[self._not_cry]
+        if self._smoothed is None:
+            self._smoothed = observed.copy()
+        else:
+            self._smoothed = self._alpha * self._smoothed + (1 - self._alpha) * observed
+        prediction = Prediction(embedding.window, self.classes, raw, self._smoothed.copy())
+        events = []
+        for policy in self._policies:
+            change = policy.update(float(self._smoothed[policy.index]))
+            if change:
+                events.append(Event(change, embedding.window.end, {
+                    "label": policy.label, "probability": round(float(self._smoothed[policy.index]), 4),
+                    "threshold": policy.threshold}))
+        return prediction, events
+
+    def finish(self, time: int) -> list[Event]:
+        """End of input: active alerts are cleared explicitly so none stays open in the log."""
+        events = []
+        for policy in self._policies:
+            if policy.active:
+                policy.active, policy.streak = False, 0
+                events.append(Event("alert_cleared", time, {"label": policy.label, "reason": "input ended"}))
+        return events
+
+
+@dataclass
+class _AlertState:
+    label: str
+    index: int
+    threshold: float
+    raise_after: int
+    clear_after: int
+    active: bool = False
+    streak: int = 0  # consecutive windows arguing for a change of state
+
+    def update(self, probability: float) -> str | None:
+        arguing = probability < self.threshold if self.active else probability >= self.threshold
+        self.streak = self.streak + 1 if arguing else 0
+        if self.active and self.streak >= self.clear_after:
+            self.active, self.streak = False, 0
+            return "alert_cleared"
+        if not self.active and self.streak >= self.raise_after:
+            self.active, self.streak = True, 0
+            return "alert_raised"
+        return None

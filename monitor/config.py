@@ -1,0 +1,237 @@
+"""config.toml → typed, validated settings. Validated once, here; every error names its key."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config.toml"
+# The public pin seen in the wild for google/hear (HEAR.md); sites may pin their own.
+HEAR_DEFAULT_REVISION = "9b2eb2853c426676255cc6ac5804b7f1fe8e563f"
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message names the key and what would fix it."""
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key {key}: {message}")
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    input: str = "mic"  # mic | PATH | scenario:NAME
+    device: str = ""  # name substring or index; "" = the system default input
+    block_ms: int = 50
+    ring_seconds: float = 30.0
+    speed: float = 1.0  # file/scenario playback: 1 = real time, 0 = as fast as possible
+
+    def validate(self, section: str) -> None:
+        _check(10 <= self.block_ms <= 500, f"{section}.block_ms", "must be 10..500")
+        _check(self.ring_seconds >= 6, f"{section}.ring_seconds", "must be at least 6")
+        _check(self.speed >= 0, f"{section}.speed", "must be >= 0 (0 = as fast as possible)")
+        _check(bool(self.input), f"{section}.input", "must be mic, a file path or scenario:NAME")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    hop_s: float = 1.0
+    frame_ms: int = 30
+    vad_aggressiveness: int = 2
+    min_active_fraction: float = 0.25
+    f0_min_hz: float = 250.0
+    f0_max_hz: float = 800.0
+    min_voicing: float = 0.45  # normalised autocorrelation peak inside the F0 range
+    min_snr_db: float = 6.0
+    min_level_dbfs: float = -60.0
+
+    def validate(self, section: str) -> None:
+        _check(0.25 <= self.hop_s <= 2.0, f"{section}.hop_s", "must be 0.25..2.0 seconds")
+        _check(self.frame_ms in (10, 20, 30), f"{section}.frame_ms", "must be 10, 20 or 30 (webrtcvad)")
+        _check(self.vad_aggressiveness in (0, 1, 2, 3), f"{section}.vad_aggressiveness", "must be 0..3")
+        _check(0 < self.min_active_fraction <= 1, f"{section}.min_active_fraction", "must be in (0, 1]")
+        _check(50 <= self.f0_min_hz < self.f0_max_hz <= 2000, f"{section}.f0_min_hz",
+               "need 50 <= f0_min_hz < f0_max_hz <= 2000")
+        _check(0 < self.min_voicing < 1, f"{section}.min_voicing", "must be in (0, 1)")
+
+
+@dataclass(frozen=True)
+class HearSettings:
+    backend: str = "auto"  # auto | tf | torch
+    model_dir: str = ""  # a local copy of the weights; "" = the Hugging Face cache
+    revision: str = HEAR_DEFAULT_REVISION
+    cache_dir: str = ""  # "" = huggingface_hub's default cache
+    precision: str = "fp32"  # fp32 | bf16 | int8
+    device: str = "auto"  # auto | cpu | cuda
+
+    def validate(self, section: str) -> None:
+        _check(self.backend in ("auto", "tf", "torch"), f"{section}.backend", "must be auto, tf or torch")
+        _check(self.precision in ("fp32", "bf16", "int8"), f"{section}.precision", "must be fp32, bf16 or int8")
+        _check(self.device in ("auto", "cpu", "cuda"), f"{section}.device", "must be auto, cpu or cuda")
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    embedder: str = "acoustic-v1"  # an offline embedder id, or "hear"
+    head: str = "models/acoustic-v1"  # relative paths are relative to the project root
+    smoothing: float = 0.6  # weight of the past in the exponential smoother, 0 = none
+    max_batch: int = 8  # windows embedded together when the embedder falls behind
+
+    def validate(self, section: str) -> None:
+        _check(0 <= self.smoothing < 1, f"{section}.smoothing", "must be in [0, 1)")
+        _check(1 <= self.max_batch <= 256, f"{section}.max_batch", "must be 1..256")
+
+    def head_path(self) -> Path:
+        return _project_path(self.head)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    classes: tuple[str, ...] = ("pain", "neurological")
+    raise_windows: int = 2  # consecutive windows at or above threshold before raising
+    clear_windows: int = 4  # consecutive windows below threshold before clearing
+    thresholds: dict[str, float] = field(default_factory=dict)  # overrides the head's
+
+    def validate(self, section: str) -> None:
+        _check(self.raise_windows >= 1, f"{section}.raise_windows", "must be >= 1")
+        _check(self.clear_windows >= 1, f"{section}.clear_windows", "must be >= 1")
+        for name, value in self.thresholds.items():
+            _check(isinstance(value, (int, float)) and 0 < value < 1, f"{section}.thresholds.{name}",
+                   "must be a number in (0, 1)")
+
+
+@dataclass(frozen=True)
+class EpisodeSettings:
+    cry_threshold: float = 0.5  # smoothed probability of any cry that makes a window a cry window
+    quiet_s: float = 6.0  # an episode closes after this long without a cry window
+
+    def validate(self, section: str) -> None:
+        _check(0 < self.cry_threshold < 1, f"{section}.cry_threshold", "must be in (0, 1)")
+        _check(self.quiet_s > 0, f"{section}.quiet_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = "sqlite:///crywatch.db"  # relative sqlite paths are relative to the working directory
+    log_windows: bool = True  # one row per gated window, for review
+
+    def validate(self, section: str) -> None:
+        _check("://" in self.url, f"{section}.url", "must be a SQLAlchemy URL such as sqlite:///crywatch.db")
+
+
+@dataclass(frozen=True)
+class BusSettings:
+    endpoint: str = "tcp://127.0.0.1:5557"  # loopback by default: no bedside audio data leaves the PC
+    heartbeat_s: float = 1.0
+
+    def validate(self, section: str) -> None:
+        _check(self.endpoint.startswith(("tcp://", "ipc://", "inproc://")), f"{section}.endpoint",
+               "must be a ZeroMQ endpoint such as tcp://127.0.0.1:5557")
+        _check(self.heartbeat_s > 0, f"{section}.heartbeat_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    bed: str = "bed-1"
+    stall_s: float = 5.0  # no audio for this long = the microphone is dead: health event, no watchdog ping
+
+    def validate(self, section: str) -> None:
+        _check(bool(self.bed.strip()), f"{section}.bed", "must not be empty")
+        _check(self.stall_s > 0, f"{section}.stall_s", "must be > 0")
+
+
+@dataclass(frozen=True)
+class Settings:
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    hear: HearSettings = field(default_factory=HearSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    episodes: EpisodeSettings = field(default_factory=EpisodeSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    bus: BusSettings = field(default_factory=BusSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+
+    def with_overrides(self, **sections: dict[str, Any]) -> "Settings":
+        """Command-line overrides, validated like the file: {"audio": {"input": "mic"}}."""
+        updated = self
+        for section, values in sections.items():
+            current = getattr(updated, section)
+            clean = {k: v for k, v in values.items() if v is not None}
+            if clean:
+                merged = _build_section(type(current), {**dataclasses.asdict(current), **clean}, section)
+                updated = replace(updated, **{section: merged})
+        return updated
+
+
+def _project_path(value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    text = str(annotation)
+    if annotation is bool:
+        _check(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
+               f"must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        _check(isinstance(value, str), key, f"must be a string, got {value!r}")
+        return value
+    if text.startswith("tuple[str"):
+        _check(isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value), key,
+               f"must be a list of strings, got {value!r}")
+        return tuple(value)
+    if text.startswith("dict[str, float]"):
+        _check(isinstance(value, dict), key, f"must be a table of numbers, got {value!r}")
+        return {str(k): v for k, v in value.items()}
+    raise ConfigError(f"config key {key}: unsupported type {annotation}")
+
+
+def _build_section(cls: type, values: dict[str, Any], section: str) -> Any:
+    _check(isinstance(values, dict), section, "must be a table ([section])")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in values:
+        _check(key in known, f"{section}.{key}", f"unknown key; known keys: {', '.join(sorted(known))}")
+    built = cls(**{k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()})
+    built.validate(section)
+    return built
+
+
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    hints = get_type_hints(Settings)
+    known = {f.name for f in fields(Settings)}
+    sections = {}
+    for name, values in data.items():
+        _check(name in known, name, f"unknown section; known sections: {', '.join(sorted(known))}")
+        sections[name] = _build_section(hints[name], values, name)
+    for name in known - sections.keys():
+        sections[name] = _build_section(hints[name], {}, name)
+    return Settings(**sections)
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read config.toml (or PATH). A missing explicit file is an error; a missing default is not."""
+    if path is None:
+        if not DEFAULT_CONFIG.exists():
+            return settings_from_dict({})
+        path = DEFAULT_CONFIG
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found: pass --config with an existing file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return settings_from_dict(data)

@@ -1,0 +1,24 @@
+"""Embedder backends and the factory that picks one from settings."""
+from __future__ import annotations
+
+from monitor.config import Settings
+from monitor.embed.base import Embedder, EmbedderError, check_windows
+
+__all__ = ["Embedder", "EmbedderError", "check_windows", "make_embedder", "OFFLINE_EMBEDDERS"]
+
+OFFLINE_EMBEDDERS = ("acoustic-v1",)
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    name = settings.classifier.embedder
+    if name == "hear":
+        from monitor.embed.hear import load_hear  # torch/TF are imported only when HeAR is asked for
+
+        return load_hear(settings.hear)
+    if name == "acoustic-v1":
+        from monitor.embed.acoustic import AcousticEmbedder
+
+        return AcousticEmbedder()
+    raise EmbedderError(
+        f"unknown embedder {name!r} (config key classifier.embedder): use 'hear' or one of {', '.join(OFFLINE_EMBEDDERS)}"
+    )

@@ -1,0 +1,82 @@
+"""The stages after the gate, built once from settings and shared by both drivers.
+
+`run` (service.py) moves windows through threads; `analyze` (analyze.py) calls the same
+methods in a plain loop. A model is therefore evaluated on exactly what the monitor feeds it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.classify import Classifier, Head
+from monitor.config import Settings
+from monitor.embed import Embedder, make_embedder
+from monitor.episodes import EpisodeTracker
+from monitor.gate import Gate
+from monitor.messages import NOT_CRY, Embedding, Event, Window, seconds
+
+
+@dataclass(frozen=True)
+class Models:
+    """The loaded embedder and head, checked against each other (the expensive, shareable part)."""
+
+    embedder: Embedder
+    head: Head
+
+    @staticmethod
+    def load(settings: Settings) -> "Models":
+        head = Head.load(settings.classifier.head_path())
+        embedder = make_embedder(settings)
+        head.check_embedder(embedder.id, embedder.dim)
+        return Models(embedder, head)
+
+
+class Pipeline:
+    """Per-stream state: gate, smoother, alert hysteresis, episodes."""
+
+    def __init__(self, settings: Settings, models: Models):
+        self.models = models
+        self.gate = Gate(settings.gate)
+        self.classifier = Classifier(models.head, settings.classifier.smoothing, settings.alerts)
+        self.episodes = EpisodeTracker(settings.episodes)
+        self.last_time = 0  # end of the newest window classified
+
+    def embed(self, windows: list[Window]) -> list[Embedding]:
+        """Embeds the gated windows in one batch; ungated ones pass through without a vector."""
+        gated = [w for w in windows if w.gated]
+        vectors = iter(self.models.embedder.embed(np.stack([w.samples for w in gated])) if gated else [])
+        embedder_id = self.models.embedder.id
+        return [Embedding(w, next(vectors) if w.gated else None, embedder_id) for w in windows]
+
+    def classify(self, embeddings: list[Embedding]) -> list[Event]:
+        """Head in one batch, then smoothing, alerts and episodes window by window, in order."""
+        with_vectors = [e.vector for e in embeddings if e.vector is not None]
+        raws = iter(self.models.head.predict_proba(np.stack(with_vectors)) if with_vectors else [])
+        events: list[Event] = []
+        for embedding in embeddings:
+            raw = next(raws) if embedding.vector is not None else None
+            prediction, alert_events = self.classifier.step(embedding, raw)
+            episode_events = self.episodes.update(prediction, alert_events)
+            window = prediction.window
+            self.last_time = window.end
+            smoothed = prediction.smoothed_dict()
+            events.append(Event("window", window.end, {
+                "start_s": round(seconds(window.start), 3),
+                "level_dbfs": window.level_dbfs,
+                "activity": round(window.active_fraction, 3),
+                "gated": window.gated,
+                "raw": prediction.raw_dict(),
+                "smoothed": smoothed,
+                "cry": round(1.0 - smoothed[NOT_CRY], 4),
+                "cry_window": self.episodes.is_cry(prediction),
+                "alerts": self.classifier.active_alerts,
+            }))
+            events.extend(episode_events)
+        return events
+
+    def finish(self) -> list[Event]:
+        alert_events = self.classifier.finish(self.last_time)
+        for event in alert_events:  # the episode keeps its alert number like any other alert event
+            event.data["episode"] = self.episodes.current.number if self.episodes.current else None
+        return alert_events + self.episodes.finish()

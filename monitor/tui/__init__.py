@@ -1,0 +1,1 @@
+"""The Textual dashboard: subscribes to one or more monitors' event buses."""
