@@ -1,7 +1,10 @@
 """The dashboard app: a bus subscriber thread feeds messages; widgets render the per-bed state."""
 from __future__ import annotations
 
+import signal
 import threading
+import time
+from dataclasses import replace
 from typing import Any
 
 from textual import work
@@ -13,6 +16,10 @@ from textual.widgets import Footer, Header
 from monitor.bus import Subscriber
 from monitor.tui.state import BedView, apply
 from monitor.tui.widgets import AlertBanner, ClassBars, EpisodesTable, Meters, StatusLine
+
+
+SILENT_AFTER_S = 5.0
+NO_SIGNAL = "NO SIGNAL FROM MONITOR"
 
 
 class BusMessage(Message):
@@ -31,6 +38,7 @@ class CryWatchApp(App):
         self.endpoints = list(endpoints)
         self.beds: dict[str, BedView] = {}
         self._focus_bed: str | None = None
+        self._last_seen: dict[str, float] = {}
         self._stop_listening = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -46,6 +54,7 @@ class CryWatchApp(App):
     def on_mount(self) -> None:
         self.sub_title = "listening on " + ", ".join(self.endpoints)
         self.listen()
+        self.set_interval(1.0, self.check_silent_monitors)
 
     @work(thread=True, exclusive=True)
     def listen(self) -> None:
@@ -61,10 +70,23 @@ class CryWatchApp(App):
     def on_bus_message(self, event: BusMessage) -> None:
         message = event.payload
         bed = message["bed"]
+        self._last_seen[bed] = time.monotonic()
         self.beds[bed] = apply(self.beds.get(bed, BedView(bed)), message)
         if self._focus_bed is None or self.beds[bed].alerts or not self.beds[self._focus_bed].alerts:
             self._focus_bed = bed
         self.render_state()
+
+    def check_silent_monitors(self) -> None:
+        """A monitor that stops talking must not look like a quiet room (heartbeats come every second)."""
+        now = time.monotonic()
+        changed = False
+        for bed, seen in self._last_seen.items():
+            view = self.beds[bed]
+            if now - seen > SILENT_AFTER_S and view.health not in ("monitor stopped", NO_SIGNAL):
+                self.beds[bed] = replace(view, health=NO_SIGNAL)
+                changed = True
+        if changed:
+            self.render_state()
 
     def render_state(self) -> None:
         views = list(self.beds.values())
@@ -75,9 +97,8 @@ class CryWatchApp(App):
         self.query_one(StatusLine).show(focus)
         self.query_one(EpisodesTable).show(views)
 
-    async def action_quit(self) -> None:
-        self._stop_listening.set()
-        self.exit()
+    def on_unmount(self) -> None:
+        self._stop_listening.set()  # however the app ends, the subscriber thread must end too
 
 
 def run_with_service(service) -> Any:
@@ -88,8 +109,10 @@ def run_with_service(service) -> Any:
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", service.run()), name="service")
     thread.start()
+    app = CryWatchApp([service.bus_endpoint])
+    signal.signal(signal.SIGTERM, lambda *_: app.exit())
     try:
-        CryWatchApp([service.bus_endpoint]).run()
+        app.run()
     finally:
         service.request_stop()
         thread.join()

@@ -21,10 +21,10 @@ class AlertBanner(Static):
         unhealthy = [v for v in views if v.health not in ("ok", "waiting for the monitor")]
         self.set_class(bool(alerting), "alerting")
         self.set_class(not alerting and bool(unhealthy), "unhealthy")
-        if alerting:
-            self.update("  ".join(f"ALERT {bed}: {label.upper()} CRY" for bed, label in alerting))
-        elif unhealthy:
-            self.update("  ".join(f"{v.bed}: {v.health}" for v in unhealthy))
+        problems = [f"ALERT {bed}: {label.upper()} CRY" for bed, label in alerting]
+        problems += [f"{v.bed}: {v.health}" for v in unhealthy]
+        if problems:
+            self.update("  ".join(problems))
         elif not views:
             self.update("waiting for a monitor…")
         else:

@@ -1,0 +1,88 @@
+"""The command line as a user meets it: one-line errors, exit codes, JSON shapes."""
+import json
+
+import numpy as np
+import soundfile
+
+from monitor.classify import Head
+from tests.conftest import cry_path, pick, run_crywatch
+
+
+def _one_line_error(result, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crywatch: error: "), result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_bad_config_key(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[audio]\nmicrophone = "usb"\n')
+    _one_line_error(run_crywatch("--config", str(config), "run", "--headless"), "audio.microphone", "unknown key")
+
+
+def test_missing_and_empty_audio(tmp_path):
+    _one_line_error(run_crywatch("run", "--headless", "--input", str(tmp_path / "none.wav")), "none.wav", "not found")
+    empty = tmp_path / "empty.wav"
+    soundfile.write(empty, np.zeros(0), 16000)
+    _one_line_error(run_crywatch("run", "--headless", "--input", str(empty)), "holds no samples")
+
+
+def test_unknown_scenario_lists_the_known_ones():
+    _one_line_error(run_crywatch("run", "--headless", "--input", "scenario:ward"), "scenario:nicu", "scenario:quiet")
+
+
+def test_head_embedder_mismatch_names_both(settings, tmp_path):
+    head = Head.load(settings.classifier.head_path())
+    other = Head("other-head", "hear-torch@9b2eb2853c42", head.dim, head.classes, head.thresholds, 1.0,
+                 head.mean, head.scale, head.layers)
+    other.save(tmp_path / "other")
+    config = tmp_path / "c.toml"
+    config.write_text(f'[classifier]\nhead = "{tmp_path / "other"}"\n')
+    _one_line_error(run_crywatch("--config", str(config), "analyze", "x.wav"),
+                    "'hear-torch@9b2eb2853c42'", "running embedder is 'acoustic-v1'")
+
+
+def test_a_microphone_that_is_not_there(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[audio]\ndevice = "no-such-microphone-xyz"\n')
+    result = run_crywatch("--config", str(config), "run", "--headless", "--input", "mic")
+    assert result.returncode == 2
+    assert "crywatch devices" in result.stderr or "libportaudio2" in result.stderr, result.stderr
+
+
+def test_unwritable_database_is_refused_before_listening(tmp_path):
+    _one_line_error(run_crywatch("run", "--headless", "--input", "scenario:quiet",
+                                 "--db", f"sqlite:///{tmp_path}/no/such/dir/log.db"), "cannot open database")
+
+
+def test_analyze_json_and_a_bad_file_among_good_ones(cries_index, tmp_path):
+    [cry] = pick(cries_index, 1, source="corvin", label="pain")
+    junk = tmp_path / "junk.flac"
+    junk.write_bytes(b"garbage")
+    result = run_crywatch("analyze", "--json", str(cry_path(cry)), str(junk))
+    assert result.returncode == 1 and "junk.flac is not readable audio" in result.stderr
+    good, bad = json.loads(result.stdout)
+    assert set(good) >= {"path", "duration_s", "probs", "episodes"} and "error" in bad
+    assert good["probs"]["cry"] == round(1 - good["probs"]["not_cry"], 4)
+    [episode] = good["episodes"]
+    assert set(episode) == {"start_s", "end_s", "label", "probs", "peak", "alert"}
+
+
+def test_analyze_a_file_with_no_gated_window_reports_no_evidence(tmp_path):
+    quiet = tmp_path / "hum.wav"
+    t = np.arange(3 * 16000) / 16000
+    soundfile.write(quiet, 0.01 * np.sin(2 * np.pi * 50 * t), 16000)
+    [result] = json.loads(run_crywatch("analyze", "--json", str(quiet)).stdout)
+    assert result["probs"]["cry"] == 0 and result["probs"]["pain"] is None and result["episodes"] == []
+
+
+def test_episodes_command_reads_what_run_logged(tmp_path):
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    assert run_crywatch("run", "--headless", "--input", "scenario:nicu", "--speed", "0", "--db", db,
+                        "--bus", "tcp://127.0.0.1:*").returncode == 0
+    [episode] = json.loads(run_crywatch("episodes", "--db", db, "--json").stdout)
+    assert episode["end"] is not None and episode["start"].endswith("+00:00")
+    assert json.loads(run_crywatch("episodes", "--db", db, "--json", "--since", "2999-01-01T00:00:00").stdout) == []
+    _one_line_error(run_crywatch("episodes", "--db", db, "--since", "yesterday"), "ISO 8601")

@@ -1,0 +1,112 @@
+"""The live driver end to end: real files and scenarios through the threads, a real SQLite file,
+real ZeroMQ sockets, real signals."""
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+
+from monitor.bus import Subscriber
+from monitor.pipeline import Models
+from monitor.service import Service
+from monitor.store import list_episodes, open_engine
+from tests.conftest import PROJECT_ROOT, crywatch_command, cry_path, free_endpoint, pick
+
+
+def _service(settings, tmp_path, source: str, speed: float = 0.0, models=None, on_message=None) -> Service:
+    configured = settings.with_overrides(audio={"input": source, "speed": speed},
+                                         store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+                                         bus={"endpoint": free_endpoint()}, service={"bed": "bed-test"})
+    return Service(configured, models=models, on_message=on_message)
+
+
+def test_a_real_cry_file_gives_an_episode_row_and_bus_events(settings, models, cries_index, tmp_path):
+    [row] = pick(cries_index, 1, source="corvin", label="pain")
+    service = _service(settings, tmp_path, str(cry_path(row)), models=models)
+    subscriber = Subscriber([service.bus_endpoint])
+    received = []
+    stop = threading.Event()
+
+    def listen():
+        while not stop.is_set():
+            message = subscriber.receive(50)
+            if message:
+                received.append(message)
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    time.sleep(0.3)  # let the subscription land before the first event (PUB/SUB slow joiner)
+    summary = service.run()
+    time.sleep(0.3)
+    stop.set()
+    listener.join()
+    subscriber.close()
+
+    assert summary.failed is None and summary.episodes
+    [episode] = list_episodes(open_engine(f"sqlite:///{tmp_path / 'log.db'}"))
+    assert episode["end"] is not None and episode["bed"] == "bed-test" and episode["source"].endswith(".flac")
+    kinds = [m["type"] for m in received]
+    assert "episode_opened" in kinds and "episode_closed" in kinds and "window" in kinds
+    assert kinds.index("episode_opened") < kinds.index("episode_closed")
+    assert all(m["v"] == 1 and m["bed"] == "bed-test" for m in received)
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        states = [k for (k,) in db.execute("select kind from service_events order by id")]
+        assert states == ["service_started", "service_stopped"]
+        assert db.execute("select count(*) from windows").fetchone()[0] >= 3
+
+
+@pytest.mark.parametrize("scenario, episodes", [("nicu", 1), ("quiet", 0)])
+def test_the_built_in_scenarios_show_the_pipeline_working(settings, models, tmp_path, scenario, episodes):
+    summary = _service(settings, tmp_path, f"scenario:{scenario}", models=models).run()
+    assert summary.failed is None and summary.windows == 59
+    assert len(summary.episodes) == episodes
+    if episodes:
+        [episode] = summary.episodes
+        assert 17 <= episode["start_s"] <= 22 and 36 <= episode["end_s"] <= 42  # the cry is at 20-38 s
+
+
+class _BrokenEmbedder:
+    id, dim = "acoustic-v1", 141
+
+    def embed(self, windows):
+        raise RuntimeError("simulated embedder crash")
+
+
+def test_a_crashed_worker_stops_the_service_loudly_and_is_logged(settings, models, tmp_path):
+    broken = Models(_BrokenEmbedder(), models.head)
+    summary = _service(settings, tmp_path, "scenario:nicu", models=broken).run()
+    assert summary.failed and "embedder worker failed: RuntimeError: simulated embedder crash" in summary.failed
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        kinds = [k for (k,) in db.execute("select kind from service_events order by id")]
+    assert kinds == ["service_started", "worker_failed", "service_stopped"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signals_stop_the_service_cleanly_with_everything_flushed(tmp_path, sig):
+    db = tmp_path / "log.db"
+    process = subprocess.Popen(
+        crywatch_command("run", "--headless", "--input", "scenario:nicu", "--speed", "4", "--db", f"sqlite:///{db}",
+                         "--bus", free_endpoint()),
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        for line in process.stdout:  # wait until the cry episode is under way
+            lines.append(line)
+            if "cry episode 1 started" in line:
+                break
+        time.sleep(1.0)
+        process.send_signal(sig)
+        rest, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    output = "".join(lines) + rest
+    assert process.returncode == 0, output
+    assert "cry episode 1 started" in output and "service_stopped" in output
+    with sqlite3.connect(db) as conn:
+        ends = conn.execute("select end from episodes").fetchall()
+        assert len(ends) == 1 and ends[0][0] is not None  # the open episode was closed and written
+        kinds = [k for (k,) in conn.execute("select kind from service_events order by id")]
+        assert kinds[-1] == "service_stopped"
+        assert conn.execute("select count(*) from alerts where cleared is null").fetchone() == (0,)
