@@ -76,8 +76,8 @@ class HearSettings:
 
 @dataclass(frozen=True)
 class ClassifierSettings:
-    embedder: str = "acoustic-v1"  # an offline embedder id, or "hear"
-    head: str = "models/acoustic-v1"  # relative paths are relative to the project root
+    embedder: str = "acoustic-v2"  # an offline embedder id, or "hear"
+    head: str = "models/acoustic-v2"  # relative paths are relative to the project root
     smoothing: float = 0.6  # weight of the past in the exponential smoother, 0 = none
     max_batch: int = 8  # windows embedded together when the embedder falls behind
 

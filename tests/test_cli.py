@@ -41,7 +41,7 @@ def test_head_embedder_mismatch_names_both(settings, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(f'[classifier]\nhead = "{tmp_path / "other"}"\n')
     _one_line_error(run_crywatch("--config", str(config), "analyze", "x.wav"),
-                    "'hear-torch@9b2eb2853c42'", "running embedder is 'acoustic-v1'")
+                    "'hear-torch@9b2eb2853c42'", f"running embedder is '{settings.classifier.embedder}'")
 
 
 def test_a_microphone_that_is_not_there(tmp_path):

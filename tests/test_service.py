@@ -68,14 +68,15 @@ def test_the_built_in_scenarios_show_the_pipeline_working(settings, models, tmp_
 
 
 class _BrokenEmbedder:
-    id, dim = "acoustic-v1", 141
+    def __init__(self, like):
+        self.id, self.dim = like.id, like.dim
 
     def embed(self, windows):
         raise RuntimeError("simulated embedder crash")
 
 
 def test_a_crashed_worker_stops_the_service_loudly_and_is_logged(settings, models, tmp_path):
-    broken = Models(_BrokenEmbedder(), models.head)
+    broken = Models(_BrokenEmbedder(models.embedder), models.head)
     summary = _service(settings, tmp_path, "scenario:nicu", models=broken).run()
     assert summary.failed and "embedder worker failed: RuntimeError: simulated embedder crash" in summary.failed
     with sqlite3.connect(tmp_path / "log.db") as db:

@@ -6,7 +6,7 @@ from monitor.embed.base import Embedder, EmbedderError, check_windows
 
 __all__ = ["Embedder", "EmbedderError", "check_windows", "make_embedder", "OFFLINE_EMBEDDERS"]
 
-OFFLINE_EMBEDDERS = ("acoustic-v1",)
+OFFLINE_EMBEDDERS = ("acoustic-v1", "acoustic-v2")
 
 
 def make_embedder(settings: Settings) -> Embedder:
@@ -19,6 +19,10 @@ def make_embedder(settings: Settings) -> Embedder:
         from monitor.embed.acoustic import AcousticEmbedder
 
         return AcousticEmbedder()
+    if name == "acoustic-v2":
+        from monitor.embed.acoustic_v2 import AcousticV2Embedder
+
+        return AcousticV2Embedder()
     raise EmbedderError(
         f"unknown embedder {name!r} (config key classifier.embedder): use 'hear' or one of {', '.join(OFFLINE_EMBEDDERS)}"
     )
