@@ -53,12 +53,12 @@ class Service:
                  on_message: Callable[[dict[str, Any]], None] | None = None):
         """Opens everything that can fail on bad input (head, embedder, audio, database, bus) up front."""
         self.settings = settings
+        audio = settings.audio
+        self.source: Source = open_source(InputSpec.parse(audio.input, audio.device), audio.speed, audio.block_ms)
         self.models = models or Models.load(settings)
         self.run_id = str(uuid.uuid4())
         self.bed = settings.service.bed
         self._on_message = on_message
-        audio = settings.audio
-        self.source: Source = open_source(InputSpec.parse(audio.input, audio.device), audio.speed, audio.block_ms)
         self.ring = RingBuffer(int(audio.ring_seconds * SAMPLE_RATE))
         self.pipeline = Pipeline(settings, self.models)
         self._engine = open_engine(settings.store.url)
@@ -121,6 +121,8 @@ class Service:
             for worker in self._workers:
                 if worker.error is not None:
                     return f"{worker.name} worker failed: {describe_error(worker.error)['error']}"
+            if self.source.live and self.source.finished:  # e.g. the USB microphone was unplugged
+                return f"{self.source.description} stopped delivering audio (device removed or failed)"
             if not self._worker("gate").is_alive() and not self._worker("classifier").is_alive():
                 return None  # the input ended and everything downstream drained
             now = time.monotonic()
