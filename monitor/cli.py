@@ -8,6 +8,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from monitor import model_cmd
 from monitor.audio import AudioError
 from monitor.bus import BusError
 from monitor.classify import HeadError
@@ -36,6 +37,8 @@ def _describe_event(message: dict[str, Any]) -> str | None:
         return f"{stamp} ALERT {data['label'].upper()} (p={data['probability']:.2f}, episode {data['episode']})"
     if kind == "alert_cleared":
         return f"{stamp} alert {data['label']} cleared"
+    if kind == "health" and data["state"] == "service_started":
+        return f"{stamp} listening"
     if kind == "health":
         details = ", ".join(f"{k}={v}" for k, v in data.items() if k != "state")
         return f"{stamp} {data['state']}" + (f" ({details})" if details else "")
@@ -60,6 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"crywatch: bed {service.bed}, {service.source.description}\n"
           f"crywatch: embedder {service.models.embedder.id}, head {service.models.head.name}, "
           f"events on {service.bus_endpoint}, log {settings.store.url}", flush=True)
+    for label in service.pipeline.classifier.unsupported_alert_classes:
+        print(f"crywatch: warning: head {service.models.head.name} has no {label!r} class: "
+              f"{label} cries will NOT alert (see its model card)", file=sys.stderr, flush=True)
     if headless:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: service.request_stop())
@@ -181,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     devices = commands.add_parser("devices", help="list microphones")
     devices.set_defaults(func=cmd_devices)
+
+    model_cmd.add_parser(commands)
 
     train = commands.add_parser("train", help="train or evaluate a head (same as python -m train)", add_help=False)
     train.add_argument("train_args", nargs=argparse.REMAINDER)
