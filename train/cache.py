@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from monitor.audio import load_audio
-from monitor.config import ClassifierSettings, GateSettings, Settings
+from monitor.config import GateSettings, load_settings
 from monitor.embed import Embedder, make_embedder
 from monitor.gate import gate_recording
 from monitor.messages import WINDOW_SAMPLES
@@ -49,13 +49,19 @@ def file_sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
+def embedder_name(embedder: str) -> str:
+    """make_embedder's name for an embedder id or name: HeAR ids carry backend and revision (hear-torch@…)."""
+    return "hear" if embedder.startswith("hear-") else embedder
+
+
 @lru_cache(maxsize=4)
-def _embedder(embedder_id: str) -> Embedder:
-    """One embedder per process and id (building one can load weights)."""
-    return make_embedder(Settings(classifier=ClassifierSettings(embedder=embedder_id)))
+def _embedder(name: str, config: str | None) -> Embedder:
+    """One embedder per process, name and config (building one can load weights); the config
+    file (default: the project's config.toml) supplies the [hear] settings, as for the monitor."""
+    return make_embedder(load_settings(config).with_overrides(classifier={"embedder": name}))
 
 
-def compute_windows(path: Path, embedder_id: str, gate: GateSettings) -> FileWindows:
+def compute_windows(path: Path, name: str, gate: GateSettings, config: str | None = None) -> FileWindows:
     samples = load_audio(path)
     decisions = gate_recording(samples, gate)
     # Ungated windows are embedded too (as negatives) from the same span the gate judged.
@@ -64,7 +70,7 @@ def compute_windows(path: Path, embedder_id: str, gate: GateSettings) -> FileWin
         for w in decisions
     ]).astype(np.float32)
     assert windows.shape[1] == WINDOW_SAMPLES
-    embedder = _embedder(embedder_id)
+    embedder = _embedder(name, config)
     vectors = np.concatenate([embedder.embed(windows[i : i + _BATCH]) for i in range(0, len(windows), _BATCH)])
     return FileWindows(
         starts=np.array([w.start for w in decisions], np.int64),
@@ -75,18 +81,21 @@ def compute_windows(path: Path, embedder_id: str, gate: GateSettings) -> FileWin
     )
 
 
-def _compute_job(job: tuple[Path, str, GateSettings]) -> FileWindows:
+def _compute_job(job: tuple[Path, str, GateSettings, str | None]) -> FileWindows:
     return compute_windows(*job)
 
 
 class EmbeddingCache:
     """npz files under root/<embedder id>/<gate fingerprint>/<file sha1>.npz; counts hits and misses."""
 
-    def __init__(self, root: Path, embedder_id: str, gate: GateSettings):
-        self.embedder_id = embedder_id
+    def __init__(self, root: Path, embedder: str, gate: GateSettings, config: str | None = None):
+        self.name, self.config = embedder_name(embedder), config
+        self.embedder_id = _embedder(self.name, config).id  # e.g. hear-torch@<commit>: keys vectors by what made them
+        # A large model embeds on all cores by itself; one copy per worker process would only cost memory.
+        self.in_process = self.name == "hear"
         self.gate = gate
         fingerprint = hashlib.sha1(json.dumps(dataclasses.asdict(gate), sort_keys=True).encode()).hexdigest()[:12]
-        self.folder = Path(root).expanduser() / embedder_id / f"gate-{fingerprint}"
+        self.folder = Path(root).expanduser() / self.embedder_id / f"gate-{fingerprint}"
         self.hits = 0
         self.misses = 0
 
@@ -113,8 +122,8 @@ class EmbeddingCache:
         missing = [i for i, f in enumerate(found) if f is None]
         self.hits += len(records) - len(missing)
         self.misses += len(missing)
-        jobs = [(records[i].path, self.embedder_id, self.gate) for i in missing]
-        workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
+        jobs = [(records[i].path, self.name, self.gate, self.config) for i in missing]
+        workers = 1 if self.in_process else min(workers or os.cpu_count() or 1, max(1, len(jobs)))
         progress = tqdm(total=len(jobs), desc=f"embed {self.embedder_id}", unit="file", disable=not jobs)
         with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
             results = pool.map(_compute_job, jobs, chunksize=4) if pool else map(_compute_job, jobs)

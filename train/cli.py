@@ -12,7 +12,7 @@ from pathlib import Path
 
 from monitor.audio import AudioError
 from monitor.classify import Head, HeadError
-from monitor.config import GateSettings
+from monitor.config import ConfigError, GateSettings
 from monitor.embed import EmbedderError
 from train.cache import DEFAULT_CACHE, EmbeddingCache
 from train.card import model_card
@@ -22,7 +22,7 @@ from train.labels import CRYWATCH, LabelError, load_label_map
 from train.report import plot_set, report_markdown, write_json
 from train.splits import LeakageError
 
-USER_ERRORS = (DataError, LabelError, LeakageError, HeadError, AudioError, EmbedderError)
+USER_ERRORS = (DataError, LabelError, LeakageError, HeadError, AudioError, EmbedderError, ConfigError)
 SHIPPED_FILES = ("head.json", "weights.npz", "report.json", "report.md", "MODEL_CARD.md")
 
 
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="train a head with grouped splits and write it with its report")
     fit.add_argument("--data", type=Path, required=True, help="index.csv (path,label,group[,source]) or a folder per label")
-    fit.add_argument("--embedder", default="acoustic-v1", help="offline embedder id")
+    fit.add_argument("--embedder", default="acoustic-v2",
+                     help="an offline embedder id, or hear (weights and [hear] settings from --config)")
     fit.add_argument("--out", type=Path, required=True, help="head folder to write, e.g. models/acoustic-v1")
     fit.add_argument("--model", choices=("logistic", "mlp", "ensemble"), default="ensemble",
                      help="ensemble = mean of the MLP's and the logistic head's logits, exported as one network")
@@ -68,6 +69,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="embedding cache (env CRYWATCH_CACHE)")
     parser.add_argument("--workers", type=int, default=0, help="processes for embedding (0 = all cores)")
+    parser.add_argument("--config", help="config.toml whose [hear] section locates HeAR weights (default: the project's)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,12 +93,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     label_map = load_label_map(args.label_map)
     records = read_dataset(args.data, label_map)
     gate = GateSettings()
-    cache = EmbeddingCache(args.cache_dir, args.embedder, gate)
+    cache = EmbeddingCache(args.cache_dir, args.embedder, gate, args.config)
     windows = cache.embed(records, args.workers)
     classes = class_list(records, label_map.vocabulary)
     mlp = MLPConfig(hidden=tuple(int(h) for h in args.hidden.split(",")), label_smoothing=args.label_smoothing,
                     mixup_alpha=args.mixup, seed=args.seed)
-    config = FitConfig(embedder=args.embedder, model=args.model, cv_folds=args.cv, seed=args.seed,
+    config = FitConfig(embedder=cache.embedder_id, model=args.model, cv_folds=args.cv, seed=args.seed,
                        negatives=args.negatives, logistic_c=args.c, mlp=mlp, refit=not args.no_refit)
     head, outer, inner, heldout = holdout_fit(records, windows, classes, config, args.out.name)
     scored = {"heldout": heldout}
@@ -212,7 +214,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not records:
             raise DataError(f"no recording of {args.data} is in the held-out groups of {args.model}: use --split all")
     gate = GateSettings(**head.metadata.get("gate", {}))
-    cache = EmbeddingCache(args.cache_dir, head.embedder_id, gate)
+    cache = EmbeddingCache(args.cache_dir, head.embedder_id, gate, args.config)
+    head.check_embedder(cache.embedder_id, head.dim)
     windows = cache.embed(records, args.workers)
     if windows and windows[0].vectors.shape[1] != head.dim:
         raise HeadError(f"head {args.model} expects dim {head.dim}, embedder {head.embedder_id} gives {windows[0].vectors.shape[1]}")
