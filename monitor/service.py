@@ -237,12 +237,20 @@ class Service:
             self.windows += 1
         elif event.kind == "alert_raised":
             self.alerts += 1
-        elif event.kind == "episode_closed":
-            self.recent = (self.recent + [event.data])[-_RECENT_EPISODES:]
+        if event.kind.startswith("episode_"):
+            message["data"] = self._with_wall_times(event.data)
+        if event.kind == "episode_closed":
+            self.recent = (self.recent + [message["data"]])[-_RECENT_EPISODES:]
         self._store_q.put(message)
         self._bus_q.put(message)
         if self._on_message is not None:
             self._on_message(message)
+
+    def _with_wall_times(self, episode: dict[str, Any]) -> dict[str, Any]:
+        """Staff read clock times: attached here, at the edge, like every other wall-clock time."""
+        end = episode["end_s"]
+        return {**episode, "start_time": self._wall(episode["start_s"]).isoformat(),
+                "end_time": None if end is None else self._wall(end).isoformat()}
 
     def _status_message(self) -> dict[str, Any]:
         current = self.pipeline.episodes.current
@@ -254,7 +262,7 @@ class Service:
             "classes": list(self.models.head.classes),
             "alerts": self.pipeline.classifier.active_alerts,
             "unsupported_alert_classes": list(self.pipeline.classifier.unsupported_alert_classes),
-            "episode": current.summary(open_=True) if current else None,
+            "episode": self._with_wall_times(current.summary(open_=True)) if current else None,
             "recent": self.recent,
             "overruns": self.source.overruns,
             "dropped_windows": self._embed_q.dropped + self.pipeline.gate.dropped_windows,

@@ -51,6 +51,8 @@ def test_a_real_cry_file_gives_an_episode_row_and_bus_events(settings, models, c
     assert "episode_opened" in kinds and "episode_closed" in kinds and "window" in kinds
     assert kinds.index("episode_opened") < kinds.index("episode_closed")
     assert all(m["v"] == 1 and m["bed"] == "bed-test" for m in received)
+    closed = next(m for m in received if m["type"] == "episode_closed")["data"]
+    assert closed["start_time"] < closed["end_time"] and closed["start_time"].endswith("+00:00")
     with sqlite3.connect(tmp_path / "log.db") as db:
         states = [k for (k,) in db.execute("select kind from service_events order by id")]
         assert states == ["service_started", "service_stopped"]

@@ -1,5 +1,6 @@
 """The dashboard: a real Textual app (Pilot) on real sockets, and the real terminal (tmux)."""
 import asyncio
+import re
 import shutil
 import subprocess
 import threading
@@ -44,6 +45,7 @@ def test_dashboard_shows_a_live_episode_from_a_running_service(settings, models,
                                                for c in table.get_row_at(r)))
             row = table.get_row_at(0)
             assert row[0] == "bed-12" and row[2] == "ongoing"
+            assert re.fullmatch(r"\d\d:\d\d:\d\d", row[1])  # local clock time, not stream seconds
             meters = _text(app.query_one(Meters))
             assert "bed-12" in meters and "episode 1 since" in meters
             assert "not_cry" in _text(app.query_one(ClassBars))

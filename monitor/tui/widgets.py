@@ -1,11 +1,18 @@
 """Small widgets, each rendering one part of a BedView."""
 from __future__ import annotations
 
+from datetime import datetime
+
 from textual.widgets import DataTable, Static
 
 from monitor.tui.state import BedView
 
 _BAR = 24
+
+
+def clock(iso: str) -> str:
+    """An event's UTC time as this PC's local wall-clock time."""
+    return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S")
 
 
 def bar(fraction: float, width: int = _BAR) -> str:
@@ -41,7 +48,7 @@ class Meters(Static):
             f"cry activity {bar(view.activity)} {view.activity:6.2f}",
             f"crying       {bar(view.cry)} {view.cry:6.2f}",
             "",
-            (f"[b]episode {episode['episode']}[/b] since {episode['start_s']:.0f} s: {episode['label']}"
+            (f"[b]episode {episode['episode']}[/b] since {clock(episode['start_time'])}: {episode['label']}"
              if episode else "no cry episode"),
         ]
         self.update("\n".join(lines))
@@ -79,8 +86,8 @@ class EpisodesTable(DataTable):
         for view in views:
             episodes = list(view.recent) + ([view.episode] if view.episode else [])
             for ep in episodes:
-                end = "ongoing" if ep["end_s"] is None else f"{ep['end_s']:.1f} s"
-                rows.append((view.bed, f"{ep['start_s']:.1f} s", end, ep["label"],
+                end = "ongoing" if ep["end_time"] is None else clock(ep["end_time"])
+                rows.append((view.bed, clock(ep["start_time"]), end, ep["label"],
                              f"{ep['probs'][ep['label']]:.2f}", "ALERT" if ep["alert"] else ""))
         self.clear()
         for row in reversed(rows):  # newest first
