@@ -251,7 +251,8 @@ def _sounddevice():
     try:
         import sounddevice
     except OSError as exc:
-        raise AudioError(f"PortAudio is not installed ({exc}): apt-get install libportaudio2") from exc
+        raise AudioError(f"PortAudio is not installed ({exc}): apt-get install libportaudio2, "
+                         "then check `crywatch devices`") from exc
     return sounddevice
 
 
