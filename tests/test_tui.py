@@ -46,8 +46,8 @@ def test_dashboard_shows_a_live_episode_from_a_running_service(settings, models,
             row = table.get_row_at(0)
             assert row[0] == "bed-12" and row[2] == "ongoing"
             assert re.fullmatch(r"\d\d:\d\d:\d\d", row[1])  # local clock time, not stream seconds
-            meters = _text(app.query_one(Meters))
-            assert "bed-12" in meters and "episode 1 since" in meters
+            assert app.query_one(Meters).border_title == "bed-12"
+            assert "episode 1 since" in _text(app.query_one(Meters))
             assert "not_cry" in _text(app.query_one(ClassBars))
             assert "neurological" in _text(app.query_one(ClassBars))  # shown as not detectable, not hidden
             await _wait_for(pilot, lambda: "ended" in str(table.get_row_at(0)) or table.get_row_at(0)[2] != "ongoing")
@@ -93,8 +93,11 @@ def test_crywatch_run_draws_the_dashboard_in_a_real_terminal(tmp_path):
     command = " ".join(crywatch_command("run", "--input", "scenario:nicu", "--speed", "4",
                                         "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", free_endpoint()))
     done = tmp_path / "exit"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", "-c", str(PROJECT_ROOT),
+    # 80x24: the smallest terminal a bedside PC is likely to have; the size is pinned, not left to tmux.
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(PROJECT_ROOT),
                     f"{command}; echo $? > {done}; sleep 60"], check=True)
+    subprocess.run(["tmux", "set-option", "-t", session, "window-size", "manual"], check=True)
+    subprocess.run(["tmux", "resize-window", "-t", session, "-x", "80", "-y", "24"], check=True)
 
     def screen() -> str:
         return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
@@ -105,7 +108,7 @@ def test_crywatch_run_draws_the_dashboard_in_a_real_terminal(tmp_path):
             assert time.monotonic() < deadline, screen()
             time.sleep(0.5)
         shown = screen()
-        assert "CryWatch" in shown and "SYNTHETIC scenario" in shown and "input level" in shown
+        assert "CryWatch" in shown and "SYNTHETIC scenario" in shown and "level" in shown and "dBFS" in shown
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
         deadline = time.monotonic() + 30
         while not done.exists():

@@ -7,7 +7,7 @@ from textual.widgets import DataTable, Static
 
 from monitor.tui.state import BedView
 
-_BAR = 24
+_BAR = 14  # bars, labels and values fit a half-width panel of an 80-column terminal
 
 
 def clock(iso: str) -> str:
@@ -40,14 +40,13 @@ class AlertBanner(Static):
 
 class Meters(Static):
     def show(self, view: BedView) -> None:
+        self.border_title = view.bed
         level = view.level_dbfs if view.level_dbfs is not None else -120.0
         episode = view.episode
         lines = [
-            f"[b]{view.bed}[/b]",
-            f"input level  {bar((level + 90) / 90)} {level:6.1f} dBFS",
-            f"cry activity {bar(view.activity)} {view.activity:6.2f}",
-            f"crying       {bar(view.cry)} {view.cry:6.2f}",
-            "",
+            f"level    {bar((level + 90) / 90)} {level:4.0f} dBFS",
+            f"activity {bar(view.activity)} {view.activity:5.2f}",
+            f"crying   {bar(view.cry)} {view.cry:5.2f}",
             (f"[b]episode {episode['episode']}[/b] since {clock(episode['start_time'])}: {episode['label']}"
              if episode else "no cry episode"),
         ]
@@ -55,16 +54,19 @@ class Meters(Static):
 
 
 class ClassBars(Static):
+    def on_mount(self) -> None:
+        self.border_title = "smoothed class probabilities"
+
     def show(self, view: BedView) -> None:
         if not view.probs:
             self.update("class probabilities appear with the first window")
             return
-        lines = ["[b]smoothed class probabilities[/b]"]
+        lines = []
         for label, p in view.probs.items():
             mark = " [reverse]ALERT[/]" if label in view.alerts else ""
-            lines.append(f"{label:<13}{bar(p)} {p:5.2f}{mark}")
+            lines.append(f"{label:<11}{bar(p)} {p:4.2f}{mark}")
         for label in view.unsupported:
-            lines.append(f"{label:<13}[dim]not detectable by this head[/dim]")
+            lines.append(f"{label} [dim](not in this head)[/dim]")
         self.update("\n".join(lines))
 
 
