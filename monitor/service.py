@@ -82,6 +82,11 @@ class Service:
         self._health = "starting"
         self._workers: list[Worker] = []
 
+    @property
+    def dropped_windows(self) -> int:
+        """Windows lost because a stage fell behind: by the gate (ring lapped) or the embedder queue."""
+        return self._embed_q.dropped + self.pipeline.gate.dropped_windows
+
     # -- time ---------------------------------------------------------------------------------
     def _wall(self, stream_s: float) -> datetime:
         return utc(self._t0 + stream_s / (self._speed or 1.0))
@@ -158,7 +163,7 @@ class Service:
             self._worker(name).join(timeout=30)
         self._emit(Event("health", self.ring.end, {"state": "service_stopped", "reason": failed or "stopped",
                                                    "overruns": self.source.overruns,
-                                                   "dropped_windows": self._embed_q.dropped + self.pipeline.gate.dropped_windows}))
+                                                   "dropped_windows": self.dropped_windows}))
         self._store_q.put(END)
         self._bus_q.put(END)
         for name in ("store", "bus"):
@@ -265,7 +270,7 @@ class Service:
             "episode": self._with_wall_times(current.summary(open_=True)) if current else None,
             "recent": self.recent,
             "overruns": self.source.overruns,
-            "dropped_windows": self._embed_q.dropped + self.pipeline.gate.dropped_windows,
+            "dropped_windows": self.dropped_windows,
             "lag_s": round(max(0, self.ring.end - self._classified_to - 32_000) / SAMPLE_RATE, 2),
             "heard_s": round(seconds(self.ring.end), 1),
         }

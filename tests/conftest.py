@@ -64,10 +64,10 @@ def crywatch_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "monitor.cli", *args]
 
 
-def run_crywatch(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(crywatch_command(*args), capture_output=True, text=True, timeout=timeout,
-                          cwd=kwargs.pop("cwd", PROJECT_ROOT), env=env, **kwargs)
+def run_crywatch(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`crywatch ARGS` in the project root; `env` adds to this process's environment."""
+    return subprocess.run(crywatch_command(*args), capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
 
 @pytest.fixture(scope="session")

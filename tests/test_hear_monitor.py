@@ -1,30 +1,24 @@
 """`crywatch` with `embedder = "hear"`: a clear error without weights, the whole service with stand-ins."""
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
 
 import numpy as np
 import pytest
 
 from monitor.classify import Head
-from tests.conftest import PROJECT_ROOT, crywatch_command, cry_path, pick
+from tests.conftest import cry_path, pick, run_crywatch
 from tests.hear_standins import REVISION, save_tf_standin, write_config
 
 pytest.importorskip("tensorflow", reason="the tf backend needs tensorflow-cpu (the hear extra)")
-
-
-def _crywatch(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(crywatch_command(*args), capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
-                          env={**os.environ, **env})
+OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
 
 def test_hear_without_weights_is_one_clear_line(tmp_path):
     config = write_config(tmp_path / "config.toml", classifier={"embedder": "hear"},
                           hear={"backend": "auto", "cache_dir": str(tmp_path / "empty-cache")})
-    result = _crywatch("--config", str(config), "run", "--headless", "--input", "scenario:quiet",
-                       HF_HUB_OFFLINE="1")
+    result = run_crywatch("--config", str(config), "run", "--headless", "--input", "scenario:quiet",
+                          env=OFFLINE)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("crywatch: error: ") and "crywatch model pull hear" in line
@@ -41,8 +35,8 @@ def test_the_service_runs_end_to_end_on_stand_in_weights(cries_index, tmp_path):
                           hear={"backend": "tf", "model_dir": str(standin), "revision": REVISION})
     [row] = pick(cries_index, 1, source="corvin", label="pain")
     db = tmp_path / "log.db"
-    result = _crywatch("--config", str(config), "run", "--headless", "--input", str(cry_path(row)), "--speed", "0",
-                       "--db", f"sqlite:///{db}", "--bus", "tcp://127.0.0.1:*", HF_HUB_OFFLINE="1")
+    result = run_crywatch("--config", str(config), "run", "--headless", "--input", str(cry_path(row)), "--speed", "0",
+                          "--db", f"sqlite:///{db}", "--bus", "tcp://127.0.0.1:*", timeout=300, env=OFFLINE)
     assert result.returncode == 0, result.stderr
     assert f"embedder hear-tf@{REVISION[:12]}, head hear-standin" in result.stdout
     assert "ALERT PAIN" in result.stdout
