@@ -8,13 +8,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import numpy as np
 import soundfile
 import soxr
 
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Block
+
+if TYPE_CHECKING:
+    from sounddevice import InputStream  # sounddevice is loaded lazily at run time, see _sounddevice()
 
 
 class AudioError(RuntimeError):
@@ -209,7 +212,7 @@ class MicrophoneSource:
         self._device = resolve_input_device(device)
         self._block = block
         self._overruns = 0
-        self._stream = None
+        self._stream: InputStream | None = None
         info = sounddevice.query_devices(self._device, "input")
         self.description = f"microphone {info['name']!r}"
 

@@ -68,7 +68,9 @@ class Head:
         arrays = {"mean": self.mean, "scale": self.scale}
         for i, (w, b) in enumerate(self.layers):
             arrays[f"W{i}"], arrays[f"b{i}"] = w, b
-        np.savez(folder / "weights.npz", **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+        # Any: numpy's stub also checks ** values against savez's keyword `allow_pickle: bool`.
+        named: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
+        np.savez(folder / "weights.npz", **named)
         meta = {**self.metadata, "format": HEAD_FORMAT, "name": self.name, "embedder_id": self.embedder_id,
                 "dim": self.dim, "classes": list(self.classes), "thresholds": self.thresholds,
                 "temperature": self.temperature}

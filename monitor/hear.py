@@ -5,7 +5,7 @@ import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -30,7 +30,10 @@ PCEN_FLOOR = 1e-8
 SPEC_SIZE = (192, 128)  # (time, mel): the ViT's image size
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+_MelT = TypeVar("_MelT", np.ndarray, np.float64)  # an array of frequencies, or one (the band edges)
+
+
+def _hz_to_mel(hz: _MelT) -> _MelT:
     return 1127.0 * np.log1p(hz / 700.0)  # HTK, as tf.signal.linear_to_mel_weight_matrix
 
 
@@ -61,6 +64,11 @@ class HearFrontend(nn.Module):
     Unlike the reference, which min-max scales the whole batch tensor at once (so a clip's
     embedding depends on its batch-mates), each clip is scaled on its own.
     """
+
+    # Buffers registered in __init__; declared so they type as tensors, not nn.Module.__getattr__'s Tensor | Module.
+    window: torch.Tensor
+    mel: torch.Tensor
+    ema: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -244,7 +252,7 @@ def convert_state_dict(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.T
             continue
         match = _LAYER_KEY.match(name)
         part = _LAYER_PARTS.get(match.group(2)) if match else None
-        target = _TOP_LEVEL.get(name) or (f"blocks.{match.group(1)}.{part}.{match.group(3)}" if part else None)
+        target = _TOP_LEVEL.get(name) or (f"blocks.{match.group(1)}.{part}.{match.group(3)}" if match and part else None)
         if target is None:
             unknown.append(name)
         elif target in converted:
@@ -261,8 +269,9 @@ def _fuse_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     blocks = {key.split(".")[1] for key in state if key.startswith("blocks.")}
     for index in blocks:
         for kind in ("weight", "bias"):
-            parts = [fused.pop(f"blocks.{index}.{p}.{kind}", None) for p in "qkv"]
-            if any(p is None for p in parts):
+            popped = [fused.pop(f"blocks.{index}.{p}.{kind}", None) for p in "qkv"]
+            parts = [p for p in popped if p is not None]
+            if len(parts) < len(popped):
                 raise ValueError(f"layer {index} lacks some of its query/key/value {kind} tensors")
             fused[f"blocks.{index}.qkv.{kind}"] = torch.cat(parts, dim=0)
     return fused

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, create_engine, event, select
+from sqlalchemy import JSON, DateTime, ForeignKey, String, create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -103,10 +103,8 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
+def _as_utc(value: datetime) -> datetime:
     # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is None:
-        return None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
@@ -148,7 +146,9 @@ class StoreWriter:
         elif kind == "alert_cleared":
             alert_id = self._open_alerts.pop(data["label"], None)
             if alert_id is not None:
-                session.get(AlertRow, alert_id).cleared = self._clock(t)
+                alert = session.get(AlertRow, alert_id)
+                assert alert is not None, f"alert {alert_id} was added by this writer"  # for mypy: get() is Optional
+                alert.cleared = self._clock(t)
         else:  # health: the state change is the kind worth querying by
             detail = {k: v for k, v in data.items() if k != "state"}
             session.add(ServiceEventRow(run_id=self._run, bed=self._bed, time=self._clock(t),

@@ -36,7 +36,7 @@ class DropOldestQueue(Generic[T]):
         with self._ready:
             if not self._items:
                 self._ready.wait(timeout)
-            batch = []
+            batch: list[Any] = []  # items are T or the END marker
             while self._items and len(batch) < max_items:
                 batch.append(self._items.popleft())
             return batch

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.hear_standins import GOLDEN, require
 from monitor.embed.base import EmbedderError
 from monitor.hear import frontend
+from tests.hear_standins import GOLDEN, require
 
 CLIPS = ("cryish", "chirp", "noise", "short_1p5s", "speech_padded")
 

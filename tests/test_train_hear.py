@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from monitor.config import GateSettings
-from train.cache import EmbeddingCache
-from train.datasets import Record
 from tests.conftest import cry_path, pick
 from tests.hear_standins import REVISION, save_tf_standin, write_config
+from train.cache import EmbeddingCache
+from train.datasets import Record
 
 pytest.importorskip("tensorflow", reason="the tf backend needs tensorflow-cpu (the hear extra)")
 

@@ -61,9 +61,10 @@ def targets(report: dict) -> list[str]:
 def why_missed(report: dict, cv: dict) -> list[str]:
     """What the measurements say about each missed target (only facts from this report)."""
     lines = ["Why targets are missed, from the measurements above:"]
-    esc, corvin = cv["tasks"].get("esc50_cry_vs_not_cry", {}).get("file"), cv["tasks"].get("corvin_pain_vs_discomfort", {}).get("file")
+    esc = cv["tasks"].get("esc50_cry_vs_not_cry", {}).get("file")
+    corvin = cv["tasks"].get("corvin_pain_vs_discomfort", {}).get("file")
     probes = report.get("probes", {}).get("tasks", {})
-    sounds = Counter()
+    sounds: Counter[str] = Counter()
     for entry in cv["false_cry_episodes"].values():
         sounds.update(entry.get("by_label", {}))
     if esc and esc["auc"] < 0.99 or sounds:
@@ -118,7 +119,8 @@ def model_card(report: dict) -> str:
         "trained on it inherits that restriction for commercial use — retrain without ESC-50 for a product); "
         "FSDD CC BY-SA 4.0.",
         f"- Windows: the monitor's gate (hop 1 s, 2 s windows). Training uses the gated windows of cry recordings "
-        f"and {'all windows (gated and ungated)' if report['negatives'] == 'all' else 'the gated windows'} of non-cry recordings.", "",
+        f"and {'all windows (gated and ungated)' if report['negatives'] == 'all' else 'the gated windows'} "
+        "of non-cry recordings.", "",
         "## Split",
         f"- By `group` only (infant, app installation, Freesound recording, speaker), stratified by source and class: "
         f"held-out test {report['split']['test_groups']} groups / {report['split']['test_files']} files; validation "
@@ -132,13 +134,16 @@ def model_card(report: dict) -> str:
     for tag, metrics in (("held-out", held), ("5-fold CV", cv)):
         if metrics:
             f, w = metrics["file"], metrics["window"]
-            lines.append(f"| {tag}, file level | {f['accuracy']:.3f} | {f['weighted_f1']:.3f} | {f['uar']:.3f} | {w['ece']:.3f} |")
-    lines += ["", "Per-class file-level ROC AUC [group-bootstrap 95 % CI]:", "", "| class | held-out | 5-fold CV |", "|---|---:|---:|"]
+            lines.append(f"| {tag}, file level | {f['accuracy']:.3f} | {f['weighted_f1']:.3f} | {f['uar']:.3f} "
+                         f"| {w['ece']:.3f} |")
+    lines += ["", "Per-class file-level ROC AUC [group-bootstrap 95 % CI]:", "",
+              "| class | held-out | 5-fold CV |", "|---|---:|---:|"]
     for c in report["classes"]:
         h = held["file"]["per_class"].get(c)
         v = cv["file"]["per_class"].get(c) if cv else None
         lines.append(f"| {c} | {_ci(h) if h else '—'} | {_ci(v) if v else '—'} |")
-    lines += ["", "Within-corpus tasks (file level; the confound-free view):", "", "| task | held-out | 5-fold CV |", "|---|---:|---:|"]
+    lines += ["", "Within-corpus tasks (file level; the confound-free view):", "",
+              "| task | held-out | 5-fold CV |", "|---|---:|---:|"]
     for name in dict.fromkeys([*held["tasks"], *(cv["tasks"] if cv else [])]):
         lines.append(f"| {name} | {_task_line(held, name)} | {_task_line(cv, name) if cv else '—'} |")
     episodes = (cv or held)["false_cry_episodes"]

@@ -128,7 +128,8 @@ def _train_mlp(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarra
     steps = config.max_epochs * int(np.ceil(len(x) / config.batch))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps)
     criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
-    best, best_state, best_epoch, history = np.inf, None, 0, []
+    best, best_epoch, history = np.inf, 0, []
+    best_state: dict[str, torch.Tensor] | None = None
     for epoch in range(config.max_epochs):
         model.train()
         order = torch.from_numpy(rng.permutation(len(x)))
@@ -155,6 +156,8 @@ def _train_mlp(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarra
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch - best_epoch >= config.patience:
             break
+    if best_state is None:  # no epoch ran, or every validation loss was NaN (this used to fail inside load_state_dict)
+        raise RuntimeError("MLP training kept no weights: no epochs, or the validation loss was NaN throughout")
     model.load_state_dict(best_state)
     model.eval()
     return model, standardiser, {"best_epoch": best_epoch, "val_loss": round(best, 5), "epochs_run": len(history)}
@@ -167,6 +170,7 @@ def export_mlp(model: MLP) -> Layers:
     for i in range(0, len(modules), 4):
         linear, bn = modules[i], modules[i + 1]
         assert isinstance(linear, nn.Linear) and isinstance(bn, nn.BatchNorm1d)
+        assert bn.running_var is not None and bn.running_mean is not None  # MLP's BatchNorms track running stats
         gain = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
         w = linear.weight.detach().T * gain
         b = (linear.bias.detach() - bn.running_mean) * gain + bn.bias.detach()

@@ -15,6 +15,7 @@ from train.evaluate import Scored, logits_of, score
 from train.models import FittedHead, MLPConfig, average_logits, fit_logistic, fit_mlp
 from train.splits import Split, check_leakage, grouped_folds, grouped_holdout, subset
 
+
 @dataclass(frozen=True)
 class FitConfig:
     embedder: str
@@ -97,6 +98,7 @@ def _fit(data: WindowSet, val: WindowSet | None, classes: tuple[str, ...], confi
     if config.model == "logistic":
         return linear
     if val is None:
+        assert first is not None, "the refit is given the first fit's info"
         epochs = first["best_epoch"] + 1
         mlp = fit_mlp(data.x, data.y, data.x, data.y, len(classes),
                       dataclasses.replace(config.mlp, max_epochs=epochs, patience=epochs), early_stopping=False)

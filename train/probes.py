@@ -3,7 +3,9 @@ study's protocol beside a grouped one. They measure the embedding, not the shipp
 embedder is chosen."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -27,8 +29,8 @@ FOLDS = 5
 @dataclass(frozen=True)
 class ProbeTask:
     name: str
-    keep: object  # Record -> bool
-    label: object  # Record -> str (binary: "1"/"0", or a class name)
+    keep: Callable[[Record], bool]
+    label: Callable[[Record], str]  # binary: "1"/"0", or a class name
 
 
 PROBE_TASKS = (
@@ -74,7 +76,8 @@ def probe_tasks(records: list[Record], x: np.ndarray, seed: int = 0) -> dict:
         groups = np.array([records[i].key for i in idx])
         folds = list(StratifiedGroupKFold(FOLDS, shuffle=True, random_state=seed).split(x[idx], y, groups))
         probs = _oof(_logistic(), x[idx], y, folds)
-        entry = {"files": int(len(idx)), "groups": int(len(set(groups))), "classes": sorted(str(c) for c in set(y))}
+        entry: dict[str, Any] = {"files": int(len(idx)), "groups": int(len(set(groups))),
+                                 "classes": sorted(str(c) for c in set(y))}
         if len(entry["classes"]) == 2:
             entry.update(group_bootstrap_auc(y == "1", probs[:, 1], groups))
         else:
@@ -102,7 +105,7 @@ def seed_protocol(records: list[Record], x: np.ndarray, seed_map: KeywordMap, se
         "seed_file_split": train_test_split(np.arange(len(y)), test_size=0.3, stratify=y, random_state=seed),
         "grouped": next(iter(protocols["grouped"])),
     }
-    out = {"files": int(len(idx)), "classes": {str(c): int((y == c).sum()) for c in sorted(set(y))},
+    out: dict[str, Any] = {"files": int(len(idx)), "classes": {str(c): int((y == c).sum()) for c in sorted(set(y))},
            "majority_accuracy": round(float(max((y == c).mean() for c in set(y))), 4), "models": {}}
     for name, model in classical_models(seed).items():
         # The seed reduced with PCA (95 % variance) before its classical models.
@@ -134,7 +137,8 @@ def probes_markdown(probes: dict) -> list[str]:
     if seed:
         lines += ["", f"### The seed study's protocol beside a grouped one ({seed['files']} files the seed's keyword map "
                   f"labels: {seed['classes']}; majority class {seed['majority_accuracy']:.3f})", "",
-                  "| model | seed split: CV acc | CV macro AUC | 70/30 holdout acc | grouped: CV acc | CV macro AUC | grouped holdout acc |",
+                  "| model | seed split: CV acc | CV macro AUC | 70/30 holdout acc "
+                  "| grouped: CV acc | CV macro AUC | grouped holdout acc |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for name, m in seed["models"].items():
             s, g = m["seed_file_split"], m["grouped"]

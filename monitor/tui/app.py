@@ -17,7 +17,6 @@ from monitor.bus import Subscriber
 from monitor.tui.state import BedView, apply
 from monitor.tui.widgets import AlertBanner, ClassBars, EpisodesTable, Meters, StatusLine
 
-
 SILENT_AFTER_S = 5.0
 NO_SIGNAL = "NO SIGNAL FROM MONITOR"
 
@@ -90,6 +89,7 @@ class CryWatchApp(App):
 
     def render_state(self) -> None:
         views = list(self.beds.values())
+        assert self._focus_bed is not None, "render_state runs only after a bus message has set the focus"
         focus = self.beds[self._focus_bed]
         self.query_one(AlertBanner).show(views)
         self.query_one(Meters).show(focus)
