@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 ARGS ?=
 
-.PHONY: demo run test bench install install-dev system-test-deps clean
+.PHONY: demo run test lint bench bench-events install install-dev system-test-deps clean
 
 $(VENV)/.base: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "crywatch needs Python 3.11+"; exit 1; }
@@ -47,11 +47,22 @@ system-test-deps:
 	  fi; \
 	fi
 
-test: install-dev system-test-deps
+lint: install-dev
+	$(VENV)/bin/ruff check monitor train tests bench
+	$(VENV)/bin/mypy
+
+test: install-dev system-test-deps lint
 	$(PY) -m pytest $(ARGS)
 
 bench: install-dev
 	$(PY) bench/bench_pipeline.py
+
+# The cry detector's development benchmark (needs ../shared): 240 DCASE-style mixtures of the
+# detector's test groups, run through `crywatch analyze`'s pipeline and scored with sed_eval.
+DATA ?= ../shared/data/cries/index.csv
+bench-events: install-dev
+	$(PY) -m train mixtures --data $(DATA) --out runs/dev-mixtures --count 240 --split test
+	$(PY) -m train evaluate-events --mixtures runs/dev-mixtures $(ARGS)
 
 clean:
 	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm

@@ -8,6 +8,7 @@ import numpy as np
 
 from monitor.audio import load_audio
 from monitor.config import Settings
+from monitor.episodes import type_probability
 from monitor.messages import NOT_CRY, SAMPLE_RATE, Event
 from monitor.pipeline import Models, Pipeline
 
@@ -17,22 +18,23 @@ def analyze_samples(samples: np.ndarray, settings: Settings, models: Models) -> 
     pipeline = Pipeline(settings, models)
     events: list[Event] = []
     raws: list[np.ndarray] = []
-    for windows in pipeline.gate.windows_over(samples):
-        embeddings = pipeline.embed(windows)
-        new = pipeline.classify(embeddings)
+    for output in pipeline.gate.outputs_over(samples):
+        # Frames first: an episode exists before the windows that type it, as in the live driver.
+        new = pipeline.observe(output.activity) if output.activity is not None else []
+        new += pipeline.classify(pipeline.embed(output.windows))
         raws.extend(np.array(list(e.data["raw"].values())) for e in new if e.kind == "window" and e.data["raw"])
         events.extend(new)
     events.extend(pipeline.finish())
     classes = models.head.classes
     if raws:
         mean = np.mean(raws, axis=0)
-        probs: dict[str, float | None] = {c: round(float(p), 4) for c, p in zip(classes, mean)}
-        probs["cry"] = round(1.0 - probs[NOT_CRY], 4)
+        mean_of = {c: round(float(p), 4) for c, p in zip(classes, mean)}
+        probs: dict[str, float | None] = {**mean_of, "cry": round(1.0 - mean_of[NOT_CRY], 4)}
     else:  # nothing passed the gate: no evidence of any cry type
         probs = {c: None for c in classes}
         probs[NOT_CRY], probs["cry"] = 1.0, 0.0
     episodes = [
-        {k: e.data[k] for k in ("start_s", "end_s", "label", "probs", "peak", "alert")}
+        {k: e.data[k] for k in ("start_s", "end_s", "detected_s", "label", "probs", "peak", "alert")}
         for e in events if e.kind == "episode_closed"
     ]
     summary = {
@@ -60,5 +62,5 @@ def describe(result: dict[str, Any]) -> str:
     for ep in episodes:
         alert = " ALERT" if ep["alert"] else ""
         parts.append(f"  {ep['start_s']:7.1f}-{ep['end_s']:7.1f} s  {ep['label']:<12} "
-                     f"p={ep['probs'][ep['label']]:.2f}{alert}")
+                     f"p={type_probability(ep)}{alert}")
     return "\n".join(parts)

@@ -13,10 +13,12 @@ from monitor.audio import AudioError
 from monitor.bus import BusError
 from monitor.classify import HeadError
 from monitor.config import ConfigError, Settings, load_settings
+from monitor.detect import DetectorError
 from monitor.embed import EmbedderError
+from monitor.episodes import type_probability
 from monitor.store import StoreError
 
-EXPECTED_ERRORS = (ConfigError, AudioError, HeadError, EmbedderError, StoreError, BusError)
+EXPECTED_ERRORS = (ConfigError, AudioError, DetectorError, HeadError, EmbedderError, StoreError, BusError)
 
 
 def _settings(args: argparse.Namespace, **overrides: dict[str, Any]) -> Settings:
@@ -32,7 +34,7 @@ def _describe_event(message: dict[str, Any]) -> str | None:
     if kind == "episode_closed":
         alerts = f", alerted: {', '.join(data['alerts'])}" if data["alert"] else ""
         return (f"{stamp} cry episode {data['episode']} ended: {data['start_s']:.1f}-{data['end_s']:.1f} s, "
-                f"{data['label']} p={data['probs'][data['label']]:.2f}{alerts}")
+                f"{data['label']} p={type_probability(data)}{alerts}")
     if kind == "alert_raised":
         return f"{stamp} ALERT {data['label'].upper()} (p={data['probability']:.2f}, episode {data['episode']})"
     if kind == "alert_cleared":

@@ -38,25 +38,28 @@ class AudioSettings:
 
 
 @dataclass(frozen=True)
-class GateSettings:
-    hop_s: float = 1.0
-    frame_ms: int = 30
-    vad_aggressiveness: int = 2
-    min_active_fraction: float = 0.25
-    f0_min_hz: float = 250.0
-    f0_max_hz: float = 800.0
-    min_voicing: float = 0.45  # normalised autocorrelation peak inside the F0 range
-    min_snr_db: float = 6.0
-    min_level_dbfs: float = -60.0
+class DetectorSettings:
+    model: str = "models/cry-detector-v1"  # detector folder; relative paths are relative to the project root
 
     def validate(self, section: str) -> None:
+        _check(bool(self.model), f"{section}.model", "must name a detector folder (detector.json + weights)")
+
+    def model_path(self) -> Path:
+        return _project_path(self.model)
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    detector_hop_s: float = 0.1  # how often the detector scores the newest audio
+    hop_s: float = 1.0  # at most one 2 s window per hop goes to the embedder
+    onset_lead_s: float = 0.5  # a run's first window starts this long before its onset
+    min_active_fraction: float = 0.2  # share of a window's detector frames that must be cry
+
+    def validate(self, section: str) -> None:
+        _check(0.02 <= self.detector_hop_s <= 0.25, f"{section}.detector_hop_s", "must be 0.02..0.25 seconds")
         _check(0.25 <= self.hop_s <= 2.0, f"{section}.hop_s", "must be 0.25..2.0 seconds")
-        _check(self.frame_ms in (10, 20, 30), f"{section}.frame_ms", "must be 10, 20 or 30 (webrtcvad)")
-        _check(self.vad_aggressiveness in (0, 1, 2, 3), f"{section}.vad_aggressiveness", "must be 0..3")
+        _check(0 <= self.onset_lead_s <= 1.5, f"{section}.onset_lead_s", "must be 0..1.5 seconds")
         _check(0 < self.min_active_fraction <= 1, f"{section}.min_active_fraction", "must be in (0, 1]")
-        _check(50 <= self.f0_min_hz < self.f0_max_hz <= 2000, f"{section}.f0_min_hz",
-               "need 50 <= f0_min_hz < f0_max_hz <= 2000")
-        _check(0 < self.min_voicing < 1, f"{section}.min_voicing", "must be in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -106,11 +109,9 @@ class AlertSettings:
 
 @dataclass(frozen=True)
 class EpisodeSettings:
-    cry_threshold: float = 0.5  # smoothed probability of any cry that makes a window a cry window
-    quiet_s: float = 6.0  # an episode closes after this long without a cry window
+    quiet_s: float = 6.0  # an episode closes after this long without a cry frame
 
     def validate(self, section: str) -> None:
-        _check(0 < self.cry_threshold < 1, f"{section}.cry_threshold", "must be in (0, 1)")
         _check(self.quiet_s > 0, f"{section}.quiet_s", "must be > 0")
 
 
@@ -147,6 +148,7 @@ class ServiceSettings:
 @dataclass(frozen=True)
 class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
+    detector: DetectorSettings = field(default_factory=DetectorSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     hear: HearSettings = field(default_factory=HearSettings)

@@ -1,7 +1,11 @@
-"""Episode tracking: a cry episode opens on the first cry window and closes after a quiet period.
+"""Episode tracking: timing from the detector's frames, type from the head's windows.
 
-Like Frigate's audio events: it starts on evidence, is updated while evidence lasts, ends after
-`quiet_s` without any, and is kept for review.
+Like Frigate's events: an episode starts on evidence (the first frame of a confirmed cry run),
+is extended while crying goes on, ends `quiet_s` after the last cry frame, and is kept for
+review. Its type is the mean of the head's smoothed probabilities over the windows that overlap
+it. Windows reach the tracker later than frames (the embedder is slow), so an episode whose
+quiet period is over waits for the windows that cover it before it closes, for at most
+`_MAX_TYPE_WAIT_S`.
 """
 from __future__ import annotations
 
@@ -10,14 +14,24 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.config import EpisodeSettings
-from monitor.messages import NOT_CRY, SAMPLE_RATE, Event, Prediction, seconds
+from monitor.messages import NOT_CRY, SAMPLE_RATE, Activity, Event, Prediction, seconds
+
+UNTYPED = "cry"  # the label of an episode no window has typed yet
+_MAX_TYPE_WAIT_S = 20.0
+
+
+def type_probability(summary: dict) -> str:
+    """An episode summary's mean probability of its own type, or "-" while no window has typed it."""
+    p = summary["probs"].get(summary["label"])
+    return "-" if p is None else f"{p:.2f}"
 
 
 @dataclass
 class Episode:
     number: int
-    start: int  # sample index of the first cry window's start
-    end: int  # end of the last cry window so far
+    start: int  # sample index of the first cry frame
+    end: int  # end of the last cry frame so far
+    detected: int  # sample index by which the detector had confirmed the onset
     classes: tuple[str, ...]
     sums: np.ndarray
     peaks: np.ndarray
@@ -31,6 +45,8 @@ class Episode:
     @property
     def label(self) -> str:
         """The cry type with the highest mean probability (not_cry excluded: it is a cry episode)."""
+        if not self.windows:
+            return UNTYPED
         types = [i for i, c in enumerate(self.classes) if c != NOT_CRY]
         return self.classes[max(types, key=lambda i: self.mean[i])]
 
@@ -40,6 +56,7 @@ class Episode:
             "start_s": round(seconds(self.start), 3),
             "end_s": None if open_ else round(seconds(self.end), 3),
             "last_s": round(seconds(self.end), 3),
+            "detected_s": round(seconds(self.detected), 3),
             "label": self.label,
             "probs": {c: round(float(p), 4) for c, p in zip(self.classes, self.mean)},
             "peak": {c: round(float(p), 4) for c, p in zip(self.classes, self.peaks)},
@@ -50,43 +67,57 @@ class Episode:
 
 
 class EpisodeTracker:
-    def __init__(self, settings: EpisodeSettings):
-        self._threshold = settings.cry_threshold
+    def __init__(self, settings: EpisodeSettings, classes: tuple[str, ...]):
         self._quiet = int(settings.quiet_s * SAMPLE_RATE)
+        self._max_wait = int(_MAX_TYPE_WAIT_S * SAMPLE_RATE)
+        self._classes = classes
         self._count = 0
+        self._typed_to = 0  # end of the newest window classified
         self.current: Episode | None = None
         self.closed: list[Episode] = []
 
-    def is_cry(self, prediction: Prediction) -> bool:
-        cry = 1.0 - float(prediction.smoothed[prediction.classes.index(NOT_CRY)])
-        return prediction.window.gated and cry >= self._threshold
-
-    def update(self, prediction: Prediction, alert_events: list[Event]) -> list[Event]:
+    def observe(self, activity: Activity) -> list[Event]:
+        """Detector frames: open at a confirmed onset, extend on cry frames, close after the quiet period."""
         events: list[Event] = []
-        window = prediction.window
-        if self.current is not None and not self.is_cry(prediction) and window.end - self.current.end >= self._quiet:
-            events.append(self._close())
-        if self.is_cry(prediction):
+        for onset in activity.onsets:
+            if self.current is not None and onset.start - self.current.end >= self._quiet:
+                events.append(self._close())
             if self.current is None:
                 self._count += 1
-                n = len(prediction.classes)
-                self.current = Episode(self._count, window.start, window.end, prediction.classes,
+                n = len(self._classes)
+                self.current = Episode(self._count, onset.start, onset.start, onset.confirmed, self._classes,
                                        np.zeros(n), np.zeros(n))
-                kind = "episode_opened"
-            else:
-                kind = "episode_updated"
-            ep = self.current
-            ep.end = max(ep.end, window.end)
+                events.append(Event("episode_opened", onset.confirmed, self.current.summary(open_=True)))
+        last = activity.last_active_end()
+        if self.current is not None and last is not None:
+            self.current.end = max(self.current.end, last)
+        events.extend(self._close_if_over(activity.end))
+        return events
+
+    def classify(self, prediction: Prediction, alert_events: list[Event]) -> list[Event]:
+        """A typed window: it adds to the open episode it overlaps; alerts carry the episode's number."""
+        events: list[Event] = []
+        window = prediction.window
+        self._typed_to = max(self._typed_to, window.end)
+        ep = self.current
+        if ep is not None and window.gated and window.start < ep.end and window.end > ep.start:
             ep.sums += prediction.smoothed
             ep.peaks = np.maximum(ep.peaks, prediction.smoothed)
             ep.windows += 1
-            events.append(Event(kind, window.end, ep.summary(open_=True)))
+            events.append(Event("episode_updated", window.end, ep.summary(open_=True)))
         for alert in alert_events:
-            if alert.kind == "alert_raised" and self.current is not None:
-                self.current.alerts.add(alert.data["label"])
-            data = dict(alert.data, episode=self.current.number if self.current else None)
+            if alert.kind == "alert_raised" and ep is not None:
+                ep.alerts.add(alert.data["label"])
+            data = dict(alert.data, episode=ep.number if ep else None)
             events.append(Event(alert.kind, alert.time, data))
         return events
+
+    def _close_if_over(self, now: int) -> list[Event]:
+        ep = self.current
+        if ep is None or now - ep.end < self._quiet:
+            return []
+        typed = self._typed_to >= ep.end or now - ep.end >= self._quiet + self._max_wait
+        return [self._close()] if typed else []
 
     def finish(self) -> list[Event]:
         """End of input (file end or shutdown): close what is open so nothing stays dangling."""

@@ -1,8 +1,11 @@
-"""Cry-activity detection: frame-level evidence → one Window decision per hop.
+"""The cry-activity gate: the learned detector's frame probabilities → cry runs and type windows.
 
-A frame is cry-active when webrtcvad hears voice AND the voice is periodic with its F0 in the
-infant range (adult speech sits at 85–255 Hz, cries at roughly 250–800 Hz) AND it stands above
-the tracked noise floor. A 2 s window passes the gate when enough of its frames are active.
+Timing is decided on frames (20 ms): a run of crying starts where the probability reaches
+`Decision.on`, lasts while it stays at or above `Decision.off`, and counts once it has lasted
+`min_on_s`; its onset is the run's first frame, not the moment it was confirmed. Types are
+decided on 2 s windows, at most one per `[gate] hop_s`: the first window of a run is placed
+`onset_lead_s` before the onset so the cry fills most of it, and a window carries audio to the
+embedder only when enough of its frames are cry.
 """
 from __future__ import annotations
 
@@ -11,174 +14,240 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-import webrtcvad
 
 from monitor.audio import RingBuffer
 from monitor.config import GateSettings
-from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Window
+from monitor.detect import Decision, DetectorModel, StreamingDetector
+from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Activity, CryOnset, Window
 
-_SILENCE_DB = -120.0
-# The floor follows quiet quickly and loud slowly, so a long cry does not become "noise".
-_FLOOR_FALL = 0.2
-_FLOOR_RISE_DB_PER_S = 0.5
-# Lowest pitch considered when looking for the dominant period: well below adult male voices,
-# so speech finds its own period there instead of a harmonic inside the infant range.
-_LOWEST_PITCH_HZ = 70.0
 _HISTORY_S = 60
 
 
+_BRIDGE_LOOKBACK_S = 3.0
+
+
+class RunDecider:
+    """Hysteresis with a minimum duration, frame by frame; `step` reports confirmed run starts."""
+
+    def __init__(self, decision: Decision, frame_s: float):
+        self.decision = decision
+        self._min_frames = max(1, int(round(decision.min_on_s / frame_s)))
+        self._bridge = int(round(decision.bridge_s / frame_s))
+        self._lookback = int(round(_BRIDGE_LOOKBACK_S / frame_s))
+        self._above: deque[bool] = deque(maxlen=self._lookback)  # the latest frames: at or above `off`?
+        self._above_off_since: int | None = None  # first frame of the current stretch at or above `off`
+        self._seen_on = False  # that stretch reached `on`
+        self.active = False  # inside a confirmed run
+
+    def step(self, index: int, probability: float) -> int | None:
+        """Frame `index`'s decision; returns the run's first frame when this frame confirms a run."""
+        d = self.decision
+        self._above.append(probability >= d.off)
+        if probability < d.off:
+            self._above_off_since, self._seen_on, self.active = None, False, False
+            return None
+        if self._above_off_since is None:
+            self._above_off_since = index
+        self._seen_on = self._seen_on or probability >= d.on
+        if not self.active and self._seen_on and index - self._above_off_since + 1 >= self._min_frames:
+            self.active = True
+            return self._bridged_start(self._above_off_since, index)
+        return None
+
+    def _bridged_start(self, start: int, now: int) -> int:
+        """Walk back from `start` over gaps below `off` of at most `bridge` frames, stretch by stretch."""
+        oldest = now - len(self._above) + 1
+
+        def above(frame: int) -> bool:
+            return frame >= oldest and self._above[frame - oldest]
+
+        first = start
+        while True:
+            k = first - 1
+            while k >= oldest and not above(k) and first - 1 - k < self._bridge:
+                k -= 1
+            if not above(k):
+                return first
+            while above(k - 1):
+                k -= 1
+            first = k
+
+
+def decide_runs(probs: np.ndarray, decision: Decision, frame_s: float) -> tuple[np.ndarray, list[int]]:
+    """A whole probability track at once, exactly as the streaming gate decides it: (active, onset frames)."""
+    decider, active, onsets = RunDecider(decision, frame_s), np.zeros(len(probs), bool), []
+    for i, p in enumerate(probs):
+        first = decider.step(i, float(p))
+        if first is not None:
+            onsets.append(first)
+            active[first:i] = True
+        active[i] = decider.active
+    return active, onsets
+
+
 @dataclass(frozen=True)
-class FrameEvidence:
-    level_db: np.ndarray  # per-frame energy, dBFS
-    voice: np.ndarray  # webrtcvad
-    infant_pitch: np.ndarray  # periodic, dominant F0 inside [f0_min, f0_max]
-    active: np.ndarray  # all of the above and above the noise floor
-
-
-class FrameAnalyzer:
-    """Stateful (noise floor) per-frame cry evidence."""
-
-    def __init__(self, settings: GateSettings):
-        self.settings = settings
-        self.frame = SAMPLE_RATE * settings.frame_ms // 1000
-        self._vad = webrtcvad.Vad(settings.vad_aggressiveness)
-        self._floor_db: float | None = None
-        self._rise_per_frame = _FLOOR_RISE_DB_PER_S * settings.frame_ms / 1000
-        self._min_lag = int(SAMPLE_RATE / settings.f0_max_hz)
-        self._max_infant_lag = int(np.ceil(SAMPLE_RATE / settings.f0_min_hz))
-        self._max_lag = min(self.frame - 1, int(SAMPLE_RATE / _LOWEST_PITCH_HZ))
-        self._nfft = 1 << int(np.ceil(np.log2(2 * self.frame)))
-
-    def analyze(self, samples: np.ndarray) -> FrameEvidence:
-        """Evidence for len(samples) // frame whole frames."""
-        n = len(samples) // self.frame
-        frames = samples[: n * self.frame].reshape(n, self.frame)
-        power = np.mean(frames.astype(np.float64) ** 2, axis=1)
-        level_db = np.where(power > 0, 10 * np.log10(np.maximum(power, 1e-30)), _SILENCE_DB)
-        infant_pitch = self._infant_pitch(frames)
-        pcm = (np.clip(frames, -1, 1) * 32767).astype("<i2")
-        voice = np.fromiter((self._vad.is_speech(f.tobytes(), SAMPLE_RATE) for f in pcm), bool, n)
-        above_floor = np.empty(n, bool)
-        s = self.settings
-        for i, db in enumerate(level_db):
-            floor = db if self._floor_db is None else self._floor_db
-            floor = floor + _FLOOR_FALL * (db - floor) if db < floor else floor + self._rise_per_frame
-            self._floor_db = floor
-            above_floor[i] = db - floor >= s.min_snr_db and db >= s.min_level_dbfs
-        return FrameEvidence(level_db, voice, infant_pitch, voice & infant_pitch & above_floor)
-
-    def _infant_pitch(self, frames: np.ndarray) -> np.ndarray:
-        centred = frames - frames.mean(axis=1, keepdims=True)
-        spectrum = np.fft.rfft(centred, self._nfft, axis=1)
-        acf = np.fft.irfft(np.abs(spectrum) ** 2, self._nfft, axis=1)[:, : self._max_lag + 1]
-        energy = acf[:, :1]
-        # Unbiased normalisation, so long lags (low pitches) are not penalised for overlapping less.
-        overlap = (self.frame - np.arange(self._max_lag + 1)) / self.frame
-        norm = np.where(energy > 1e-12, acf / np.maximum(energy, 1e-12) / overlap, 0.0)
-        search = norm[:, self._min_lag :]
-        best_lag = self._min_lag + np.argmax(search, axis=1)
-        strength = search.max(axis=1)
-        return (strength >= self.settings.min_voicing) & (best_lag <= self._max_infant_lag)
+class GateOutput:
+    activity: Activity | None  # the detector frames decided by this call
+    windows: list[Window]
 
 
 class Gate:
-    """Turns the ring buffer into one Window per hop; only windows with enough cry activity carry audio."""
+    """Runs the streaming detector over the ring and turns its frames into runs and windows."""
 
-    def __init__(self, settings: GateSettings):
+    def __init__(self, settings: GateSettings, detector: DetectorModel):
         self.settings = settings
+        self.detector = detector
+        self._stream = StreamingDetector(detector)
+        features = detector.features
+        self.frame_hop = features.frame_hop
+        # Frame i's decision stands for the hop at the centre of its analysis window.
+        self._frame_offset = (features.frame_length - features.frame_hop) // 2
+        self._decider = RunDecider(detector.decision, features.hop_s)
         self.hop = int(round(settings.hop_s * SAMPLE_RATE))
-        self._analyzer = FrameAnalyzer(settings)
-        self.frame = self._analyzer.frame
-        self._frames_done = 0
-        # Frame decisions kept for windows still to come; must outlast the largest block fed at once.
-        history = _HISTORY_S * SAMPLE_RATE // self.frame
-        self._active: deque[bool] = deque(maxlen=history)
-        self._power: deque[float] = deque(maxlen=history)
+        self._lead = int(round(settings.onset_lead_s * SAMPLE_RATE))
+        self._min_chunk = int(round(settings.detector_hop_s * SAMPLE_RATE))
+        history = _HISTORY_S * SAMPLE_RATE // self.frame_hop
+        self._active: deque[bool] = deque(maxlen=history)  # per decided frame, runs back-filled to their onset
+        self._frames = 0  # frames decided so far (appended to _active)
+        self.fed = 0  # samples given to the detector
         self.next_start = 0
+        self._last_start: int | None = None
         self.dropped_windows = 0  # windows skipped because the reader fell behind the ring
 
     @property
-    def processed(self) -> int:
-        """Absolute index up to which samples have been analysed."""
-        return self._frames_done * self.frame
+    def frames_decided(self) -> int:
+        return self._frames
+
+    @property
+    def decided_to(self) -> int:
+        """Sample index up to which cry activity is decided."""
+        return self.frame_time(self.frames_decided)
 
     @property
     def needed_from(self) -> int:
         """Oldest sample the gate may still read: a writer that can wait must not overwrite it."""
-        return min(self.next_start, self.processed)
+        return min(self.next_start, self.fed)
 
-    def advance(self, ring: RingBuffer) -> list[Window]:
-        self._analyze_new_frames(ring)
-        windows = []
-        while self.next_start + WINDOW_SAMPLES <= self.processed:
-            window = self._window_at(ring, self.next_start, self.next_start + WINDOW_SAMPLES)
-            if window is not None:
-                windows.append(window)
-            self.next_start += self.hop
-        return windows
+    def frame_time(self, frame: int) -> int:
+        return frame * self.frame_hop + self._frame_offset
 
-    def flush(self, ring: RingBuffer) -> list[Window]:
-        """At the end of a recording: one last window over any tail no window has covered yet."""
-        windows = self.advance(ring)
-        covered = self.next_start - self.hop + WINDOW_SAMPLES if self.next_start else 0
-        if self.processed > covered:
-            window = self._window_at(ring, max(0, self.processed - WINDOW_SAMPLES), self.processed)
-            if window is not None:
-                windows.append(window)
-        return windows
+    def advance(self, ring: RingBuffer, final: bool = False) -> GateOutput:
+        """Everything decidable from the ring so far; `final` at the end of a recording."""
+        if self.fed < ring.oldest:  # fell behind the writer: what was overwritten is lost
+            self.dropped_windows += max(0, (ring.oldest - self.next_start) // self.hop)
+            self._restart(ring.oldest)
+        probs = np.zeros(0, np.float32)
+        if ring.end - self.fed >= self._min_chunk or (final and ring.end > self.fed):
+            try:
+                samples = ring.read(self.fed, ring.end - self.fed)
+            except IndexError:  # lapped while reading: the next call resumes at the oldest sample
+                return GateOutput(None, [])
+            self.fed = ring.end
+            probs = self._stream.push(samples)
+        if final:
+            probs = np.concatenate([probs, self._stream.flush()])
+        activity, windows = self._decide(probs, ring)
+        if final:
+            windows += self._tail_window(ring)
+        return GateOutput(activity, windows)
 
-    def windows_over(self, samples: np.ndarray, block: int = 8 * SAMPLE_RATE) -> Iterator[list[Window]]:
+    def outputs_over(self, samples: np.ndarray, block: int = 8 * SAMPLE_RATE) -> Iterator[GateOutput]:
         """Feeds a whole recording through a private ring block by block, as a source would."""
         assert block + WINDOW_SAMPLES <= _HISTORY_S * SAMPLE_RATE
         ring = RingBuffer(block + 2 * WINDOW_SAMPLES)
-        for start in range(0, len(samples), block):
+        starts = range(0, len(samples), block)
+        for start in starts:
             ring.write(samples[start : start + block])
-            yield self.advance(ring)
-        yield self.flush(ring)
+            yield self.advance(ring, final=start == starts[-1])
+        if not len(samples):
+            yield self.advance(ring, final=True)
 
-    def _analyze_new_frames(self, ring: RingBuffer) -> None:
-        if self._frames_done * self.frame < ring.oldest:  # fell behind: resume at the oldest frame
-            skipped = -(-ring.oldest // self.frame)
-            self._active.extend([False] * min(skipped - self._frames_done, self._active.maxlen))
-            self._power.extend([0.0] * min(skipped - self._frames_done, self._power.maxlen))
-            self._frames_done = skipped
-        count = (ring.end - self.processed) // self.frame
-        if count <= 0:
-            return
-        try:
-            samples = ring.read(self.processed, count * self.frame)
-        except IndexError:  # lapped while reading: the next call resumes at the oldest frame
-            return
-        evidence = self._analyzer.analyze(samples)
-        self._active.extend(evidence.active.tolist())
-        self._power.extend((10 ** (evidence.level_db / 10)).tolist())
-        self._frames_done += count
+    def _restart(self, at: int) -> None:
+        """After a gap the detector starts afresh; frames in the gap count as no cry."""
+        gap_frames = max(0, (at - self.frame_time(self.frames_decided)) // self.frame_hop)
+        self._active.extend([False] * min(gap_frames, self._active.maxlen or 0))
+        frames = self._frames + gap_frames
+        self._frames = frames
+        self._stream = StreamingDetector(self.detector)
+        self._decider = RunDecider(self.detector.decision, self.detector.features.hop_s)
+        self.fed = frames * self.frame_hop
+        self.next_start = max(self.next_start, self.fed)
+
+    def _decide(self, probs: np.ndarray, ring: RingBuffer) -> tuple[Activity | None, list[Window]]:
+        """Frame by frame, so windows come out at the same frames whatever the block size."""
+        first = self._frames
+        active = np.zeros(len(probs), bool)
+        onsets, windows = [], []
+        for i, p in enumerate(probs):
+            run_first = self._decider.step(first + i, float(p))
+            active[i] = self._decider.active
+            self._active.append(self._decider.active)
+            self._frames += 1
+            if run_first is not None:
+                onsets.append(CryOnset(self.frame_time(run_first), self.frame_time(first + i + 1)))
+                self._backfill(run_first, first + i)
+                self._place_window_at(self.frame_time(run_first) - self._lead)
+            windows += self._windows(ring, self.frame_time(first + i + 1))
+        activity = Activity(self.frame_time(first), self.frame_hop, probs, active, tuple(onsets)) if len(probs) else None
+        return activity, windows
+
+    def _backfill(self, run_first: int, confirmed_at: int) -> None:
+        """A confirmed run is crying from its first frame on, for the windows that cover it."""
+        oldest = self.frames_decided - len(self._active)
+        for frame in range(max(run_first, oldest), confirmed_at):
+            self._active[frame - oldest] = True
+
+    def _place_window_at(self, start: int) -> None:
+        """Re-align the window grid on a new run, keeping at least half a hop after the last window."""
+        floor = 0 if self._last_start is None else self._last_start + self.hop // 2
+        self.next_start = max(start, floor, 0)
+
+    def _windows(self, ring: RingBuffer, decided_to: int) -> list[Window]:
+        windows = []
+        while self.next_start + WINDOW_SAMPLES <= decided_to:
+            window = self._window_at(ring, self.next_start, self.next_start + WINDOW_SAMPLES)
+            if window is not None:
+                windows.append(window)
+            self._last_start = self.next_start
+            self.next_start += self.hop
+        return windows
+
+    def _tail_window(self, ring: RingBuffer) -> list[Window]:
+        """At the end of a recording: one last window over any tail no window has covered yet."""
+        covered = self._last_start + WINDOW_SAMPLES if self._last_start is not None else 0
+        if self.fed <= covered:
+            return []
+        window = self._window_at(ring, max(0, self.fed - WINDOW_SAMPLES), self.fed)
+        return [window] if window is not None else []
 
     def _window_at(self, ring: RingBuffer, start: int, end: int) -> Window | None:
         """Decision for [start, end); `end - start` < 2 s only for a recording shorter than that."""
-        first = -(-start // self.frame)
-        last = end // self.frame  # exclusive
-        offset = self._frames_done - len(self._active)
-        if first < offset or start < ring.oldest:
+        oldest = self.frames_decided - len(self._active)
+        first = max(0, (start - self._frame_offset) // self.frame_hop)
+        last = min(self.frames_decided, max(first, (end - self._frame_offset) // self.frame_hop))
+        if first < oldest or start < ring.oldest:
             self.dropped_windows += 1
             return None
-        active = list(self._active)[first - offset : last - offset]
-        power = list(self._power)[first - offset : last - offset]
+        active = [self._active[i - oldest] for i in range(first, last)]
         fraction = float(np.mean(active)) if active else 0.0
-        mean_power = float(np.mean(power)) if power else 0.0
-        level = 10 * np.log10(mean_power) if mean_power > 0 else _SILENCE_DB
-        if fraction < self.settings.min_active_fraction:
-            return Window(start, fraction, round(level, 1))
         try:
-            samples = ring.read(start, end - start)
+            samples = ring.read(start, min(end, ring.end) - start)
         except IndexError:  # the microphone lapped a reader that fell too far behind
             self.dropped_windows += 1
             return None
+        level = _level_dbfs(samples)
+        if fraction < self.settings.min_active_fraction:
+            return Window(start, fraction, level)
         if len(samples) < WINDOW_SAMPLES:
             samples = np.pad(samples, (0, WINDOW_SAMPLES - len(samples)))
-        return Window(start, fraction, round(level, 1), samples)
+        return Window(start, fraction, level, samples)
 
 
-def gate_recording(samples: np.ndarray, settings: GateSettings) -> list[Window]:
-    """Every hop's decision over a whole recording, made exactly as the live gate makes them."""
-    return [w for batch in Gate(settings).windows_over(samples) for w in batch]
+def _level_dbfs(samples: np.ndarray) -> float:
+    power = float(np.mean(np.square(samples, dtype=np.float64))) if len(samples) else 0.0
+    return round(10 * np.log10(power), 1) if power > 1e-12 else -120.0
+
+
+def gate_recording(samples: np.ndarray, settings: GateSettings, detector: DetectorModel) -> list[Window]:
+    """Every window decision over a whole recording, made exactly as the live gate makes them."""
+    return [w for output in Gate(settings, detector).outputs_over(samples) for w in output.windows]

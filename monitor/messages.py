@@ -32,8 +32,42 @@ class Block:
 
 
 @dataclass(frozen=True)
+class CryOnset:
+    """A confirmed run of crying: its first sample, and the sample by which the detector was sure."""
+
+    start: int
+    confirmed: int
+
+
+@dataclass(frozen=True)
+class Activity:
+    """The cry detector's decisions for consecutive frames; frame i stands for samples
+    [start + i * frame_hop, start + (i + 1) * frame_hop).
+
+    `active` marks frames inside confirmed cry runs; `onsets` are the runs confirmed by these
+    frames (a run's start may lie in frames an earlier Activity carried).
+    """
+
+    start: int
+    frame_hop: int
+    probs: np.ndarray
+    active: np.ndarray
+    onsets: tuple[CryOnset, ...] = ()
+
+    @property
+    def end(self) -> int:
+        """Sample index up to which cry activity is decided."""
+        return self.start + len(self.probs) * self.frame_hop
+
+    def last_active_end(self) -> int | None:
+        """End of the newest cry frame in this span, if any."""
+        hits = np.flatnonzero(self.active)
+        return None if not len(hits) else self.start + (int(hits[-1]) + 1) * self.frame_hop
+
+
+@dataclass(frozen=True)
 class Window:
-    """One gate decision per hop over [start, start + WINDOW_SAMPLES).
+    """One gate decision over [start, start + WINDOW_SAMPLES), at most one per gate hop.
 
     `samples` is only filled when the window passed the gate: ungated windows still travel
     down the pipeline (so smoothing decays and episodes close on time) but carry no audio.

@@ -1,4 +1,4 @@
-"""The stages after the gate, built once from settings and shared by both drivers.
+"""The stages after the audio source, built once from settings and shared by both drivers.
 
 `run` (service.py) moves windows through threads; `analyze` (analyze.py) calls the same
 methods in a plain loop. A model is therefore evaluated on exactly what the monitor feeds it.
@@ -11,41 +11,48 @@ import numpy as np
 
 from monitor.classify import Classifier, Head
 from monitor.config import Settings
+from monitor.detect import DetectorModel
 from monitor.embed import Embedder, make_embedder
 from monitor.episodes import EpisodeTracker
 from monitor.gate import Gate
-from monitor.messages import NOT_CRY, Embedding, Event, Window, seconds
+from monitor.messages import NOT_CRY, Activity, Embedding, Event, Window, seconds
 
 
 @dataclass(frozen=True)
 class Models:
-    """The loaded embedder and head, checked against each other (the expensive, shareable part)."""
+    """The loaded detector, embedder and head, checked against each other (the expensive, shareable part)."""
 
+    detector: DetectorModel
     embedder: Embedder
     head: Head
 
     @staticmethod
     def load(settings: Settings) -> "Models":
+        detector = DetectorModel.load(settings.detector.model_path())
         head = Head.load(settings.classifier.head_path())
         embedder = make_embedder(settings)
         head.check_embedder(embedder.id, embedder.dim)
-        return Models(embedder, head)
+        return Models(detector, embedder, head)
 
 
 class Pipeline:
-    """Per-stream state: gate, smoother, alert hysteresis, episodes."""
+    """Per-stream state: gate (detector and runs), smoother, alert hysteresis, episodes."""
 
     def __init__(self, settings: Settings, models: Models):
         self.models = models
-        self.gate = Gate(settings.gate)
+        self.gate = Gate(settings.gate, models.detector)
         self.classifier = Classifier(models.head, settings.classifier.smoothing, settings.alerts)
-        self.episodes = EpisodeTracker(settings.episodes)
+        self.episodes = EpisodeTracker(settings.episodes, models.head.classes)
         self.last_time = 0  # end of the newest window classified
+
+    def observe(self, activity: Activity) -> list[Event]:
+        """Detector frames: episodes open at the cry's first frame, as soon as the run is confirmed."""
+        return self.episodes.observe(activity)
 
     def embed(self, windows: list[Window]) -> list[Embedding]:
         """Embeds the gated windows in one batch; ungated ones pass through without a vector."""
-        gated = [w for w in windows if w.gated]
-        vectors = iter(self.models.embedder.embed(np.stack([w.samples for w in gated])) if gated else [])
+        gated = [w.samples for w in windows if w.samples is not None]
+        vectors = iter(self.models.embedder.embed(np.stack(gated)) if gated else [])
         embedder_id = self.models.embedder.id
         return [Embedding(w, next(vectors) if w.gated else None, embedder_id) for w in windows]
 
@@ -57,7 +64,7 @@ class Pipeline:
         for embedding in embeddings:
             raw = next(raws) if embedding.vector is not None else None
             prediction, alert_events = self.classifier.step(embedding, raw)
-            episode_events = self.episodes.update(prediction, alert_events)
+            episode_events = self.episodes.classify(prediction, alert_events)
             window = prediction.window
             self.last_time = window.end
             smoothed = prediction.smoothed_dict()
@@ -69,7 +76,6 @@ class Pipeline:
                 "raw": prediction.raw_dict(),
                 "smoothed": smoothed,
                 "cry": round(1.0 - smoothed[NOT_CRY], 4),
-                "cry_window": self.episodes.is_cry(prediction),
                 "alerts": self.classifier.active_alerts,
             }))
             events.extend(episode_events)

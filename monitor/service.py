@@ -19,7 +19,7 @@ from typing import Any, Callable
 from monitor.audio import InputSpec, PlaybackSource, RingBuffer, Source, open_source
 from monitor.bus import Publisher, to_message
 from monitor.config import Settings
-from monitor.messages import SAMPLE_RATE, Event, seconds
+from monitor.messages import SAMPLE_RATE, Activity, Event, seconds
 from monitor.pipeline import Models, Pipeline
 from monitor.store import StoreWriter, open_engine, utc
 from monitor.workers import END, DropOldestQueue, Worker, describe_error
@@ -70,7 +70,7 @@ class Service:
                                    self.models.embedder.id, self.models.head.name, self._wall,
                                    settings.store.log_windows)
         self._embed_q: DropOldestQueue = DropOldestQueue(maxlen=64)
-        self._classify_q: DropOldestQueue = DropOldestQueue(maxlen=64)
+        self._classify_q: DropOldestQueue = DropOldestQueue(maxlen=256)
         self._bus_q: DropOldestQueue = DropOldestQueue(maxlen=1000)
         self._store_q: DropOldestQueue = DropOldestQueue(maxlen=None)  # nothing may be lost
         self._stop = threading.Event()
@@ -111,8 +111,8 @@ class Service:
         self._t0 = time.time()
         self.source.start(self.ring)
         self._emit(Event("health", 0, {"state": "service_started", "source": self.source.description,
-                                       "embedder": self.models.embedder.id, "head": self.models.head.name,
-                                       "bus": self.bus_endpoint, "unsupported_alert_classes":
+                                       "detector": self.models.detector.id, "embedder": self.models.embedder.id,
+                                       "head": self.models.head.name, "bus": self.bus_endpoint, "unsupported_alert_classes":
                                        list(self.pipeline.classifier.unsupported_alert_classes)}))
         sd_notify("READY=1\nSTATUS=listening: " + self.source.description)
         failed = self._supervise()
@@ -180,12 +180,13 @@ class Service:
         gate = self.pipeline.gate
         while True:
             me.beat()
-            for window in gate.advance(self.ring):
+            finished = self.source.finished
+            output = gate.advance(self.ring, final=finished)
+            if output.activity is not None:  # frames skip the embedder: episodes open without waiting for it
+                self._classify_q.put(output.activity)
+            for window in output.windows:
                 self._embed_q.put(window)
-            stopping = self._stop.is_set() or self.source.finished
-            if stopping and self.ring.end - gate.processed < gate.frame:
-                for window in gate.flush(self.ring) if self.source.finished else []:
-                    self._embed_q.put(window)
+            if finished or self._stop.is_set():
                 self._embed_q.put(END)
                 return
             time.sleep(_GATE_POLL_S)
@@ -210,8 +211,11 @@ class Service:
                 if item is END:
                     self._emit_all(self.pipeline.finish())
                     return
-                self._emit_all(self.pipeline.classify(item))
-                self._classified_to = item[-1].window.end
+                if isinstance(item, Activity):
+                    self._emit_all(self.pipeline.observe(item))
+                else:
+                    self._emit_all(self.pipeline.classify(item))
+                    self._classified_to = item[-1].window.end
 
     def _store_loop(self, me: Worker) -> None:
         while True:
@@ -262,6 +266,7 @@ class Service:
         data = {
             "health": self._health,
             "source": self.source.description,
+            "detector": self.models.detector.id,
             "embedder": self.models.embedder.id,
             "head": self.models.head.name,
             "classes": list(self.models.head.classes),

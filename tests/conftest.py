@@ -38,6 +38,17 @@ def pick(rows: list[dict[str, str]], count: int, **where: str) -> list[dict[str,
     return chosen
 
 
+@pytest.fixture(scope="session")
+def held_out(cries_index) -> list[dict[str, str]]:
+    """Rows whose infant or recording the shipped cry detector never trained or tuned on."""
+    from monitor.config import DetectorSettings
+    from monitor.detect import DetectorModel
+
+    detector = DetectorModel.load(DetectorSettings().model_path())
+    test_groups = set(detector.metadata["training"]["split_groups"]["test"])
+    return [r for r in cries_index if f"{r['source']}/{r['group']}" in test_groups]
+
+
 def cry_path(row: dict[str, str]) -> Path:
     return CRIES / row["path"]
 

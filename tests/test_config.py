@@ -22,7 +22,8 @@ def test_unknown_section_is_named():
 @pytest.mark.parametrize("section, key, value, message", [
     ("gate", "hop_s", "fast", "must be a number"),
     ("gate", "hop_s", 3.0, "0.25..2.0"),
-    ("gate", "frame_ms", 25, "10, 20 or 30"),
+    ("gate", "detector_hop_s", 0.5, "0.02..0.25"),
+    ("detector", "model", "", "detector folder"),
     ("audio", "block_ms", True, "must be an integer"),
     ("alerts", "classes", "pain", "list of strings"),
     ("alerts", "thresholds", {"pain": 1.5}, "alerts.thresholds.pain"),

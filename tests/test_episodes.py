@@ -1,48 +1,102 @@
+"""Episodes: timing from detector frames, type from the head's windows, closing after the quiet period."""
 import numpy as np
 
 from monitor.config import EpisodeSettings
-from monitor.episodes import EpisodeTracker
-from monitor.messages import SAMPLE_RATE, Event, Prediction, Window
+from monitor.episodes import UNTYPED, EpisodeTracker
+from monitor.messages import SAMPLE_RATE, Activity, CryOnset, Event, Prediction, Window
 
 CLASSES = ("not_cry", "pain", "hunger")
+HOP = 320  # 20 ms frames
 
 
-def _prediction(second: int, probs: tuple[float, float, float] | None) -> Prediction:
-    window = Window(second * SAMPLE_RATE, 1.0, -20.0, np.zeros(32000, np.float32) if probs else None)
+def _activity(start_s: float, active: list[bool], onsets_s: tuple[float, ...] = (), confirmed_s: float = 0.0) -> Activity:
+    """Frames from `start_s` on, 20 ms each; runs confirmed at `confirmed_s` (default: the first frame's end)."""
+    flags = np.array(active, bool)
+    confirmed = int((confirmed_s or start_s + HOP / SAMPLE_RATE) * SAMPLE_RATE)
+    return Activity(int(start_s * SAMPLE_RATE), HOP, flags.astype(np.float32), flags,
+                    tuple(CryOnset(int(t * SAMPLE_RATE), confirmed) for t in onsets_s))
+
+
+def _frames(start_s: float, end_s: float, active: bool, onset: bool = False) -> Activity:
+    n = int(round((end_s - start_s) * SAMPLE_RATE / HOP))
+    return _activity(start_s, [active] * n, (start_s,) if onset else ())
+
+
+def _prediction(start_s: float, probs: tuple[float, float, float] | None) -> Prediction:
+    window = Window(int(start_s * SAMPLE_RATE), 1.0 if probs else 0.0, -20.0,
+                    np.zeros(32000, np.float32) if probs else None)
     smoothed = np.array(probs if probs else (1.0, 0.0, 0.0))
     return Prediction(window, CLASSES, smoothed if probs else None, smoothed)
 
 
-def _feed(tracker, sequence, alerts_at=()):
-    events = []
-    for second, probs in enumerate(sequence):
-        alerts = [Event("alert_raised", 0, {"label": "pain", "probability": 0.9})] if second in alerts_at else []
-        events += tracker.update(_prediction(second, probs), alerts)
-    return events
+def test_an_episode_opens_at_the_first_cry_frame_not_at_a_window_edge():
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    assert tracker.observe(_frames(0.0, 1.3, False)) == []
+    [opened] = tracker.observe(_activity(1.3, [True] * 10, onsets_s=(1.14,), confirmed_s=1.42))
+    assert opened.kind == "episode_opened"
+    assert opened.data["start_s"] == 1.14 and opened.data["detected_s"] == 1.42
+    assert opened.data["label"] == UNTYPED and opened.time == int(1.42 * SAMPLE_RATE)
 
 
-def test_episode_opens_on_first_cry_window_and_closes_after_quiet():
-    tracker = EpisodeTracker(EpisodeSettings(cry_threshold=0.5, quiet_s=3.0))
-    cry, quiet = (0.1, 0.6, 0.3), None
-    events = _feed(tracker, [quiet, cry, cry, quiet, cry, quiet, quiet, quiet, quiet, quiet], alerts_at={2})
-    kinds = [e.kind for e in events]
-    assert kinds == ["episode_opened", "episode_updated", "alert_raised", "episode_updated", "episode_closed"]
-    closed = events[-1].data
-    assert closed["start_s"] == 1.0 and closed["end_s"] == 6.0  # last cry window [4, 6) s
-    assert closed["label"] == "pain" and closed["windows"] == 3
-    assert closed["probs"]["pain"] == 0.6 and closed["peak"]["hunger"] == 0.3
-    assert closed["alert"] is True and closed["alerts"] == ["pain"]
-    assert events[2].data["episode"] == 1
+def test_windows_type_the_episode_and_alerts_carry_its_number():
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker.observe(_frames(1.0, 4.0, True, onset=True))
+    alert = Event("alert_raised", 0, {"label": "pain", "probability": 0.9})
+    events = tracker.classify(_prediction(0.5, (0.1, 0.7, 0.2)), [])
+    events += tracker.classify(_prediction(1.5, (0.1, 0.5, 0.4)), [alert])
+    events += tracker.classify(_prediction(2.5, None), [])  # ungated: types nothing
+    assert [e.kind for e in events] == ["episode_updated", "episode_updated", "alert_raised"]
+    assert events[-1].data["episode"] == 1
+    tracker.observe(_frames(4.0, 6.9, False))
+    assert tracker.current is not None  # quiet for 2.9 s < 3 s
+    [closed] = tracker.observe(_frames(6.9, 7.1, False))
+    data = closed.data
+    assert closed.kind == "episode_closed" and data["start_s"] == 1.0 and data["end_s"] == 4.0
+    assert data["label"] == "pain" and data["windows"] == 2 and data["probs"]["pain"] == 0.6
+    assert data["alert"] is True and data["alerts"] == ["pain"]
+
+
+def test_crying_within_the_quiet_period_continues_the_episode():
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    events = tracker.observe(_frames(1.0, 2.0, True, onset=True))
+    events += tracker.observe(_frames(2.0, 4.0, False))
+    events += tracker.observe(_frames(4.0, 5.0, True, onset=True))
+    events += tracker.observe(_frames(5.0, 12.0, False))
+    events += tracker.finish()
+    assert [e.kind for e in events] == ["episode_opened", "episode_closed"]
+    assert events[-1].data["end_s"] == 5.0
+
+
+def test_a_new_run_after_the_quiet_period_is_a_new_episode():
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    events = tracker.observe(_frames(1.0, 2.0, True, onset=True))
+    events += tracker.observe(_frames(2.0, 9.0, False))
+    events += tracker.observe(_frames(9.0, 10.0, True, onset=True))
+    events += tracker.finish()
+    assert [(e.kind, e.data["episode"]) for e in events] == [
+        ("episode_opened", 1), ("episode_closed", 1), ("episode_opened", 2), ("episode_closed", 2)]
+
+
+def test_closing_waits_for_the_windows_that_type_the_episode():
+    """The embedder lags the detector: an episode past its quiet period waits for its windows."""
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker.classify(_prediction(0.0, None), [])
+    tracker.observe(_frames(1.0, 3.0, True, onset=True))
+    assert tracker.observe(_frames(3.0, 7.0, False)) == []  # quiet, but no window has reached 3 s yet
+    tracker.classify(_prediction(1.5, (0.1, 0.2, 0.7)), [])
+    [closed] = tracker.observe(_frames(7.0, 7.1, False))
+    assert closed.data["label"] == "hunger"
 
 
 def test_open_episode_is_closed_at_end_of_input():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=30))
-    _feed(tracker, [(0.2, 0.2, 0.6)] * 3)
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=30), CLASSES)
+    tracker.observe(_frames(0.0, 2.0, True, onset=True))
     [closed] = tracker.finish()
-    assert closed.kind == "episode_closed" and closed.data["label"] == "hunger"
+    assert closed.kind == "episode_closed" and closed.data["end_s"] == 2.0
     assert tracker.finish() == []
 
 
-def test_uncertain_windows_do_not_open_an_episode():
-    tracker = EpisodeTracker(EpisodeSettings(cry_threshold=0.5))
-    assert _feed(tracker, [(0.6, 0.2, 0.2)] * 5) == []
+def test_windows_outside_an_episode_type_nothing():
+    tracker = EpisodeTracker(EpisodeSettings(), CLASSES)
+    assert tracker.classify(_prediction(0.0, (0.2, 0.7, 0.1)), []) == []
+    assert tracker.observe(_frames(0.0, 2.0, False)) == []

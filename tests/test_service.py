@@ -12,7 +12,7 @@ from monitor.bus import Subscriber
 from monitor.pipeline import Models
 from monitor.service import Service
 from monitor.store import list_episodes, open_engine
-from tests.conftest import PROJECT_ROOT, crywatch_command, cry_path, free_endpoint, pick
+from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick
 
 
 def _service(settings, tmp_path, source: str, speed: float = 0.0, models=None, on_message=None) -> Service:
@@ -59,14 +59,15 @@ def test_a_real_cry_file_gives_an_episode_row_and_bus_events(settings, models, c
         assert db.execute("select count(*) from windows").fetchone()[0] >= 3
 
 
-@pytest.mark.parametrize("scenario, episodes", [("nicu", 1), ("quiet", 0)])
-def test_the_built_in_scenarios_show_the_pipeline_working(settings, models, tmp_path, scenario, episodes):
+@pytest.mark.parametrize("scenario, cry", [("nicu", True), ("quiet", False)])
+def test_the_built_in_scenarios_show_the_pipeline_working(settings, models, tmp_path, scenario, cry):
     summary = _service(settings, tmp_path, f"scenario:{scenario}", models=models).run()
-    assert summary.failed is None and summary.windows == 59
-    assert len(summary.episodes) == episodes
-    if episodes:
-        [episode] = summary.episodes
-        assert 17 <= episode["start_s"] <= 22 and 36 <= episode["end_s"] <= 42  # the cry is at 20-38 s
+    # One window a second for 60 s, a few more where a cry run re-aligns them on its onset.
+    assert summary.failed is None and 59 <= summary.windows <= 66
+    assert bool(summary.episodes) == cry
+    if cry:  # the cry-like sound lasts from 20 s to about 39 s
+        assert abs(summary.episodes[0]["start_s"] - 20.0) <= 0.5
+        assert all(20 <= e["start_s"] and e["end_s"] <= 40 for e in summary.episodes)
 
 
 class _BrokenEmbedder:
@@ -78,7 +79,7 @@ class _BrokenEmbedder:
 
 
 def test_a_crashed_worker_stops_the_service_loudly_and_is_logged(settings, models, tmp_path):
-    broken = Models(_BrokenEmbedder(models.embedder), models.head)
+    broken = Models(models.detector, _BrokenEmbedder(models.embedder), models.head)
     summary = _service(settings, tmp_path, "scenario:nicu", models=broken).run()
     assert summary.failed and "embedder worker failed: RuntimeError: simulated embedder crash" in summary.failed
     with sqlite3.connect(tmp_path / "log.db") as db:

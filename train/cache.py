@@ -1,8 +1,8 @@
 """Gated-window embeddings of every recording, cached on disk.
 
-An entry is keyed by the SHA-1 of the file's bytes, the embedder id and the gate settings (the gate
-decides which windows exist and pass), so a refit never decodes or embeds audio twice and a new
-embedder or gate can never read stale vectors.
+An entry is keyed by the SHA-1 of the file's bytes, the embedder id, the gate settings and the cry
+detector's id (together they decide which windows exist and pass), so a refit never decodes or
+embeds audio twice and a new embedder, gate or detector can never read stale vectors.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import dataclasses
 import hashlib
 import json
 import os
-from contextlib import nullcontext
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from monitor.audio import load_audio
-from monitor.config import GateSettings, load_settings
+from monitor.config import DetectorSettings, GateSettings, load_settings
+from monitor.detect import DetectorModel
 from monitor.embed import Embedder, make_embedder
 from monitor.gate import gate_recording
 from monitor.messages import WINDOW_SAMPLES
@@ -61,12 +62,17 @@ def _embedder(name: str, config: str | None) -> Embedder:
     return make_embedder(load_settings(config).with_overrides(classifier={"embedder": name}))
 
 
-def compute_windows(path: Path, name: str, gate: GateSettings, config: str | None = None) -> FileWindows:
+@lru_cache(maxsize=2)
+def _detector(folder: str) -> DetectorModel:
+    return DetectorModel.load(folder)
+
+
+def compute_windows(path: Path, name: str, gate: GateSettings, detector: str, config: str | None = None) -> FileWindows:
     samples = load_audio(path)
-    decisions = gate_recording(samples, gate)
+    decisions = gate_recording(samples, gate, _detector(detector))
     # Ungated windows are embedded too (as negatives) from the same span the gate judged.
     windows = np.stack([
-        w.samples if w.gated else np.pad(samples[w.start : w.end], (0, max(0, w.end - len(samples))))
+        w.samples if w.samples is not None else np.pad(samples[w.start : w.end], (0, max(0, w.end - len(samples))))
         for w in decisions
     ]).astype(np.float32)
     assert windows.shape[1] == WINDOW_SAMPLES
@@ -81,20 +87,24 @@ def compute_windows(path: Path, name: str, gate: GateSettings, config: str | Non
     )
 
 
-def _compute_job(job: tuple[Path, str, GateSettings, str | None]) -> FileWindows:
+def _compute_job(job: tuple[Path, str, GateSettings, str, str | None]) -> FileWindows:
     return compute_windows(*job)
 
 
 class EmbeddingCache:
-    """npz files under root/<embedder id>/<gate fingerprint>/<file sha1>.npz; counts hits and misses."""
+    """npz files under root/<embedder id>/<gate+detector fingerprint>/<file sha1>.npz; counts hits and misses."""
 
-    def __init__(self, root: Path, embedder: str, gate: GateSettings, config: str | None = None):
+    def __init__(self, root: Path, embedder: str, gate: GateSettings, config: str | None = None,
+                 detector: Path | None = None):
         self.name, self.config = embedder_name(embedder), config
         self.embedder_id = _embedder(self.name, config).id  # e.g. hear-torch@<commit>: keys vectors by what made them
         # A large model embeds on all cores by itself; one copy per worker process would only cost memory.
         self.in_process = self.name == "hear"
         self.gate = gate
-        fingerprint = hashlib.sha1(json.dumps(dataclasses.asdict(gate), sort_keys=True).encode()).hexdigest()[:12]
+        self.detector = str(detector or DetectorSettings().model_path())
+        self.detector_id = _detector(self.detector).id
+        key = json.dumps({**dataclasses.asdict(gate), "detector": self.detector_id}, sort_keys=True)
+        fingerprint = hashlib.sha1(key.encode()).hexdigest()[:12]
         self.folder = Path(root).expanduser() / self.embedder_id / f"gate-{fingerprint}"
         self.hits = 0
         self.misses = 0
@@ -122,7 +132,7 @@ class EmbeddingCache:
         missing = [i for i, f in enumerate(found) if f is None]
         self.hits += len(records) - len(missing)
         self.misses += len(missing)
-        jobs = [(records[i].path, self.name, self.gate, self.config) for i in missing]
+        jobs = [(records[i].path, self.name, self.gate, self.detector, self.config) for i in missing]
         workers = 1 if self.in_process else min(workers or os.cpu_count() or 1, max(1, len(jobs)))
         progress = tqdm(total=len(jobs), desc=f"embed {self.embedder_id}", unit="file", disable=not jobs)
         with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import shutil
 import sys
 import time
@@ -13,16 +14,18 @@ from pathlib import Path
 from monitor.audio import AudioError
 from monitor.classify import Head, HeadError
 from monitor.config import ConfigError, GateSettings
+from monitor.detect import DetectorError
 from monitor.embed import EmbedderError
 from train.cache import DEFAULT_CACHE, EmbeddingCache
 from train.card import model_card
 from train.datasets import DataError, Record, read_dataset
 from train.evaluate import evaluate, score
-from train.labels import CRYWATCH, LabelError, load_label_map
+from train.labels import CRYWATCH, KeywordMap, LabelError, load_label_map
+from train.mixing import SIDES
 from train.report import plot_set, report_markdown, write_json
 from train.splits import LeakageError
 
-USER_ERRORS = (DataError, LabelError, LeakageError, HeadError, AudioError, EmbedderError, ConfigError)
+USER_ERRORS = (DataError, LabelError, LeakageError, HeadError, DetectorError, AudioError, EmbedderError, ConfigError)
 SHIPPED_FILES = ("head.json", "weights.npz", "report.json", "report.md", "MODEL_CARD.md")
 
 
@@ -60,6 +63,40 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the full JSON instead of a summary")
     _common(ev)
 
+    mix = sub.add_parser("mixtures", help="write fixed 30 s cry-in-background mixtures of one detector split "
+                                          "(DCASE 2017 task 2 style)")
+    mix.add_argument("--data", type=Path, required=True, help="index.csv of the cry data")
+    mix.add_argument("--out", type=Path, required=True, help="folder for the FLAC mixtures, mixtures.csv and meta.json")
+    mix.add_argument("--count", type=int, default=240, help="mixtures; every other one holds one cry")
+    mix.add_argument("--split", choices=SIDES, default="test", help="only clips of this split's groups are used")
+    mix.add_argument("--seed", type=int, default=0, help="mixing seed")
+    mix.add_argument("--split-seed", type=int, default=0, help="detector split seed (the detector's own is 0)")
+    mix.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (not_cry = background)")
+
+    events = sub.add_parser("evaluate-events", help="run the monitor over mixtures and score its episodes with sed_eval")
+    events.add_argument("--mixtures", type=Path, required=True, help="folder written by `mixtures`")
+    events.add_argument("--config", help="monitor config.toml (default: the project's)")
+    events.add_argument("--model", type=Path, help="cry detector folder to score (default: [detector] model)")
+    events.add_argument("--json", action="store_true", help="print the full JSON instead of the table")
+
+    det = sub.add_parser("detector", help="train the frame-level cry detector on mixtures made on the fly")
+    det.add_argument("--data", type=Path, required=True, help="index.csv of the cry data")
+    det.add_argument("--out", type=Path, required=True, help="detector folder to write, e.g. models/cry-detector-v1")
+    det.add_argument("--examples", type=int, default=6000, help="training examples of 8 s, mixed once per run")
+    det.add_argument("--epochs", type=int, default=20)
+    det.add_argument("--channels", default="16,32,48", help="conv block widths")
+    det.add_argument("--hidden", type=int, default=64, help="GRU width")
+    det.add_argument("--delay-frames", type=int, default=20,
+                     help="20 ms frames the GRU hears past a frame before scoring it (look-ahead, part of the latency)")
+    det.add_argument("--tuning-mixtures", type=int, default=120,
+                     help="30 s validation-group mixtures on which the run thresholds are chosen")
+    det.add_argument("--seed", type=int, default=0)
+    det.add_argument("--split-seed", type=int, default=0, help="detector split seed (mixtures must use the same)")
+    det.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
+    det.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (not_cry = background)")
+    det.add_argument("--workers", type=int, default=0, help="processes for mixing (0 = all cores)")
+    det.add_argument("--config", help="config.toml whose [episodes] quiet_s the tuning uses (default: the project's)")
+
     card = sub.add_parser("card", help="re-render MODEL_CARD.md and report.md of a head folder from its report.json")
     card.add_argument("--model", type=Path, required=True)
     return parser
@@ -75,9 +112,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args.invocation = "python -m train " + " ".join(argv)
     try:
-        return {"fit": cmd_fit, "evaluate": cmd_evaluate, "card": cmd_card}[args.command](args)
+        return {"fit": cmd_fit, "evaluate": cmd_evaluate, "card": cmd_card, "mixtures": cmd_mixtures,
+                "detector": cmd_detector, "evaluate-events": cmd_evaluate_events}[args.command](args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -108,7 +147,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     probes = {} if args.no_probes else run_probes(records, windows, args.seed)
     report = _fit_report(args, config, head, records, (outer, inner), metrics, probes, cache)
     head = dataclasses.replace(head, metadata={
-        **head.metadata, "label_map": args.label_map, "gate": dataclasses.asdict(gate), "model": args.model,
+        **head.metadata, "label_map": args.label_map, "gate": dataclasses.asdict(gate), "detector": cache.detector_id,
+        "model": args.model,
         "heldout_groups": sorted({records[i].key for i in outer.test}),
         "heldout_summary": {c: m["auc"] for c, m in metrics["heldout"]["file"]["per_class"].items()},
     })
@@ -148,7 +188,9 @@ def run_probes(records: list[Record], windows: list, seed: int) -> dict:
     from train.probes import pooled, probe_tasks, seed_protocol
 
     x = pooled(windows)
-    return {"tasks": probe_tasks(records, x, seed), "seed_protocol": seed_protocol(records, x, load_label_map("seed"), seed)}
+    seed_map = load_label_map("seed")
+    assert isinstance(seed_map, KeywordMap), "labelmaps.toml's seed map is a keyword map"
+    return {"tasks": probe_tasks(records, x, seed), "seed_protocol": seed_protocol(records, x, seed_map, seed)}
 
 
 def write_run(run: Path, head: Head, report: dict, scored: dict) -> None:
@@ -200,7 +242,8 @@ def summary(report: dict) -> str:
                          f"AUC {m['auc']:.3f} [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
         for name, t in metrics["tasks"].items():
             if "file" in t:
-                lines.append(f"[{tag}] task {name}: AUC {t['file']['auc']:.3f} [{t['file']['ci95'][0]:.3f}, {t['file']['ci95'][1]:.3f}]")
+                ci = t["file"]["ci95"]
+                lines.append(f"[{tag}] task {name}: AUC {t['file']['auc']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]")
     return "\n".join(lines) + "\n"
 
 
@@ -213,16 +256,59 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         records = [r for r in records if r.key in keep]
         if not records:
             raise DataError(f"no recording of {args.data} is in the held-out groups of {args.model}: use --split all")
-    gate = GateSettings(**head.metadata.get("gate", {}))
+    gate = _trained_gate(head, args.model)
     cache = EmbeddingCache(args.cache_dir, head.embedder_id, gate, args.config)
     head.check_embedder(cache.embedder_id, head.dim)
     windows = cache.embed(records, args.workers)
     if windows and windows[0].vectors.shape[1] != head.dim:
-        raise HeadError(f"head {args.model} expects dim {head.dim}, embedder {head.embedder_id} gives {windows[0].vectors.shape[1]}")
+        raise HeadError(f"head {args.model} expects dim {head.dim}, embedder {head.embedder_id} "
+                        f"gives {windows[0].vectors.shape[1]}")
     result = {"model": str(args.model), "data": str(args.data), "split": args.split, "classes": list(head.classes),
               "files": len(records), **evaluate(score(head, records, windows))}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
         print(summary({"metrics": {args.split: result}}), end="")
+    return 0
+
+
+def _trained_gate(head: Head, folder: Path) -> GateSettings:
+    """The gate a head was trained behind; a head from the old rule-based gate must be retrained."""
+    trained = head.metadata.get("gate", {})
+    known = {f.name for f in dataclasses.fields(GateSettings)}
+    if set(trained) - known:
+        old = ", ".join(sorted(set(trained) - known))
+        raise HeadError(f"head {folder} was trained behind the old rule-based cry gate ({old}): retrain it with "
+                        f"`python -m train fit --out {folder}` so it types the windows the detector passes")
+    return GateSettings(**trained)
+
+
+def cmd_detector(args: argparse.Namespace) -> int:
+    from train.detector import run_command  # torch is imported only for training
+
+    return run_command(args)
+
+
+def cmd_mixtures(args: argparse.Namespace) -> int:
+    from train.benchmark import write_mixtures
+
+    if args.count < 1:
+        raise DataError(f"--count {args.count}: need at least 1 mixture")
+    records = read_dataset(args.data, load_label_map(args.label_map))
+    rows = write_mixtures(records, args.out, args.count, args.split, args.seed, args.invocation, args.split_seed)
+    print(f"{len(rows)} mixtures ({sum(r['cry'] for r in rows)} with a cry) of split {args.split} written to {args.out}")
+    return 0
+
+
+def cmd_evaluate_events(args: argparse.Namespace) -> int:
+    from monitor.config import load_settings
+    from monitor.pipeline import Models
+    from train.benchmark import describe, evaluate_events, read_mixtures
+
+    read_mixtures(args.mixtures)  # a wrong folder fails before the models load
+    settings = load_settings(args.config)
+    if args.model is not None:
+        settings = settings.with_overrides(detector={"model": str(args.model.resolve())})
+    result = evaluate_events(args.mixtures, settings, Models.load(settings))
+    print(json.dumps(result, indent=1) if args.json else describe(result), end="\n" if args.json else "")
     return 0

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import confusion_matrix, f1_score
 
 from monitor.classify import Classifier, Head
-from monitor.config import AlertSettings, ClassifierSettings, EpisodeSettings
+from monitor.config import AlertSettings, ClassifierSettings
 from monitor.messages import NOT_CRY, Embedding, Window
 from train.cache import FileWindows
 from train.datasets import Record
 
 N_BOOTSTRAP = 1000
+# The head's own cry call on its smoothed windows (the monitor's episodes come from the detector).
+HEAD_CRY_THRESHOLD = 0.5
 ECE_BINS = 15
 
 
@@ -41,10 +44,9 @@ def _episode_opened(head: Head, probs: np.ndarray, gated: np.ndarray) -> bool:
     """Replays the monitor's smoother over the file; ungated windows count as not_cry."""
     classifier = Classifier(head, ClassifierSettings().smoothing, AlertSettings())
     not_cry = head.classes.index(NOT_CRY)
-    threshold = EpisodeSettings().cry_threshold
     for i, p in enumerate(probs):
         prediction, _ = classifier.step(Embedding(Window(i, 0.0, 0.0), None, head.embedder_id), p if gated[i] else None)
-        if 1.0 - prediction.smoothed[not_cry] >= threshold:
+        if 1.0 - prediction.smoothed[not_cry] >= HEAD_CRY_THRESHOLD:
             return True
     return False
 
@@ -120,9 +122,9 @@ def classification_metrics(probs: np.ndarray, y: np.ndarray, groups: np.ndarray,
     ece, reliability = expected_calibration_error(probs, y)
     return {
         "n": int(len(y)),
-        "accuracy": _r((predicted == y).mean()),
+        "accuracy": _r(float((predicted == y).mean())),
         "weighted_f1": _r(f1_score(y, predicted, labels=present, average="weighted", zero_division=0)),
-        "uar": _r(np.mean(recalls)),
+        "uar": _r(float(np.mean(recalls))),
         "ece": _r(ece),
         "per_class": {
             classes[c]: {"support": int((y == c).sum()), "recall": _r(r),
@@ -179,7 +181,7 @@ def task_metrics(scored: Scored) -> dict:
     out = {}
     window_records = [scored.records[i] for i in scored.window_file]
     for task in TASKS:
-        entry = {"what": task.what}
+        entry: dict[str, Any] = {"what": task.what}
         for level, records, probs in (("file", scored.records, scored.file_probs),
                                       ("window", window_records, scored.window_probs)):
             arrays = _task_arrays(task, records, probs, scored.classes)

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from textual.widgets import DataTable, Static
 
+from monitor.episodes import type_probability
 from monitor.tui.state import BedView
 
 _BAR = 14  # bars, labels and values fit a half-width panel of an 80-column terminal
@@ -90,7 +91,7 @@ class EpisodesTable(DataTable):
             for ep in episodes:
                 end = "ongoing" if ep["end_time"] is None else clock(ep["end_time"])
                 rows.append((view.bed, clock(ep["start_time"]), end, ep["label"],
-                             f"{ep['probs'][ep['label']]:.2f}", "ALERT" if ep["alert"] else ""))
+                             type_probability(ep), "ALERT" if ep["alert"] else ""))
         self.clear()
         for row in reversed(rows):  # newest first
             self.add_row(*row)
