@@ -1,7 +1,8 @@
-"""Speed and memory of the offline pipeline on this machine (a benchmark, not a test).
+"""Speed and memory of the pipeline on this machine (a benchmark, not a test).
 
-Prints ms per 2 s window for each stage, the batch driver's speed as a multiple of real time,
-and peak memory. Runs on the built-in scenario, so it needs no data.
+Prints the cry detector's cost per live hop (on sound and on silence, as a share of one core), ms
+per 2 s window for the embedder and head, the batch driver's speed as a multiple of real time, and
+peak memory. Runs on the built-in scenario, so it needs no data.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import time
 
 import numpy as np
 
-from monitor.config import load_settings
-from monitor.gate import gate_recording
 from monitor.analyze import analyze_samples
+from monitor.audio import RingBuffer
+from monitor.config import load_settings
+from monitor.gate import Gate, gate_recording
+from monitor.messages import SAMPLE_RATE
 from monitor.pipeline import Models
 from monitor.scenario import render_scenario
 
@@ -36,26 +39,46 @@ def _best_of(repeats: int, fn) -> float:
     return min(times)
 
 
+def _live_gate_seconds(samples: np.ndarray, settings, models: Models, hop: int) -> float:
+    """CPU seconds the gate spends on `samples` fed one live hop at a time, as the service feeds it."""
+    gate, ring = Gate(settings.gate, models.detector), RingBuffer(30 * SAMPLE_RATE)
+    start = time.process_time()
+    for i in range(0, len(samples), hop):
+        ring.write(samples[i : i + hop])
+        gate.advance(ring)
+    return time.process_time() - start
+
+
 def main() -> None:
     settings = load_settings()
     models = Models.load(settings)
     samples = render_scenario("nicu").samples
-    windows = gate_recording(samples, settings.gate)
+    windows = gate_recording(samples, settings.gate, models.detector)
     gated = np.stack([w.samples for w in windows if w.gated])
     vectors = models.embedder.embed(gated)
     n, seconds = len(windows), len(samples) / 16000
+    hop = int(settings.gate.detector_hop_s * SAMPLE_RATE)
+    silence = np.random.default_rng(0).normal(0, 10 ** (-70 / 20), 60 * SAMPLE_RATE).astype(np.float32)
 
-    gate_s = _best_of(3, lambda: gate_recording(samples, settings.gate))
+    live_s = min(_live_gate_seconds(samples, settings, models, hop) for _ in range(3))
+    quiet_s = min(_live_gate_seconds(silence, settings, models, hop) for _ in range(3))
+    quarter = _live_gate_seconds(samples, settings, models, SAMPLE_RATE // 4)
     embed_1 = _best_of(3, lambda: [models.embedder.embed(g[None]) for g in gated]) / len(gated)
     embed_8 = _best_of(3, lambda: models.embedder.embed(gated[:8])) / 8
     head_s = _best_of(3, lambda: models.head.predict_proba(vectors)) / len(vectors)
     total = _best_of(3, lambda: analyze_samples(samples, settings, models))
 
     print(f"machine: {_cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
-    print(f"embedder {models.embedder.id} (dim {models.embedder.dim}), head {models.head.name}")
+    print(f"detector {models.detector.id}, embedder {models.embedder.id} (dim {models.embedder.dim}), "
+          f"head {models.head.name}")
     print(f"scenario: {seconds:.0f} s audio, {n} windows, {len(gated)} gated")
+    hops = seconds / settings.gate.detector_hop_s
+    print(f"| gate (detector + runs + windows), live, per {settings.gate.detector_hop_s:.2f} s hop | "
+          f"{1000 * live_s / hops:.2f} ms | {100 * live_s / seconds:.2f} % of a core |")
+    print(f"| the same, per 0.25 s hop | {1000 * quarter / (seconds * 4):.2f} ms | {100 * quarter / seconds:.2f} % |")
+    print(f"| gate on silence (-70 dBFS noise) | {1000 * quiet_s / (60 / settings.gate.detector_hop_s):.2f} ms |"
+          f" {100 * quiet_s / 60:.2f} % of a core |")
     print("| stage | ms per window |\n|---|---:|")
-    print(f"| gate (webrtcvad + pitch), per hop | {1000 * gate_s / n:.2f} |")
     print(f"| embed, batch 1 | {1000 * embed_1:.2f} |")
     print(f"| embed, batch 8 | {1000 * embed_8:.2f} |")
     print(f"| head | {1000 * head_s:.3f} |")
