@@ -137,12 +137,13 @@ class Gate:
             self.dropped_windows += max(0, (ring.oldest - self.next_start) // self.hop)
             self._restart(ring.oldest)
         probs = np.zeros(0, np.float32)
-        if ring.end - self.fed >= self._min_chunk or (final and ring.end > self.fed):
+        end = ring.end  # once: the writer may add more while this call reads
+        if end - self.fed >= self._min_chunk or (final and end > self.fed):
             try:
-                samples = ring.read(self.fed, ring.end - self.fed)
+                samples = ring.read(self.fed, end - self.fed)
             except IndexError:  # lapped while reading: the next call resumes at the oldest sample
                 return GateOutput(None, [])
-            self.fed = ring.end
+            self.fed = end
             probs = self._stream.push(samples)
         if final:
             probs = np.concatenate([probs, self._stream.flush()])

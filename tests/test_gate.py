@@ -81,3 +81,30 @@ def test_a_short_recording_gets_one_padded_window(cries_index, detector):
     assert len(samples) < WINDOW_SAMPLES
     [window] = gate_recording(samples, GateSettings(), detector)
     assert window.start == 0 and not window.gated
+
+
+class _WriterRacesTheRead(RingBuffer):
+    """A ring whose writer adds a block while the gate is reading, as the microphone thread can."""
+
+    def __init__(self, capacity: int, late_block: np.ndarray):
+        super().__init__(capacity)
+        self._late_block: np.ndarray | None = late_block
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        out = super().read(start, count)
+        if self._late_block is not None:
+            block, self._late_block = self._late_block, None
+            self.write(block)
+        return out
+
+
+def test_samples_written_during_a_read_are_not_skipped(detector):
+    rng = np.random.default_rng(0)
+    first, late = rng.normal(0, 0.01, 3 * SAMPLE_RATE), rng.normal(0, 0.01, 800)
+    ring = _WriterRacesTheRead(10 * SAMPLE_RATE, late.astype(np.float32))
+    ring.write(first.astype(np.float32))
+    gate = Gate(GateSettings(), detector)
+    gate.advance(ring)
+    assert gate.fed == len(first)  # what it read, not what the ring holds by now
+    gate.advance(ring, final=True)
+    assert gate.fed == len(first) + len(late)
