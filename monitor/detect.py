@@ -3,11 +3,11 @@
 One `LogMel` computes features for training and for streaming, so the model meets at run time
 exactly what it was trained on. The network is a small CRNN that streams: its convolutions are
 "valid" in time (a stream keeps the last few feature frames as left context and looks
-CONV_LOOKAHEAD frames ahead) and its GRU is unidirectional (the hidden state is carried between
-calls). Its output for a frame comes `delay_frames` steps later, so the GRU has heard that much
-of what follows (a cry's first bout is easier to call once the second has begun); the whole
-look-ahead is `Architecture.lookahead_frames`, a bounded part of the monitor's latency. Feeding
-a recording at once or in 50 ms blocks gives the same probabilities.
+CONV_LOOKAHEAD frames ahead) and its GRU is unidirectional, restarted from rest a fixed context
+before every chunk of frames. Its output for a frame comes `delay_frames` steps later, so the GRU
+has heard that much of what follows (a cry's first bout is easier to call once the second has
+begun); the whole look-ahead is `Architecture.lookahead_frames`, a bounded part of the monitor's
+latency. Feeding a recording at once or in 50 ms blocks gives the same probabilities.
 
 A detector artifact is a folder: detector.json (feature settings, architecture, decision
 thresholds, provenance) and weights.safetensors (trained by train/detector.py in torch, run
@@ -255,8 +255,9 @@ class DetectorModel:
                               {k: v.astype(np.float32) for k, v in weights.items()}, meta)
         try:
             model._check_shapes()
-            gates = model.forward().inputs(np.zeros((2 * CONV_LOOKAHEAD + 1, features.n_mels), np.float32))
-            model.forward().recur(gates[None], np.ones((1, 1), bool))
+            forward = model.forward()
+            forward.recur(forward.inputs(np.zeros((2 * CONV_LOOKAHEAD + 1, features.n_mels), np.float32))[None],
+                          np.ones((1, 1), bool))
         except (KeyError, ValueError, IndexError) as exc:
             raise DetectorError(f"cry detector weights {weights_path} do not fit its detector.json ({exc}): {fix}") from exc
         return model

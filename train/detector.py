@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -314,7 +315,7 @@ def run_command(args: Any) -> int:
     records = read_dataset(args.data, load_label_map(args.label_map))
     splits = detector_split(records, args.split_seed)
     tuning_dir = args.runs / f"{args.out.name}-val-mixtures"
-    write_mixtures(records, tuning_dir, args.tuning_mixtures, "val", args.split_seed, args.invocation)
+    write_mixtures(records, tuning_dir, args.tuning_mixtures, "val", args.seed, args.invocation, args.split_seed)
     tuning = [TuningMixture(load_audio(tuning_dir / row["filename"]),
                             float(row["onset_s"]) if row["cry"] == "1" else None)
               for row in read_mixtures(tuning_dir)]
@@ -322,7 +323,7 @@ def run_command(args: Any) -> int:
                             architecture=Architecture(tuple(int(c) for c in args.channels.split(",")), args.hidden,
                                                       args.delay_frames))
     quiet_s = load_settings(args.config).episodes.quiet_s
-    model, info = fit_detector(splits, tuning, config, args.out.name, args.workers or 2, quiet_s)
+    model, info = fit_detector(splits, tuning, config, args.out.name, args.workers or os.cpu_count() or 1, quiet_s)
     info.update(command=args.invocation, data=str(args.data), split_seed=args.split_seed,
                 split_groups={side: sorted({r.key for r in rs}) for side, rs in splits.items()},
                 created=time.strftime("%Y-%m-%d %H:%M:%S"))
