@@ -95,7 +95,8 @@ class EpisodeTracker:
         return events
 
     def classify(self, prediction: Prediction, alert_events: list[Event]) -> list[Event]:
-        """A typed window: it adds to the open episode it overlaps; alerts carry the episode's number."""
+        """A typed window: it adds to the open episode it overlaps; alerts carry the number of the
+        episode their window belongs to (a late window may belong to one a new onset has closed)."""
         events: list[Event] = []
         window = prediction.window
         self._typed_to = max(self._typed_to, window.end)
@@ -105,12 +106,20 @@ class EpisodeTracker:
             ep.peaks = np.maximum(ep.peaks, prediction.smoothed)
             ep.windows += 1
             events.append(Event("episode_updated", window.end, ep.summary(open_=True)))
+        owner = self._owner(window.start)
         for alert in alert_events:
-            if alert.kind == "alert_raised" and ep is not None:
-                ep.alerts.add(alert.data["label"])
-            data = dict(alert.data, episode=ep.number if ep else None)
+            if alert.kind == "alert_raised" and owner is not None and owner is ep:
+                owner.alerts.add(alert.data["label"])
+            data = dict(alert.data, episode=owner.number if owner else None)
             events.append(Event(alert.kind, alert.time, data))
         return events
+
+    def _owner(self, start: int) -> Episode | None:
+        """The open episode, unless the window began before it and inside the last closed one."""
+        last = self.closed[-1] if self.closed else None
+        if last is not None and (self.current is None or start < self.current.start) and start < last.end:
+            return last
+        return self.current
 
     def _close_if_over(self, now: int) -> list[Event]:
         ep = self.current

@@ -100,3 +100,16 @@ def test_windows_outside_an_episode_type_nothing():
     tracker = EpisodeTracker(EpisodeSettings(), CLASSES)
     assert tracker.classify(_prediction(0.0, (0.2, 0.7, 0.1)), []) == []
     assert tracker.observe(_frames(0.0, 2.0, False)) == []
+
+
+def test_a_late_window_alerts_for_the_episode_it_belongs_to():
+    """Frames run ahead of the embedder: a new onset may close episode 1 before its last windows are typed."""
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker.observe(_frames(1.0, 3.0, True, onset=True))
+    tracker.observe(_frames(3.0, 9.0, False))  # quiet, but episode 1 waits for its windows
+    events = tracker.observe(_frames(9.0, 10.0, True, onset=True))  # a new cry: 1 closes, 2 opens
+    assert [(e.kind, e.data["episode"]) for e in events] == [("episode_closed", 1), ("episode_opened", 2)]
+    alert = Event("alert_raised", 0, {"label": "pain", "probability": 0.9})
+    [raised] = tracker.classify(_prediction(1.5, (0.1, 0.8, 0.1)), [alert])
+    assert raised.kind == "alert_raised" and raised.data["episode"] == 1
+    assert tracker.current is not None and not tracker.current.alerts
