@@ -308,7 +308,6 @@ class StreamingDetector:
         self._gates = np.zeros((0, 3 * self._forward.hidden), np.float32)  # GRU inputs from step _gates_from on
         self._gates_from = 0
         self._steps_done = 0  # GRU steps whose output has been produced
-        self.frames_out = 0  # probabilities produced so far (= index of the next frame to score)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Probabilities for the frames that became final with these samples (possibly none)."""
@@ -360,9 +359,7 @@ class StreamingDetector:
         self._steps_done = int(steps[-1]) + 1
         keep = max(0, self._steps_done - self._context_steps)  # what the next chunk's warm-up needs
         self._gates, self._gates_from = self._gates[keep - self._gates_from:], keep
-        probs = _sigmoid(out[steps >= self._delay]).astype(np.float32)  # earlier steps score the padding
-        self.frames_out += len(probs)
-        return probs
+        return _sigmoid(out[steps >= self._delay]).astype(np.float32)  # earlier steps score the padding
 
 
 def pad_for_training(features: np.ndarray, arch: Architecture) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from monitor.audio import RingBuffer
 from monitor.config import GateSettings
-from monitor.detect import Decision, DetectorModel, StreamingDetector
+from monitor.detect import Decision, DetectorModel, FeatureSettings, StreamingDetector
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Activity, CryOnset, Window
 
 _HISTORY_S = 60
@@ -73,6 +73,11 @@ class RunDecider:
             first = k
 
 
+def frame_time(frame: int, features: FeatureSettings) -> int:
+    """The sample a frame's decision stands for: the hop at the centre of its analysis window."""
+    return frame * features.frame_hop + (features.frame_length - features.frame_hop) // 2
+
+
 def decide_runs(probs: np.ndarray, decision: Decision, frame_s: float) -> tuple[np.ndarray, list[int]]:
     """A whole probability track at once, exactly as the streaming gate decides it: (active, onset frames)."""
     decider, active, onsets = RunDecider(decision, frame_s), np.zeros(len(probs), bool), []
@@ -100,8 +105,7 @@ class Gate:
         self._stream = StreamingDetector(detector)
         features = detector.features
         self.frame_hop = features.frame_hop
-        # Frame i's decision stands for the hop at the centre of its analysis window.
-        self._frame_offset = (features.frame_length - features.frame_hop) // 2
+        self._frame_offset = frame_time(0, features)
         self._decider = RunDecider(detector.decision, features.hop_s)
         self.hop = int(round(settings.hop_s * SAMPLE_RATE))
         self._lead = int(round(settings.onset_lead_s * SAMPLE_RATE))
@@ -115,21 +119,12 @@ class Gate:
         self.dropped_windows = 0  # windows skipped because the reader fell behind the ring
 
     @property
-    def frames_decided(self) -> int:
-        return self._frames
-
-    @property
-    def decided_to(self) -> int:
-        """Sample index up to which cry activity is decided."""
-        return self.frame_time(self.frames_decided)
-
-    @property
     def needed_from(self) -> int:
         """Oldest sample the gate may still read: a writer that can wait must not overwrite it."""
         return min(self.next_start, self.fed)
 
     def frame_time(self, frame: int) -> int:
-        return frame * self.frame_hop + self._frame_offset
+        return frame_time(frame, self.detector.features)
 
     def advance(self, ring: RingBuffer, final: bool = False) -> GateOutput:
         """Everything decidable from the ring so far; `final` at the end of a recording."""
@@ -165,13 +160,12 @@ class Gate:
 
     def _restart(self, at: int) -> None:
         """After a gap the detector starts afresh; frames in the gap count as no cry."""
-        gap_frames = max(0, (at - self.frame_time(self.frames_decided)) // self.frame_hop)
+        gap_frames = max(0, (at - self.frame_time(self._frames)) // self.frame_hop)
         self._active.extend([False] * min(gap_frames, self._active.maxlen or 0))
-        frames = self._frames + gap_frames
-        self._frames = frames
+        self._frames += gap_frames
         self._stream = StreamingDetector(self.detector)
         self._decider = RunDecider(self.detector.decision, self.detector.features.hop_s)
-        self.fed = frames * self.frame_hop
+        self.fed = self._frames * self.frame_hop
         self.next_start = max(self.next_start, self.fed)
 
     def _decide(self, probs: np.ndarray, ring: RingBuffer) -> tuple[Activity | None, list[Window]]:
@@ -194,7 +188,7 @@ class Gate:
 
     def _backfill(self, run_first: int, confirmed_at: int) -> None:
         """A confirmed run is crying from its first frame on, for the windows that cover it."""
-        oldest = self.frames_decided - len(self._active)
+        oldest = self._frames - len(self._active)
         for frame in range(max(run_first, oldest), confirmed_at):
             self._active[frame - oldest] = True
 
@@ -223,9 +217,9 @@ class Gate:
 
     def _window_at(self, ring: RingBuffer, start: int, end: int) -> Window | None:
         """Decision for [start, end); `end - start` < 2 s only for a recording shorter than that."""
-        oldest = self.frames_decided - len(self._active)
+        oldest = self._frames - len(self._active)
         first = max(0, (start - self._frame_offset) // self.frame_hop)
-        last = min(self.frames_decided, max(first, (end - self._frame_offset) // self.frame_hop))
+        last = min(self._frames, max(first, (end - self._frame_offset) // self.frame_hop))
         if first < oldest or start < ring.oldest:
             self.dropped_windows += 1
             return None

@@ -33,7 +33,7 @@ from monitor.detect import (
     band_pools,
     pad_for_training,
 )
-from monitor.gate import decide_runs
+from monitor.gate import decide_runs, frame_time
 from monitor.messages import SAMPLE_RATE
 from train.datasets import Record
 from train.mixing import TrainingMixer
@@ -231,15 +231,14 @@ def track(model: DetectorModel, samples: np.ndarray) -> np.ndarray:
 def episode_onsets(probs: np.ndarray, decision: Decision, quiet_s: float, features: FeatureSettings) -> list[float]:
     """Episode start times (s) as the monitor's tracker makes them: runs closer than quiet_s are one episode."""
     active, onsets = decide_runs(probs, decision, features.hop_s)
-    offset = (features.frame_length - features.frame_hop) // 2
     starts, last_end = [], -np.inf
     ends = _run_ends(active)
     for first in onsets:
-        t = (first * features.frame_hop + offset) / SAMPLE_RATE
+        t = frame_time(first, features) / SAMPLE_RATE
         if t - last_end >= quiet_s:
             starts.append(t)
         end = ends.get(first)
-        last_end = max(last_end, (end * features.frame_hop + offset) / SAMPLE_RATE if end is not None else t)
+        last_end = max(last_end, frame_time(end, features) / SAMPLE_RATE if end is not None else t)
     return starts
 
 

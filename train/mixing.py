@@ -392,11 +392,6 @@ class TrainingMixer:
         self.p_cry = p_cry
         self.rng = np.random.default_rng(seed)
 
-    def preload(self) -> None:
-        """Decode every clip now, e.g. before DataLoader workers fork, so that they share one copy."""
-        for record in self.cries + self.backgrounds.negatives:
-            self.cache(record)
-
     def example(self, seconds: float, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(samples, labels): 16 kHz float32 of len(labels) * FRAME_HOP samples, labels 1.0 on cry frames.
 
