@@ -106,3 +106,24 @@ def test_alerts_come_from_pain_cries_not_from_hunger(held_out, settings, models)
     hunger = [analyze_file(cry_path(r), settings, models) for r in pick(held_out, 4, label="hungry")]
     assert sum(any(e["alert"] for e in r["episodes"]) for r in pain) >= 3
     assert sum(any(e["alert"] for e in r["episodes"]) for r in hunger) <= 1
+
+
+def test_the_tuning_simulation_opens_the_episodes_the_monitor_opens(cries_index, tmp_path, settings, models):
+    """train/detector.py chooses the run decisions on a fast replay of the episode rules: it must
+    match what the monitor's own driver does, or the tuned thresholds tune something else."""
+    from train.benchmark import read_mixtures, write_mixtures
+    from train.datasets import read_dataset
+    from train.detector import episode_onsets, track
+    from train.labels import load_label_map
+
+    records = read_dataset(CRIES / "index.csv", load_label_map("crywatch"))
+    write_mixtures(records, tmp_path, 8, "val", seed=5, command="tests")
+    detector, opened = models.detector, 0
+    for row in read_mixtures(tmp_path):
+        samples = load_audio(tmp_path / row["filename"])
+        replayed = episode_onsets(track(detector, samples), detector.decision, settings.episodes.quiet_s,
+                                  detector.features)
+        monitor = [e["start_s"] for e in _episodes(samples, settings, models)]
+        assert [round(t, 3) for t in replayed] == monitor, row
+        opened += len(monitor)
+    assert opened >= 3  # the mixtures hold cries: the comparison is not between empty lists
