@@ -8,21 +8,20 @@ import numpy as np
 
 from monitor.audio import load_audio
 from monitor.config import Settings
-from monitor.episodes import type_probability
-from monitor.messages import NOT_CRY, SAMPLE_RATE, Event
+from monitor.messages import NOT_CRY, SAMPLE_RATE, EpisodeClosed, PipelineEvent, WindowScored
 from monitor.pipeline import Models, Pipeline
 
 
-def analyze_samples(samples: np.ndarray, settings: Settings, models: Models) -> tuple[list[Event], dict[str, Any]]:
+def analyze_samples(samples: np.ndarray, settings: Settings, models: Models) -> tuple[list[PipelineEvent], dict[str, Any]]:
     """All events for one recording, and the per-file summary `crywatch analyze` prints."""
     pipeline = Pipeline(settings, models)
-    events: list[Event] = []
+    events: list[PipelineEvent] = []
     raws: list[np.ndarray] = []
     for output in pipeline.gate.outputs_over(samples):
         # Frames first: an episode exists before the windows that type it, as in the live driver.
         new = pipeline.observe(output.activity) if output.activity is not None else []
         new += pipeline.classify(pipeline.embed(output.windows))
-        raws.extend(np.array(list(e.data["raw"].values())) for e in new if e.kind == "window" and e.data["raw"])
+        raws.extend(np.array(list(e.raw.values())) for e in new if isinstance(e, WindowScored) and e.raw)
         events.extend(new)
     events.extend(pipeline.finish())
     classes = models.head.classes
@@ -34,12 +33,13 @@ def analyze_samples(samples: np.ndarray, settings: Settings, models: Models) -> 
         probs = {c: None for c in classes}
         probs[NOT_CRY], probs["cry"] = 1.0, 0.0
     episodes = [
-        {k: e.data[k] for k in ("start_s", "end_s", "detected_s", "label", "probs", "peak", "alert")}
-        for e in events if e.kind == "episode_closed"
+        {"start_s": ep.start_s, "end_s": ep.end_s, "detected_s": ep.detected_s, "label": ep.label, "probs": ep.probs,
+         "peak": ep.peak, "alert": bool(ep.alerts)}
+        for ep in (e.episode for e in events if isinstance(e, EpisodeClosed))
     ]
     summary = {
         "duration_s": round(len(samples) / SAMPLE_RATE, 3),
-        "windows": sum(e.kind == "window" for e in events),
+        "windows": sum(isinstance(e, WindowScored) for e in events),
         "gated_windows": len(raws),
         "probs": probs,
         "episodes": episodes,
@@ -62,5 +62,10 @@ def describe(result: dict[str, Any]) -> str:
     for ep in episodes:
         alert = " ALERT" if ep["alert"] else ""
         parts.append(f"  {ep['start_s']:7.1f}-{ep['end_s']:7.1f} s  {ep['label']:<12} "
-                     f"p={type_probability(ep)}{alert}")
+                     f"p={_type_probability(ep)}{alert}")
     return "\n".join(parts)
+
+
+def _type_probability(episode: dict[str, Any]) -> str:
+    p = episode["probs"].get(episode["label"])
+    return "-" if p is None else f"{p:.2f}"

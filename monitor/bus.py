@@ -1,28 +1,110 @@
 """Live events on ZeroMQ PUB/SUB: the service publishes, any number of dashboards subscribe.
 
-Wire format: two frames, the message type (for SUB prefix filtering) and a UTF-8 JSON object
-{"v": SCHEMA_VERSION, "type", "bed", "time" (ISO 8601 UTC), "t" (stream seconds), "data"}.
+Wire format: two frames, the event's wire name (for SUB prefix filtering) and a UTF-8 JSON
+object {"v": SCHEMA_VERSION, "type", "bed", "time" (ISO 8601 UTC), "t" (stream seconds),
+"data": the event's fields}. This module is the only place events are encoded or decoded;
+msgspec validates every field on the way in, so a malformed or foreign message is one clear
+error, never a KeyError deep in a dashboard.
 """
 from __future__ import annotations
 
-import json
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any, Iterable
 
+import msgspec
 import zmq
 
-from monitor.messages import Event, seconds
+from monitor.messages import (
+    AlarmAcknowledged,
+    AlarmAnnounced,
+    AlarmCleared,
+    AlarmRaised,
+    AlarmSilenced,
+    EpisodeClosed,
+    EpisodeOpened,
+    EpisodeUpdated,
+    Heartbeat,
+    ServiceStatus,
+    WindowScored,
+    WireEvent,
+    seconds,
+)
 
-SCHEMA_VERSION = 1
+# 2: typed events (alarms with priorities and acknowledgement, heartbeats carrying them).
+SCHEMA_VERSION = 2
+
+EVENT_TYPES: dict[str, type] = {
+    "window": WindowScored,
+    "episode_opened": EpisodeOpened,
+    "episode_updated": EpisodeUpdated,
+    "episode_closed": EpisodeClosed,
+    "alarm_raised": AlarmRaised,
+    "alarm_announced": AlarmAnnounced,
+    "alarm_acknowledged": AlarmAcknowledged,
+    "alarm_silenced": AlarmSilenced,
+    "alarm_cleared": AlarmCleared,
+    "service_status": ServiceStatus,
+    "heartbeat": Heartbeat,
+}
+_WIRE_NAMES = {cls: name for name, cls in EVENT_TYPES.items()}
 
 
 class BusError(RuntimeError):
-    """The bus endpoint cannot be used; the message names it and the fix."""
+    """The bus endpoint cannot be used, or a message cannot be read; the message says why and the fix."""
 
 
-def to_message(event: Event, bed: str, wall: datetime) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "type": event.kind, "bed": bed, "time": wall.isoformat(),
-            "t": round(seconds(event.time), 3), "data": event.data}
+class SchemaMismatch(BusError):
+    """A peer speaks another schema version: monitors and dashboards must run the same CryWatch."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """An event as it travels: which bed, and the wall-clock time the event refers to."""
+
+    bed: str
+    time: str  # ISO 8601 UTC
+    event: WireEvent
+
+    @property
+    def t(self) -> float:
+        """The event's time in the monitor's stream, in seconds."""
+        return seconds(self.event.time)
+
+
+def wire_name(event: Any) -> str:
+    try:
+        return _WIRE_NAMES[type(event)]
+    except KeyError:
+        raise TypeError(f"{type(event).__name__} is not a wire event") from None
+
+
+def encode(envelope: Envelope) -> tuple[bytes, bytes]:
+    """(topic, body) frames."""
+    name = wire_name(envelope.event)
+    body = msgspec.json.encode({"v": SCHEMA_VERSION, "type": name, "bed": envelope.bed, "time": envelope.time,
+                                "t": round(envelope.t, 3), "data": envelope.event})
+    return name.encode(), body
+
+
+def decode(body: bytes) -> Envelope:
+    """The envelope in `body`; SchemaMismatch for another version, BusError for anything malformed."""
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BusError(f"unreadable bus message ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise BusError("unreadable bus message (not a JSON object)")
+    if raw.get("v") != SCHEMA_VERSION:
+        raise SchemaMismatch(f"bed {raw.get('bed', '?')} speaks bus schema {raw.get('v')!r}, this reader speaks "
+                             f"{SCHEMA_VERSION}: run the same CryWatch version on monitors and dashboards")
+    cls = EVENT_TYPES.get(raw.get("type", ""))
+    if cls is None:
+        raise BusError(f"bus message of unknown type {raw.get('type')!r} from bed {raw.get('bed', '?')}")
+    try:
+        event: WireEvent = msgspec.convert(raw.get("data"), cls)
+        return Envelope(msgspec.convert(raw.get("bed"), str), msgspec.convert(raw.get("time"), str), event)
+    except msgspec.ValidationError as exc:
+        raise BusError(f"malformed {raw['type']} message from bed {raw.get('bed', '?')}: {exc}") from exc
 
 
 class Publisher:
@@ -41,35 +123,54 @@ class Publisher:
                            "set [bus] endpoint to a free port") from exc
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
-    def publish(self, message: dict[str, Any]) -> None:
-        body = json.dumps(message, separators=(",", ":")).encode()
-        self._socket.send_multipart([message["type"].encode(), body])
+    def publish(self, envelope: Envelope) -> None:
+        self._socket.send_multipart(list(encode(envelope)))
 
     def close(self) -> None:
         self._socket.close()
 
 
 class Subscriber:
-    def __init__(self, endpoints: Iterable[str], context: zmq.Context | None = None):
-        self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.SUB)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
-        self.endpoints = tuple(endpoints)
-        for endpoint in self.endpoints:
-            try:
-                self._socket.connect(endpoint)
-            except zmq.ZMQError as exc:
-                self._socket.close()
-                raise BusError(f"cannot connect to {endpoint} ({exc}): use e.g. tcp://127.0.0.1:5557") from exc
+    """One SUB socket per endpoint, so a dashboard knows which endpoint each event came from
+    (and which endpoint has never answered)."""
 
-    def receive(self, timeout_ms: int) -> dict[str, Any] | None:
-        """The next message, or None after `timeout_ms`. Messages of another schema version are skipped."""
-        if not self._socket.poll(timeout_ms):
-            return None
-        _topic, body = self._socket.recv_multipart()
-        message = json.loads(body)
-        return message if message.get("v") == SCHEMA_VERSION else None
+    def __init__(self, endpoints: Iterable[str], context: zmq.Context | None = None):
+        context = context or zmq.Context.instance()
+        self.endpoints = tuple(endpoints)
+        self._sockets: dict[zmq.Socket, str] = {}
+        self._poller = zmq.Poller()
+        for endpoint in self.endpoints:
+            socket = context.socket(zmq.SUB)
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.setsockopt(zmq.SUBSCRIBE, b"")
+            try:
+                socket.connect(endpoint)
+            except zmq.ZMQError as exc:
+                socket.close()
+                self.close()
+                raise BusError(f"cannot connect to {endpoint} ({exc}): use e.g. tcp://127.0.0.1:5557") from exc
+            self._sockets[socket] = endpoint
+            self._poller.register(socket, zmq.POLLIN)
+
+    def receive_from(self, timeout_ms: int) -> tuple[str, Envelope] | None:
+        """(endpoint, event) for the next event, or None after `timeout_ms`.
+
+        BusError (SchemaMismatch) for one that cannot be read, naming the endpoint it came from."""
+        ready = dict(self._poller.poll(timeout_ms))
+        for socket, endpoint in self._sockets.items():
+            if socket in ready:
+                _topic, body = socket.recv_multipart()
+                try:
+                    return endpoint, decode(body)
+                except BusError as exc:
+                    raise type(exc)(f"{endpoint}: {exc}") from exc
+        return None
+
+    def receive(self, timeout_ms: int) -> Envelope | None:
+        received = self.receive_from(timeout_ms)
+        return None if received is None else received[1]
 
     def close(self) -> None:
-        self._socket.close()
+        for socket in self._sockets:
+            socket.close()
+        self._sockets.clear()

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from monitor.config import AlertSettings
-from monitor.messages import NOT_CRY, Embedding, Event, Prediction
+from monitor.messages import NOT_CRY, AlertEnded, AlertStarted, Embedding, Prediction
 
 HEAD_FORMAT = 1
 
@@ -131,7 +131,7 @@ class Classifier:
     def active_alerts(self) -> list[str]:
         return [p.label for p in self._policies if p.active]
 
-    def step(self, embedding: Embedding, raw: np.ndarray | None) -> tuple[Prediction, list[Event]]:
+    def step(self, embedding: Embedding, raw: np.ndarray | None) -> tuple[Prediction, list[AlertStarted | AlertEnded]]:
         """`raw` is the head's output for this embedding (None when ungated), computed by the caller in batches."""
         observed = raw if raw is not None else np.eye(len(self.classes))[self._not_cry]
         if self._smoothed is None:
@@ -139,22 +139,24 @@ class Classifier:
         else:
             self._smoothed = self._alpha * self._smoothed + (1 - self._alpha) * observed
         prediction = Prediction(embedding.window, self.classes, raw, self._smoothed.copy())
-        events = []
+        events: list[AlertStarted | AlertEnded] = []
+        time = embedding.window.end
         for policy in self._policies:
-            change = policy.update(float(self._smoothed[policy.index]))
-            if change:
-                events.append(Event(change, embedding.window.end, {
-                    "label": policy.label, "probability": round(float(self._smoothed[policy.index]), 4),
-                    "threshold": policy.threshold}))
+            probability = round(float(self._smoothed[policy.index]), 4)
+            change = policy.update(probability)
+            if change == "raised":
+                events.append(AlertStarted(time, policy.label, probability, policy.threshold, None))
+            elif change == "cleared":
+                events.append(AlertEnded(time, policy.label, probability, "below threshold", None))
         return prediction, events
 
-    def finish(self, time: int) -> list[Event]:
-        """End of input: active alerts are cleared explicitly so none stays open in the log."""
+    def finish(self, time: int) -> list[AlertEnded]:
+        """End of input: active alerts end explicitly so none stays open in the log."""
         events = []
         for policy in self._policies:
             if policy.active:
                 policy.active, policy.streak = False, 0
-                events.append(Event("alert_cleared", time, {"label": policy.label, "reason": "input ended"}))
+                events.append(AlertEnded(time, policy.label, 0.0, "input ended", None))
         return events
 
 
@@ -173,8 +175,8 @@ class _AlertState:
         self.streak = self.streak + 1 if arguing else 0
         if self.active and self.streak >= self.clear_after:
             self.active, self.streak = False, 0
-            return "alert_cleared"
+            return "cleared"
         if not self.active and self.streak >= self.raise_after:
             self.active, self.streak = True, 0
-            return "alert_raised"
+            return "raised"
         return None

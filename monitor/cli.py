@@ -10,13 +10,22 @@ from typing import Any
 
 from monitor import model_cmd
 from monitor.audio import AudioError
-from monitor.bus import BusError
+from monitor.bus import BusError, Envelope
 from monitor.classify import HeadError
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.detect import DetectorError
 from monitor.embed import EmbedderError
-from monitor.episodes import type_probability
-from monitor.store import StoreError
+from monitor.messages import (
+    AlarmAcknowledged,
+    AlarmAnnounced,
+    AlarmCleared,
+    AlarmRaised,
+    AlarmSilenced,
+    EpisodeClosed,
+    EpisodeOpened,
+    ServiceStatus,
+)
+from monitor.store import EpisodeFilter, StoreError
 
 EXPECTED_ERRORS = (ConfigError, AudioError, DetectorError, HeadError, EmbedderError, StoreError, BusError)
 
@@ -25,25 +34,31 @@ def _settings(args: argparse.Namespace, **overrides: dict[str, Any]) -> Settings
     return load_settings(args.config).with_overrides(**overrides)
 
 
-def _describe_event(message: dict[str, Any]) -> str | None:
-    """The headless log line for a bus message, or None for routine ones."""
-    kind, data, t = message["type"], message["data"], message["t"]
-    stamp = f"[{message['bed']} {t:8.1f} s]"
-    if kind == "episode_opened":
-        return f"{stamp} cry episode {data['episode']} started ({data['label']})"
-    if kind == "episode_closed":
-        alerts = f", alerted: {', '.join(data['alerts'])}" if data["alert"] else ""
-        return (f"{stamp} cry episode {data['episode']} ended: {data['start_s']:.1f}-{data['end_s']:.1f} s, "
-                f"{data['label']} p={type_probability(data)}{alerts}")
-    if kind == "alert_raised":
-        return f"{stamp} ALERT {data['label'].upper()} (p={data['probability']:.2f}, episode {data['episode']})"
-    if kind == "alert_cleared":
-        return f"{stamp} alert {data['label']} cleared"
-    if kind == "health" and data["state"] == "service_started":
-        return f"{stamp} listening"
-    if kind == "health":
-        details = ", ".join(f"{k}={v}" for k, v in data.items() if k != "state")
-        return f"{stamp} {data['state']}" + (f" ({details})" if details else "")
+def _describe_event(envelope: Envelope) -> str | None:
+    """The headless log line for an event, or None for routine ones."""
+    stamp = f"[{envelope.bed} {envelope.t:8.1f} s]"
+    match envelope.event:
+        case EpisodeOpened(episode=ep):
+            return f"{stamp} cry episode {ep.number} started ({ep.label})"
+        case EpisodeClosed(episode=ep):
+            alerts = f", alerted: {', '.join(ep.alerts)}" if ep.alerts else ""
+            return (f"{stamp} cry episode {ep.number} ended: {ep.start_s:.1f}-{ep.end_s:.1f} s, "
+                    f"{ep.label} p={ep.type_probability()}{alerts}")
+        case AlarmRaised(alarm=alarm) | AlarmAnnounced(alarm=alarm):
+            again = f" (announced {alarm.announcements}x, unacknowledged)" if alarm.announcements > 1 else ""
+            cause = f" p={alarm.probability:.2f}, episode {alarm.episode}" if alarm.probability is not None else ""
+            return f"{stamp} ALARM {alarm.id} [{alarm.priority.value}] {alarm.message}{cause}{again}"
+        case AlarmAcknowledged(alarm=alarm):
+            return f"{stamp} alarm {alarm.id} ({alarm.label}) acknowledged by {alarm.acknowledged_by}"
+        case AlarmSilenced(alarm=alarm):
+            return f"{stamp} alarm {alarm.id} ({alarm.label}) audio paused until {alarm.silenced_until}"
+        case AlarmCleared(alarm=alarm, reason=reason):
+            return f"{stamp} alarm {alarm.id} ({alarm.label}) cleared: {reason}"
+        case ServiceStatus(state="started"):
+            return f"{stamp} listening"
+        case ServiceStatus(state=state, detail=detail):
+            details = ", ".join(f"{k}={v}" for k, v in detail.items())
+            return f"{stamp} {state}" + (f" ({details})" if details else "")
     return None
 
 
@@ -56,15 +71,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless and headless:
         print("crywatch: no terminal, running headless (use --headless to say so)", file=sys.stderr)
 
-    def print_event(message: dict[str, Any]) -> None:
-        line = _describe_event(message)
+    def print_event(envelope: Envelope) -> None:
+        line = _describe_event(envelope)
         if line:
             print(line, flush=True)
 
     service = Service(settings, on_message=print_event if headless else None)
     print(f"crywatch: bed {service.bed}, {service.source.description}\n"
           f"crywatch: embedder {service.models.embedder.id}, head {service.models.head.name}, "
-          f"events on {service.bus_endpoint}, log {settings.store.url}", flush=True)
+          f"events on {service.bus_endpoint}, control on {service.control_endpoint}, log {settings.store.url}",
+          flush=True)
     for label in service.pipeline.classifier.unsupported_alert_classes:
         print(f"crywatch: warning: head {service.models.head.name} has no {label!r} class: "
               f"{label} cries will NOT alert (see its model card)", file=sys.stderr, flush=True)
@@ -79,8 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"crywatch: stopped after {summary.windows} windows, {summary.alerts} alerts; run {summary.run_id}; "
           + ("latest episodes:" if summary.episodes else "no cry episodes"), flush=True)
     for ep in summary.episodes:
-        print(f"  episode {ep['episode']}: {ep['start_s']:.1f}-{ep['end_s']:.1f} s {ep['label']}"
-              f"{' ALERT' if ep['alert'] else ''}")
+        print(f"  episode {ep.number}: {ep.start_s:.1f}-{ep.end_s:.1f} s {ep.label}{' ALERT' if ep.alerts else ''}")
     if summary.failed:
         print(f"crywatch: error: {summary.failed}", file=sys.stderr)
         return 1
@@ -119,28 +134,66 @@ def _parse_since(text: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
+def _episode_filter(args: argparse.Namespace) -> EpisodeFilter:
+    from monitor.store import EpisodeFilter
+
+    alarm = {"yes": True, "no": False, None: None}[args.alarm]
+    return EpisodeFilter(_parse_since(args.since), args.bed, args.type, alarm, args.unreviewed)
+
+
 def cmd_episodes(args: argparse.Namespace) -> int:
+    from monitor.review import to_csv
     from monitor.store import list_episodes, open_engine
 
     settings = _settings(args, store={"url": args.db})
-    episodes = list_episodes(open_engine(settings.store.url), _parse_since(args.since), args.bed)
-    if args.json:
+    episodes = list_episodes(open_engine(settings.store.url), _episode_filter(args))
+    if args.format == "json":
         print(json.dumps(episodes, indent=1))
+        return 0
+    if args.format == "csv":
+        sys.stdout.write(to_csv(episodes))
         return 0
     if not episodes:
         print("no episodes")
     for ep in episodes:
         end = ep["end"] or "ongoing"
-        print(f"{ep['start']}  {end:<32}  {ep['bed']:<10} {ep['label']:<12} "
-              f"p={ep['probs'].get(ep['label'], 0):.2f}{'  ALERT' if ep['alert'] else ''}")
+        review = f"  reviewed: {ep['review']['verdict']} ({ep['review']['by']})" if ep["review"] else ""
+        print(f"{ep['id']:>5} {ep['start']}  {end:<32}  {ep['bed']:<10} {ep['label']:<12} "
+              f"p={ep['probs'].get(ep['label'], 0):.2f}{'  ALERT' if ep['alert'] else ''}{review}")
+    return 0
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    from monitor.alarms import AlarmError, check_initials
+    from monitor.store import annotate, open_engine
+
+    settings = _settings(args, store={"url": args.db})
+    try:
+        by = check_initials(args.by)
+    except AlarmError as exc:
+        raise ConfigError(f"--by: {exc}") from exc
+    review = annotate(open_engine(settings.store.url), args.episode, args.verdict, by, args.note)
+    print(f"episode {args.episode}: {review['verdict']} by {review['by']} at {review['time']}")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from monitor.store import open_engine
+    from monitor.tui.review import ReviewApp
+
+    settings = _settings(args, store={"url": args.db})
+    ReviewApp(open_engine(settings.store.url), _episode_filter(args)).run()
     return 0
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    from monitor.bus import Subscriber
     from monitor.tui.app import CryWatchApp
 
-    endpoints = args.connect or [_settings(args).bus.endpoint]
-    CryWatchApp(endpoints).run()
+    settings = _settings(args, store={"url": args.db})
+    endpoints = args.connect or [settings.bus.endpoint]
+    Subscriber(endpoints).close()  # a bad endpoint is one line here, not a traceback inside the app
+    CryWatchApp(endpoints, review_db=settings.store.url).run()
     return 0
 
 
@@ -155,6 +208,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from train.cli import main as train_main
 
     return train_main(args.train_args)
+
+
+def _filter_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="SQLAlchemy database URL (default: [store] url)")
+    parser.add_argument("--since", help="only episodes ending at or after this ISO 8601 time (UTC if no zone)")
+    parser.add_argument("--bed")
+    parser.add_argument("--type", help="only episodes of this cry type")
+    parser.add_argument("--alarm", choices=("yes", "no"), help="only episodes with (yes) or without (no) an alarm")
+    parser.add_argument("--unreviewed", action="store_true", help="only episodes nobody has reviewed yet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,15 +238,28 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="one JSON object per file")
     analyze.set_defaults(func=cmd_analyze)
 
-    episodes = commands.add_parser("episodes", help="list logged cry episodes")
-    episodes.add_argument("--db", help="SQLAlchemy database URL (default: [store] url)")
-    episodes.add_argument("--since", help="only episodes ending at or after this ISO 8601 time (UTC if no zone)")
-    episodes.add_argument("--bed")
-    episodes.add_argument("--json", action="store_true")
+    episodes = commands.add_parser("episodes", help="list or export logged cry episodes")
+    _filter_arguments(episodes)
+    episodes.add_argument("--format", choices=("text", "json", "csv"), default="text",
+                          help="json and csv include each episode's review (export)")
+    episodes.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     episodes.set_defaults(func=cmd_episodes)
+
+    review = commands.add_parser("review", help="review logged episodes: timelines and staff annotation")
+    _filter_arguments(review)
+    review.set_defaults(func=cmd_review)
+
+    annotate = commands.add_parser("annotate", help="store a review of one episode")
+    annotate.add_argument("episode", type=int, help="episode id (first column of `crywatch episodes`)")
+    annotate.add_argument("verdict", help="the confirmed cry type, not_cry or other")
+    annotate.add_argument("--by", required=True, help="staff initials")
+    annotate.add_argument("--note", default="")
+    annotate.add_argument("--db", help="SQLAlchemy database URL (default: [store] url)")
+    annotate.set_defaults(func=cmd_annotate)
 
     tui = commands.add_parser("tui", help="dashboard for one or more running monitors")
     tui.add_argument("--connect", nargs="+", metavar="ENDPOINT", help="bus endpoints (default: [bus] endpoint)")
+    tui.add_argument("--db", help="the log `r` opens for review (default: [store] url)")
     tui.set_defaults(func=cmd_tui)
 
     devices = commands.add_parser("devices", help="list microphones")

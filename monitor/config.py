@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import shutil
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -92,12 +94,22 @@ class ClassifierSettings:
         return _project_path(self.head)
 
 
+PRIORITIES = ("high", "medium", "low")
+
+
 @dataclass(frozen=True)
 class AlertSettings:
     classes: tuple[str, ...] = ("pain", "neurological")
     raise_windows: int = 2  # consecutive windows at or above threshold before raising
     clear_windows: int = 4  # consecutive windows below threshold before clearing
     thresholds: dict[str, float] = field(default_factory=dict)  # overrides the head's
+    priorities: dict[str, str] = field(default_factory=dict)  # per cry type or technical alarm; overrides defaults
+    latched: bool = True  # a cry alarm stays until acknowledged, even after the crying stopped
+    pause_s: float = 120.0  # "audio paused": a silenced alarm announces again after this long unless acknowledged
+    repeat_s: float = 30.0  # an unacknowledged alarm announces again this often
+    technical_min_s: float = 120.0  # a technical alarm lasts at least this long
+    command: str = ""  # program run on raise, acknowledge and clear, the event as JSON on stdin
+    command_timeout_s: float = 10.0
 
     def validate(self, section: str) -> None:
         _check(self.raise_windows >= 1, f"{section}.raise_windows", "must be >= 1")
@@ -105,6 +117,19 @@ class AlertSettings:
         for name, value in self.thresholds.items():
             _check(isinstance(value, (int, float)) and 0 < value < 1, f"{section}.thresholds.{name}",
                    "must be a number in (0, 1)")
+        for name, priority in self.priorities.items():
+            _check(priority in PRIORITIES, f"{section}.priorities.{name}", f"must be one of {', '.join(PRIORITIES)}")
+        _check(5 <= self.pause_s <= 3600, f"{section}.pause_s", "must be 5..3600 seconds")
+        _check(5 <= self.repeat_s <= 3600, f"{section}.repeat_s", "must be 5..3600 seconds")
+        _check(0 <= self.technical_min_s <= 3600, f"{section}.technical_min_s", "must be 0..3600 seconds")
+        _check(0 < self.command_timeout_s <= 300, f"{section}.command_timeout_s", "must be in (0, 300] seconds")
+        if self.command:
+            try:
+                program = shlex.split(self.command)[0]
+            except (ValueError, IndexError):
+                program = ""
+            _check(bool(program) and shutil.which(program) is not None, f"{section}.command",
+                   f"program {program!r} not found: give a full path to an executable")
 
 
 @dataclass(frozen=True)
@@ -127,11 +152,13 @@ class StoreSettings:
 @dataclass(frozen=True)
 class BusSettings:
     endpoint: str = "tcp://127.0.0.1:5557"  # loopback by default: no bedside audio data leaves the PC
+    control: str = "tcp://127.0.0.1:*"  # acknowledgements (REQ/REP); * = a free port, advertised in heartbeats
     heartbeat_s: float = 1.0
 
     def validate(self, section: str) -> None:
-        _check(self.endpoint.startswith(("tcp://", "ipc://", "inproc://")), f"{section}.endpoint",
-               "must be a ZeroMQ endpoint such as tcp://127.0.0.1:5557")
+        for key in ("endpoint", "control"):
+            _check(getattr(self, key).startswith(("tcp://", "ipc://", "inproc://")), f"{section}.{key}",
+                   "must be a ZeroMQ endpoint such as tcp://127.0.0.1:5557")
         _check(self.heartbeat_s > 0, f"{section}.heartbeat_s", "must be > 0")
 
 
@@ -196,6 +223,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return tuple(value)
     if text.startswith("dict[str, float]"):
         _check(isinstance(value, dict), key, f"must be a table of numbers, got {value!r}")
+        return {str(k): v for k, v in value.items()}
+    if text.startswith("dict[str, str]"):
+        _check(isinstance(value, dict) and all(isinstance(v, str) for v in value.values()), key,
+               f"must be a table of strings, got {value!r}")
         return {str(k): v for k, v in value.items()}
     raise ConfigError(f"config key {key}: unsupported type {annotation}")
 

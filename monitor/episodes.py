@@ -9,21 +9,28 @@ quiet period is over waits for the windows that cover it before it closes, for a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from monitor.config import EpisodeSettings
-from monitor.messages import NOT_CRY, SAMPLE_RATE, Activity, Event, Prediction, seconds
+from monitor.messages import (
+    NOT_CRY,
+    SAMPLE_RATE,
+    Activity,
+    AlertEnded,
+    AlertStarted,
+    EpisodeClosed,
+    EpisodeOpened,
+    EpisodeSummary,
+    EpisodeUpdated,
+    PipelineEvent,
+    Prediction,
+    seconds,
+)
 
 UNTYPED = "cry"  # the label of an episode no window has typed yet
 _MAX_TYPE_WAIT_S = 20.0
-
-
-def type_probability(summary: dict) -> str:
-    """An episode summary's mean probability of its own type, or "-" while no window has typed it."""
-    p = summary["probs"].get(summary["label"])
-    return "-" if p is None else f"{p:.2f}"
 
 
 @dataclass
@@ -50,20 +57,14 @@ class Episode:
         types = [i for i, c in enumerate(self.classes) if c != NOT_CRY]
         return self.classes[max(types, key=lambda i: self.mean[i])]
 
-    def summary(self, open_: bool) -> dict:
-        return {
-            "episode": self.number,
-            "start_s": round(seconds(self.start), 3),
-            "end_s": None if open_ else round(seconds(self.end), 3),
-            "last_s": round(seconds(self.end), 3),
-            "detected_s": round(seconds(self.detected), 3),
-            "label": self.label,
-            "probs": {c: round(float(p), 4) for c, p in zip(self.classes, self.mean)},
-            "peak": {c: round(float(p), 4) for c, p in zip(self.classes, self.peaks)},
-            "windows": self.windows,
-            "alert": bool(self.alerts),
-            "alerts": sorted(self.alerts),
-        }
+    def summary(self, open_: bool) -> EpisodeSummary:
+        return EpisodeSummary(
+            number=self.number, start_s=round(seconds(self.start), 3),
+            end_s=None if open_ else round(seconds(self.end), 3), last_s=round(seconds(self.end), 3),
+            detected_s=round(seconds(self.detected), 3), label=self.label,
+            probs={c: round(float(p), 4) for c, p in zip(self.classes, self.mean)},
+            peak={c: round(float(p), 4) for c, p in zip(self.classes, self.peaks)},
+            windows=self.windows, alerts=tuple(sorted(self.alerts)))
 
 
 class EpisodeTracker:
@@ -76,9 +77,9 @@ class EpisodeTracker:
         self.current: Episode | None = None
         self.closed: list[Episode] = []
 
-    def observe(self, activity: Activity) -> list[Event]:
+    def observe(self, activity: Activity) -> list[PipelineEvent]:
         """Detector frames: open at a confirmed onset, extend on cry frames, close after the quiet period."""
-        events: list[Event] = []
+        events: list[PipelineEvent] = []
         for onset in activity.onsets:
             if self.current is not None and onset.start - self.current.end >= self._quiet:
                 events.append(self._close())
@@ -87,17 +88,17 @@ class EpisodeTracker:
                 n = len(self._classes)
                 self.current = Episode(self._count, onset.start, onset.start, onset.confirmed, self._classes,
                                        np.zeros(n), np.zeros(n))
-                events.append(Event("episode_opened", onset.confirmed, self.current.summary(open_=True)))
+                events.append(EpisodeOpened(onset.confirmed, self.current.summary(open_=True)))
         last = activity.last_active_end()
         if self.current is not None and last is not None:
             self.current.end = max(self.current.end, last)
         events.extend(self._close_if_over(activity.end))
         return events
 
-    def classify(self, prediction: Prediction, alert_events: list[Event]) -> list[Event]:
+    def classify(self, prediction: Prediction, alert_events: list[AlertStarted | AlertEnded]) -> list[PipelineEvent]:
         """A typed window: it adds to the open episode it overlaps; alerts carry the number of the
         episode their window belongs to (a late window may belong to one a new onset has closed)."""
-        events: list[Event] = []
+        events: list[PipelineEvent] = []
         window = prediction.window
         self._typed_to = max(self._typed_to, window.end)
         ep = self.current
@@ -105,13 +106,12 @@ class EpisodeTracker:
             ep.sums += prediction.smoothed
             ep.peaks = np.maximum(ep.peaks, prediction.smoothed)
             ep.windows += 1
-            events.append(Event("episode_updated", window.end, ep.summary(open_=True)))
+            events.append(EpisodeUpdated(window.end, ep.summary(open_=True)))
         owner = self._owner(window.start)
         for alert in alert_events:
-            if alert.kind == "alert_raised" and owner is not None and owner is ep:
-                owner.alerts.add(alert.data["label"])
-            data = dict(alert.data, episode=owner.number if owner else None)
-            events.append(Event(alert.kind, alert.time, data))
+            if isinstance(alert, AlertStarted) and owner is not None and owner is ep:
+                owner.alerts.add(alert.label)
+            events.append(replace(alert, episode=owner.number if owner else None))
         return events
 
     def _owner(self, start: int) -> Episode | None:
@@ -121,20 +121,20 @@ class EpisodeTracker:
             return last
         return self.current
 
-    def _close_if_over(self, now: int) -> list[Event]:
+    def _close_if_over(self, now: int) -> list[PipelineEvent]:
         ep = self.current
         if ep is None or now - ep.end < self._quiet:
             return []
         typed = self._typed_to >= ep.end or now - ep.end >= self._quiet + self._max_wait
         return [self._close()] if typed else []
 
-    def finish(self) -> list[Event]:
+    def finish(self) -> list[PipelineEvent]:
         """End of input (file end or shutdown): close what is open so nothing stays dangling."""
         return [self._close()] if self.current is not None else []
 
-    def _close(self) -> Event:
+    def _close(self) -> EpisodeClosed:
         ep = self.current
         assert ep is not None
         self.current = None
         self.closed.append(ep)
-        return Event("episode_closed", ep.end, ep.summary(open_=False))
+        return EpisodeClosed(ep.end, ep.summary(open_=False))

@@ -6,6 +6,7 @@ attached once, at the edge (store, bus).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -112,14 +113,197 @@ class Prediction:
         return {c: round(float(p), 4) for c, p in zip(self.classes, self.raw)}
 
 
+# ---------------------------------------------------------------------------------------------
+# Events: what staff, the log and the dashboards care about. `time` is the sample index an
+# event refers to; wall-clock times are attached at the edge (service, bus). One class per
+# kind; monitor/bus.py gives each its wire name and is the only place that encodes them.
+
+
 @dataclass(frozen=True)
-class Event:
-    """Something staff or the log care about.
+class EpisodeSummary:
+    """A cry episode as known so far: timing from detector frames, type from the windows."""
 
-    kind: window | episode_opened | episode_updated | episode_closed | alert_raised |
-    alert_cleared | health. `time` is the sample index it refers to; `data` is JSON-ready.
-    """
+    number: int  # within the run
+    start_s: float  # the cry's first frame
+    end_s: float | None  # None while the episode is open
+    last_s: float  # end of the newest cry frame
+    detected_s: float  # when the detector had confirmed the onset
+    label: str
+    probs: dict[str, float]  # mean smoothed probability per class over its windows
+    peak: dict[str, float]
+    windows: int
+    alerts: tuple[str, ...] = ()  # cry types that raised an alert during it
+    start_time: str | None = None  # ISO 8601 wall clock, attached by the live driver
+    end_time: str | None = None
 
-    kind: str
+    @property
+    def ongoing(self) -> bool:
+        return self.end_s is None
+
+    def type_probability(self) -> str:
+        """The mean probability of its own type, or "-" while no window has typed it."""
+        p = self.probs.get(self.label)
+        return "-" if p is None else f"{p:.2f}"
+
+
+@dataclass(frozen=True)
+class WindowScored:
+    """One 2 s window through the head and the smoother (ungated windows have raw None)."""
+
     time: int
-    data: dict[str, Any] = field(default_factory=dict)
+    start_s: float
+    level_dbfs: float
+    activity: float
+    gated: bool
+    raw: dict[str, float] | None
+    smoothed: dict[str, float]
+    cry: float  # 1 - smoothed not_cry
+    alerts: tuple[str, ...]  # cry types whose alert condition holds after this window
+
+
+@dataclass(frozen=True)
+class EpisodeOpened:
+    time: int
+    episode: EpisodeSummary
+
+
+@dataclass(frozen=True)
+class EpisodeUpdated:
+    time: int
+    episode: EpisodeSummary
+
+
+@dataclass(frozen=True)
+class EpisodeClosed:
+    time: int
+    episode: EpisodeSummary
+
+
+@dataclass(frozen=True)
+class AlertStarted:
+    """A cry type's smoothed probability held at or above its threshold long enough (the condition
+    behind a cry alarm; the alarm's lifecycle is monitor/alarms.py's)."""
+
+    time: int
+    label: str
+    probability: float
+    threshold: float
+    episode: int | None  # the episode its window belongs to
+
+
+@dataclass(frozen=True)
+class AlertEnded:
+    time: int
+    label: str
+    probability: float
+    reason: str
+    episode: int | None
+
+
+class Priority(str, Enum):
+    """IEC 60601-1-8 alarm priorities, most urgent first."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return ("high", "medium", "low").index(self.value)
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One alarm's state: physiological (a cry type) or technical (a fault of the monitor)."""
+
+    id: int  # unique within a run
+    label: str  # cry type, or the technical condition (e.g. microphone_silent)
+    technical: bool
+    priority: Priority
+    message: str
+    raised_time: str  # ISO 8601 wall clock
+    condition: bool  # the cause is still present
+    latched: bool  # stays until acknowledged, even after its cause has gone
+    episode: int | None = None
+    probability: float | None = None
+    acknowledged_by: str | None = None
+    acknowledged_time: str | None = None
+    silenced_until: str | None = None  # audio paused until then
+    announcements: int = 1
+    cleared_time: str | None = None
+
+    @property
+    def state(self) -> str:
+        if self.cleared_time is not None:
+            return "cleared"
+        return "acknowledged" if self.acknowledged_by is not None else "active"
+
+
+@dataclass(frozen=True)
+class AlarmRaised:
+    time: int
+    alarm: Alarm
+
+
+@dataclass(frozen=True)
+class AlarmAnnounced:
+    """An unacknowledged alarm sounds again (its repeat interval or its audio pause ran out)."""
+
+    time: int
+    alarm: Alarm
+
+
+@dataclass(frozen=True)
+class AlarmAcknowledged:
+    time: int
+    alarm: Alarm
+
+
+@dataclass(frozen=True)
+class AlarmSilenced:
+    time: int
+    alarm: Alarm
+
+
+@dataclass(frozen=True)
+class AlarmCleared:
+    time: int
+    alarm: Alarm
+    reason: str
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """The service's lifecycle: started, stopped, failed (faults while running are technical alarms)."""
+
+    time: int
+    state: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Sent every `[bus] heartbeat_s`: the whole state a dashboard needs, so a late joiner catches up."""
+
+    time: int
+    health: str
+    source: str
+    detector: str
+    embedder: str
+    head: str
+    classes: tuple[str, ...]
+    control: str  # where to send acknowledgements (monitor/control.py)
+    alarms: tuple[Alarm, ...]
+    unsupported_alert_classes: tuple[str, ...]
+    episode: EpisodeSummary | None
+    recent: tuple[EpisodeSummary, ...]
+    overruns: int
+    dropped_windows: int
+    lag_s: float
+    heard_s: float
+
+
+AlarmEvent = AlarmRaised | AlarmAnnounced | AlarmAcknowledged | AlarmSilenced | AlarmCleared
+EpisodeEvent = EpisodeOpened | EpisodeUpdated | EpisodeClosed
+PipelineEvent = WindowScored | EpisodeEvent | AlertStarted | AlertEnded
+WireEvent = WindowScored | EpisodeEvent | AlarmEvent | ServiceStatus | Heartbeat

@@ -5,7 +5,7 @@ methods in a plain loop. A model is therefore evaluated on exactly what the moni
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -15,7 +15,7 @@ from monitor.detect import DetectorModel
 from monitor.embed import Embedder, make_embedder
 from monitor.episodes import EpisodeTracker
 from monitor.gate import Gate
-from monitor.messages import NOT_CRY, Activity, Embedding, Event, Window, seconds
+from monitor.messages import NOT_CRY, Activity, Embedding, PipelineEvent, Window, WindowScored, seconds
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Pipeline:
         self.episodes = EpisodeTracker(settings.episodes, models.head.classes)
         self.last_time = 0  # end of the newest window classified
 
-    def observe(self, activity: Activity) -> list[Event]:
+    def observe(self, activity: Activity) -> list[PipelineEvent]:
         """Detector frames: episodes open at the cry's first frame, as soon as the run is confirmed."""
         return self.episodes.observe(activity)
 
@@ -56,11 +56,11 @@ class Pipeline:
         embedder_id = self.models.embedder.id
         return [Embedding(w, next(vectors) if w.gated else None, embedder_id) for w in windows]
 
-    def classify(self, embeddings: list[Embedding]) -> list[Event]:
+    def classify(self, embeddings: list[Embedding]) -> list[PipelineEvent]:
         """Head in one batch, then smoothing, alerts and episodes window by window, in order."""
         with_vectors = [e.vector for e in embeddings if e.vector is not None]
         raws = iter(self.models.head.predict_proba(np.stack(with_vectors)) if with_vectors else [])
-        events: list[Event] = []
+        events: list[PipelineEvent] = []
         for embedding in embeddings:
             raw = next(raws) if embedding.vector is not None else None
             prediction, alert_events = self.classifier.step(embedding, raw)
@@ -68,21 +68,16 @@ class Pipeline:
             window = prediction.window
             self.last_time = window.end
             smoothed = prediction.smoothed_dict()
-            events.append(Event("window", window.end, {
-                "start_s": round(seconds(window.start), 3),
-                "level_dbfs": window.level_dbfs,
-                "activity": round(window.active_fraction, 3),
-                "gated": window.gated,
-                "raw": prediction.raw_dict(),
-                "smoothed": smoothed,
-                "cry": round(1.0 - smoothed[NOT_CRY], 4),
-                "alerts": self.classifier.active_alerts,
-            }))
+            events.append(WindowScored(
+                time=window.end, start_s=round(seconds(window.start), 3), level_dbfs=float(window.level_dbfs),
+                activity=round(window.active_fraction, 3), gated=window.gated, raw=prediction.raw_dict(),
+                smoothed=smoothed, cry=round(1.0 - smoothed[NOT_CRY], 4),
+                alerts=tuple(self.classifier.active_alerts)))
             events.extend(episode_events)
         return events
 
-    def finish(self) -> list[Event]:
-        alert_events = self.classifier.finish(self.last_time)
-        for event in alert_events:  # the episode keeps its alert number like any other alert event
-            event.data["episode"] = self.episodes.current.number if self.episodes.current else None
-        return alert_events + self.episodes.finish()
+    def finish(self) -> list[PipelineEvent]:
+        number = self.episodes.current.number if self.episodes.current else None
+        # An alert ended by the input's end belongs to the open episode, like any other alert event.
+        ended: list[PipelineEvent] = [replace(e, episode=number) for e in self.classifier.finish(self.last_time)]
+        return ended + self.episodes.finish()

@@ -12,14 +12,34 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Callable
+from typing import Callable
 
+from monitor.alarms import AlarmError, AlarmManager
 from monitor.audio import InputSpec, PlaybackSource, RingBuffer, Source, open_source
-from monitor.bus import Publisher, to_message
+from monitor.bus import BusError, Envelope, Publisher
 from monitor.config import Settings
-from monitor.messages import SAMPLE_RATE, Activity, Event, seconds
+from monitor.control import ControlReply, ControlRequest, ControlServer
+from monitor.messages import (
+    SAMPLE_RATE,
+    Activity,
+    AlarmEvent,
+    AlarmRaised,
+    AlertEnded,
+    AlertStarted,
+    EpisodeClosed,
+    EpisodeOpened,
+    EpisodeSummary,
+    EpisodeUpdated,
+    Heartbeat,
+    PipelineEvent,
+    ServiceStatus,
+    WindowScored,
+    WireEvent,
+    seconds,
+)
+from monitor.notify import CommandNotifier
 from monitor.pipeline import Models, Pipeline
 from monitor.store import StoreWriter, open_engine, utc
 from monitor.workers import END, DropOldestQueue, Worker, describe_error
@@ -42,15 +62,15 @@ def sd_notify(state: str) -> None:
 @dataclass(frozen=True)
 class RunSummary:
     run_id: str
-    episodes: list[dict[str, Any]]
-    alerts: int
+    episodes: list[EpisodeSummary]
+    alerts: int  # cry alarms raised
     windows: int
     failed: str | None  # the worker error that stopped the service, if any
 
 
 class Service:
     def __init__(self, settings: Settings, models: Models | None = None,
-                 on_message: Callable[[dict[str, Any]], None] | None = None):
+                 on_message: Callable[[Envelope], None] | None = None):
         """Opens everything that can fail on bad input (head, embedder, audio, database, bus) up front."""
         self.settings = settings
         audio = settings.audio
@@ -64,6 +84,18 @@ class Service:
         self._engine = open_engine(settings.store.url)
         self._publisher = Publisher(settings.bus.endpoint)
         self.bus_endpoint = self._publisher.endpoint
+        try:
+            self._control = ControlServer(settings.bus.control, self._on_control)
+        except BusError:
+            self._publisher.close()
+            raise
+        self.control_endpoint = self._control.endpoint
+        self.alarms = AlarmManager(settings.alerts)
+        # Held while the manager decides and its events are queued, so that events about one alarm
+        # from different threads (classifier, supervisor, control) reach the log in the order decided.
+        self._alarm_lock = threading.Lock()
+        alerts = settings.alerts
+        self._notifier = CommandNotifier(alerts.command, alerts.command_timeout_s) if alerts.command else None
         self._t0 = time.time()
         self._speed = audio.speed if not self.source.live else 1.0
         self._writer = StoreWriter(self._engine, self.run_id, self.bed, self.source.description,
@@ -76,7 +108,7 @@ class Service:
         self._stop = threading.Event()
         self._stopped_at: int | None = None
         self._classified_to = 0
-        self.recent: list[dict[str, Any]] = []
+        self.recent: list[EpisodeSummary] = []
         self.windows = 0
         self.alerts = 0
         self._health = "starting"
@@ -105,15 +137,19 @@ class Service:
             Worker("classifier", self._classify_loop),
             Worker("embedder", self._embed_loop),
             Worker("gate", self._gate_loop),
+            Worker("control", self._control_loop),
         ]
+        if self._notifier is not None:
+            self._notifier.start()
         for worker in self._workers:
             worker.start()
         self._t0 = time.time()
         self.source.start(self.ring)
-        self._emit(Event("health", 0, {"state": "service_started", "source": self.source.description,
-                                       "detector": self.models.detector.id, "embedder": self.models.embedder.id,
-                                       "head": self.models.head.name, "bus": self.bus_endpoint, "unsupported_alert_classes":
-                                       list(self.pipeline.classifier.unsupported_alert_classes)}))
+        self._emit(ServiceStatus(0, "started", {
+            "source": self.source.description, "detector": self.models.detector.id,
+            "embedder": self.models.embedder.id, "head": self.models.head.name, "bus": self.bus_endpoint,
+            "control": self.control_endpoint,
+            "unsupported_alert_classes": list(self.pipeline.classifier.unsupported_alert_classes)}))
         sd_notify("READY=1\nSTATUS=listening: " + self.source.description)
         failed = self._supervise()
         self._shutdown(failed)
@@ -125,8 +161,12 @@ class Service:
         while not self._stop.wait(0.1):
             for worker in self._workers:
                 if worker.error is not None:
-                    return f"{worker.name} worker failed: {describe_error(worker.error)['error']}"
+                    failed = f"{worker.name} worker failed: {describe_error(worker.error)['error']}"
+                    self._alarm_events(lambda: self.alarms.fault("monitor_failed", True, self.ring.end, failed))
+                    return failed
             if self.source.live and self.source.finished:  # e.g. the USB microphone was unplugged
+                source = self.source.description
+                self._alarm_events(lambda: self.alarms.fault("microphone_lost", True, self.ring.end, source))
                 return f"{self.source.description} stopped delivering audio (device removed or failed)"
             if not self._worker("gate").is_alive() and not self._worker("classifier").is_alive():
                 return None  # the input ended and everything downstream drained
@@ -135,25 +175,25 @@ class Service:
                 last_end, last_progress = self.ring.end, now
                 if stalled:
                     stalled = False
-                    self._emit(Event("health", self.ring.end, {"state": "audio_resumed"}))
+                    self._alarm_events(lambda: self.alarms.fault("microphone_silent", False, self.ring.end))
             elif self.source.live and not stalled and now - last_progress > self.settings.service.stall_s:
                 # A dead microphone must never look like a quiet room.
                 stalled = True
-                self._emit(Event("health", self.ring.end, {"state": "audio_stalled",
-                                                            "silent_for_s": round(now - last_progress, 1)}))
+                self._alarm_events(lambda: self.alarms.fault("microphone_silent", True, self.ring.end,
+                                                 f"nothing for {now - last_progress:.1f} s"))
             self._health = "audio stalled" if stalled else "ok"
+            self._alarm_events(lambda: self.alarms.tick(self.ring.end))
             if now >= next_beat:
                 next_beat = now + self.settings.bus.heartbeat_s
-                self._bus_q.put(self._status_message())
+                self._emit(self._heartbeat())
                 if not stalled:
                     sd_notify("WATCHDOG=1")
         return None
 
     def _shutdown(self, failed: str | None) -> None:
+        self._stop.set()
         self._stopped_at = self.ring.end
         self.source.stop()
-        if failed:
-            self._emit(Event("health", self.ring.end, {"state": "worker_failed", "error": failed}))
         gate = self._worker("gate")
         gate.join(timeout=10)
         if gate.is_alive() or failed:  # a dead stage must not keep END from the ones after it
@@ -161,13 +201,17 @@ class Service:
             self._classify_q.put(END)
         for name in ("embedder", "classifier"):
             self._worker(name).join(timeout=30)
-        self._emit(Event("health", self.ring.end, {"state": "service_stopped", "reason": failed or "stopped",
-                                                   "overruns": self.source.overruns,
-                                                   "dropped_windows": self.dropped_windows}))
+        self._worker("control").join(timeout=5)
+        self._alarm_events(lambda: self.alarms.finish(self.ring.end, "monitor stopped"))
+        self._emit(ServiceStatus(self.ring.end, "failed" if failed else "stopped", {
+            "reason": failed or "stopped", "overruns": self.source.overruns, "dropped_windows": self.dropped_windows}))
         self._store_q.put(END)
         self._bus_q.put(END)
         for name in ("store", "bus"):
             self._worker(name).join(timeout=30)
+        if self._notifier is not None:
+            self._notifier.stop(timeout_s=self.settings.alerts.command_timeout_s)
+        self._control.close()
         self._publisher.close()
         self._engine.dispose()
         sd_notify("STOPPING=1")
@@ -230,53 +274,83 @@ class Service:
     def _bus_loop(self, me: Worker) -> None:
         while True:
             me.beat()
-            for message in self._bus_q.get_batch(64, timeout=0.2):
-                if message is END:
+            for envelope in self._bus_q.get_batch(64, timeout=0.2):
+                if envelope is END:
                     return
-                self._publisher.publish(message)
+                self._publisher.publish(envelope)
+
+    def _control_loop(self, me: Worker) -> None:
+        while not self._stop.is_set():
+            me.beat()
+            self._control.serve_once(timeout_ms=100)
+
+    def _on_control(self, request: ControlRequest) -> ControlReply:
+        """A dashboard acknowledges or silences (runs in the control thread; the manager locks)."""
+        try:
+            act = self.alarms.acknowledge if request.op == "acknowledge" else self.alarms.silence
+            self._alarm_events(lambda: act(request.alarm, request.by, self.ring.end))
+        except AlarmError as exc:
+            return ControlReply(False, str(exc), self.alarms.active)
+        return ControlReply(True, alarms=self.alarms.active)
 
     # -- events ---------------------------------------------------------------------------------
-    def _emit_all(self, events: list[Event]) -> None:
+    def _emit_all(self, events: list[PipelineEvent] | list[AlarmEvent]) -> None:
         for event in events:
             self._emit(event)
 
-    def _emit(self, event: Event) -> None:
-        message = to_message(event, self.bed, self._wall(seconds(event.time)))
-        if event.kind == "window":
-            self.windows += 1
-        elif event.kind == "alert_raised":
-            self.alerts += 1
-        if event.kind.startswith("episode_"):
-            message["data"] = self._with_wall_times(event.data)
-        if event.kind == "episode_closed":
-            self.recent = (self.recent + [message["data"]])[-_RECENT_EPISODES:]
-        self._store_q.put(message)
-        self._bus_q.put(message)
+    def _alarm_events(self, decide: Callable[[], list[AlarmEvent]]) -> None:
+        with self._alarm_lock:
+            self._emit_all(decide())
+
+    def _emit(self, event: PipelineEvent | WireEvent) -> None:
+        """Called from several threads: only thread-safe queues and the locked alarm manager are touched."""
+        if isinstance(event, (AlertStarted, AlertEnded)):  # a cause; the alarm manager decides what staff see
+            cause = event
+            self._alarm_events(lambda: self.alarms.alert(cause))
+            return
+        match event:
+            case WindowScored():
+                self.windows += 1
+            case AlarmRaised(alarm=alarm) if not alarm.technical:
+                self.alerts += 1
+            case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep):
+                event = replace(event, episode=self._with_wall_times(ep))
+            case EpisodeClosed(episode=ep):
+                event = replace(event, episode=self._with_wall_times(ep))
+                self.recent = (self.recent + [event.episode])[-_RECENT_EPISODES:]
+        when = utc(time.time()) if isinstance(event, Heartbeat) else self._wall(seconds(event.time))
+        envelope = Envelope(self.bed, when.isoformat(), event)
+        if not isinstance(event, Heartbeat):
+            self._store_q.put(envelope)
+        self._bus_q.put(envelope)
+        if self._notifier is not None:
+            self._notifier.offer(envelope)
         if self._on_message is not None:
-            self._on_message(message)
+            self._on_message(envelope)
 
-    def _with_wall_times(self, episode: dict[str, Any]) -> dict[str, Any]:
+    def _with_wall_times(self, episode: EpisodeSummary) -> EpisodeSummary:
         """Staff read clock times: attached here, at the edge, like every other wall-clock time."""
-        end = episode["end_s"]
-        return {**episode, "start_time": self._wall(episode["start_s"]).isoformat(),
-                "end_time": None if end is None else self._wall(end).isoformat()}
+        end = episode.end_s
+        return replace(episode, start_time=self._wall(episode.start_s).isoformat(),
+                       end_time=None if end is None else self._wall(end).isoformat())
 
-    def _status_message(self) -> dict[str, Any]:
+    def _heartbeat(self) -> Heartbeat:
         current = self.pipeline.episodes.current
-        data = {
-            "health": self._health,
-            "source": self.source.description,
-            "detector": self.models.detector.id,
-            "embedder": self.models.embedder.id,
-            "head": self.models.head.name,
-            "classes": list(self.models.head.classes),
-            "alerts": self.pipeline.classifier.active_alerts,
-            "unsupported_alert_classes": list(self.pipeline.classifier.unsupported_alert_classes),
-            "episode": self._with_wall_times(current.summary(open_=True)) if current else None,
-            "recent": self.recent,
-            "overruns": self.source.overruns,
-            "dropped_windows": self.dropped_windows,
-            "lag_s": round(max(0, self.ring.end - self._classified_to - 32_000) / SAMPLE_RATE, 2),
-            "heard_s": round(seconds(self.ring.end), 1),
-        }
-        return to_message(Event("status", self.ring.end, data), self.bed, utc(time.time()))
+        return Heartbeat(
+            time=self.ring.end,
+            health=self._health,
+            source=self.source.description,
+            detector=self.models.detector.id,
+            embedder=self.models.embedder.id,
+            head=self.models.head.name,
+            classes=self.models.head.classes,
+            control=self.control_endpoint,
+            alarms=self.alarms.active,
+            unsupported_alert_classes=self.pipeline.classifier.unsupported_alert_classes,
+            episode=self._with_wall_times(current.summary(open_=True)) if current else None,
+            recent=tuple(self.recent),
+            overruns=self.source.overruns,
+            dropped_windows=self.dropped_windows,
+            lag_s=round(max(0, self.ring.end - self._classified_to - 32_000) / SAMPLE_RATE, 2),
+            heard_s=round(seconds(self.ring.end), 1),
+        )

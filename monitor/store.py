@@ -6,6 +6,7 @@ so a watcher sees it at once.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -13,6 +14,23 @@ from sqlalchemy import JSON, DateTime, ForeignKey, String, create_engine, event,
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from monitor.bus import Envelope
+from monitor.messages import (
+    Alarm,
+    AlarmAcknowledged,
+    AlarmAnnounced,
+    AlarmCleared,
+    AlarmRaised,
+    AlarmSilenced,
+    EpisodeClosed,
+    EpisodeOpened,
+    EpisodeSummary,
+    EpisodeUpdated,
+    Heartbeat,
+    ServiceStatus,
+    WindowScored,
+)
 
 
 class StoreError(RuntimeError):
@@ -54,15 +72,28 @@ class WindowRow(Base):
     episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"))
 
 
-class AlertRow(Base):
-    __tablename__ = "alerts"
+class AlarmRow(Base):
+    """One alarm per row, updated through its lifecycle (raised -> acknowledged -> cleared).
+
+    Replaces schema 1's `alerts` table, which an old log keeps untouched."""
+
+    __tablename__ = "alarms"
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[str] = mapped_column(String(36), index=True)
-    bed: Mapped[str] = mapped_column(String(64))
+    alarm: Mapped[int]  # the alarm's id within its run
+    bed: Mapped[str] = mapped_column(String(64), index=True)
     label: Mapped[str] = mapped_column(String(32))
+    technical: Mapped[bool]
+    priority: Mapped[str] = mapped_column(String(8))
+    message: Mapped[str]
     raised: Mapped[datetime] = mapped_column(index=True)
+    acknowledged: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(16))
+    silenced: Mapped[datetime | None]  # the last audio pause, when it was asked for
     cleared: Mapped[datetime | None]
-    probability: Mapped[float]
+    clear_reason: Mapped[str | None]
+    announcements: Mapped[int]
+    probability: Mapped[float | None]
     episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"))
 
 
@@ -109,7 +140,7 @@ def _as_utc(value: datetime) -> datetime:
 
 
 class StoreWriter:
-    """Applies pipeline events to the database. Call from one thread only."""
+    """Applies events to the database. Call from one thread only."""
 
     def __init__(self, engine: Engine, run_id: str, bed: str, source: str, embedder_id: str, head: str,
                  clock: Callable[[float], datetime], log_windows: bool = True):
@@ -119,68 +150,156 @@ class StoreWriter:
         self._clock = clock  # stream seconds → wall-clock UTC
         self._log_windows = log_windows
         self._episode_ids: dict[int, int] = {}
-        self._open_alerts: dict[str, int] = {}
+        self._alarm_ids: dict[int, int] = {}
         self._current_episode: int | None = None
 
-    def write(self, events: list[dict[str, Any]]) -> None:
+    def write(self, envelopes: list[Envelope]) -> None:
         """One transaction per batch: what was handed over is either all stored or raises."""
         with Session(self._engine) as session, session.begin():
-            for message in events:
-                self._apply(session, message)
+            for envelope in envelopes:
+                self._apply(session, envelope)
 
-    def _apply(self, session: Session, message: dict[str, Any]) -> None:
-        kind, data, t = message["type"], message["data"], message["t"]
-        if kind == "window":
-            if self._log_windows and data["gated"]:
-                session.add(WindowRow(run_id=self._run, bed=self._bed, start=self._clock(data["start_s"]),
-                                      level_dbfs=data["level_dbfs"], activity=data["activity"], raw=data["raw"],
-                                      smoothed=data["smoothed"], episode_id=self._current_episode))
-        elif kind in ("episode_opened", "episode_updated", "episode_closed"):
-            self._episode(session, kind, data)
-        elif kind == "alert_raised":
-            row = AlertRow(run_id=self._run, bed=self._bed, label=data["label"], raised=self._clock(t),
-                           probability=data["probability"], episode_id=self._episode_ids.get(data.get("episode")))
-            session.add(row)
-            session.flush()
-            self._open_alerts[data["label"]] = row.id
-        elif kind == "alert_cleared":
-            alert_id = self._open_alerts.pop(data["label"], None)
-            if alert_id is not None:
-                alert = session.get(AlertRow, alert_id)
-                assert alert is not None, f"alert {alert_id} was added by this writer"  # for mypy: get() is Optional
-                alert.cleared = self._clock(t)
-        else:  # health: the state change is the kind worth querying by
-            detail = {k: v for k, v in data.items() if k != "state"}
-            session.add(ServiceEventRow(run_id=self._run, bed=self._bed, time=self._clock(t),
-                                        kind=data.get("state", kind), detail=detail))
+    def _apply(self, session: Session, envelope: Envelope) -> None:
+        match envelope.event:
+            case WindowScored() as window:
+                if self._log_windows and window.gated:
+                    session.add(WindowRow(run_id=self._run, bed=self._bed, start=self._clock(window.start_s),
+                                          level_dbfs=window.level_dbfs, activity=window.activity, raw=window.raw,
+                                          smoothed=window.smoothed, episode_id=self._current_episode))
+            case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep):
+                self._current_episode = self._episode(session, ep)
+            case EpisodeClosed(episode=ep):
+                self._episode(session, ep)
+                self._current_episode = None
+            case AlarmRaised(alarm=alarm) | AlarmAnnounced(alarm=alarm) | AlarmAcknowledged(alarm=alarm) | \
+                    AlarmSilenced(alarm=alarm):
+                self._alarm(session, alarm, envelope)
+            case AlarmCleared(alarm=alarm, reason=reason):
+                self._alarm(session, alarm, envelope).clear_reason = reason
+            case ServiceStatus(state=state, detail=detail):
+                session.add(ServiceEventRow(run_id=self._run, bed=self._bed, time=_parse(envelope.time),
+                                            kind=state, detail=detail))
+            case Heartbeat():
+                pass  # live state only: everything in it is logged by the events above
 
-    def _episode(self, session: Session, kind: str, data: dict[str, Any]) -> None:
-        number = data["episode"]
-        row = session.get(EpisodeRow, self._episode_ids[number]) if number in self._episode_ids else None
+    def _episode(self, session: Session, ep: EpisodeSummary) -> int:
+        row = session.get(EpisodeRow, self._episode_ids[ep.number]) if ep.number in self._episode_ids else None
         if row is None:
-            row = EpisodeRow(run_id=self._run, number=number, bed=self._bed, source=self._source,
-                             start=self._clock(data["start_s"]), embedder_id=self._embedder_id, head=self._head)
+            row = EpisodeRow(run_id=self._run, number=ep.number, bed=self._bed, source=self._source,
+                             start=self._clock(ep.start_s), embedder_id=self._embedder_id, head=self._head)
             session.add(row)
-        row.end = None if data["end_s"] is None else self._clock(data["end_s"])
-        row.label, row.probs, row.peak = data["label"], data["probs"], data["peak"]
-        row.windows, row.alerted = data["windows"], data["alert"]
+        row.end = None if ep.end_s is None else self._clock(ep.end_s)
+        row.label, row.probs, row.peak = ep.label, ep.probs, ep.peak
+        row.windows, row.alerted = ep.windows, bool(ep.alerts)
         session.flush()
-        self._episode_ids[number] = row.id
-        self._current_episode = None if kind == "episode_closed" else row.id
+        self._episode_ids[ep.number] = row.id
+        return row.id
+
+    def _alarm(self, session: Session, alarm: Alarm, envelope: Envelope) -> AlarmRow:
+        row = session.get(AlarmRow, self._alarm_ids[alarm.id]) if alarm.id in self._alarm_ids else None
+        if row is None:
+            row = AlarmRow(run_id=self._run, alarm=alarm.id, bed=self._bed, label=alarm.label,
+                           technical=alarm.technical, priority=alarm.priority.value, message=alarm.message,
+                           raised=_parse(alarm.raised_time), probability=alarm.probability,
+                           episode_id=self._episode_ids.get(alarm.episode) if alarm.episode is not None else None)
+            session.add(row)
+        row.announcements = alarm.announcements
+        row.acknowledged_by = alarm.acknowledged_by
+        row.acknowledged = _parse(alarm.acknowledged_time) if alarm.acknowledged_time else None
+        if isinstance(envelope.event, AlarmSilenced):
+            row.silenced = _parse(envelope.time)
+        row.cleared = _parse(alarm.cleared_time) if alarm.cleared_time else None
+        session.flush()
+        self._alarm_ids[alarm.id] = row.id
+        return row
 
 
-def list_episodes(engine: Engine, since: datetime | None = None, bed: str | None = None) -> list[dict[str, Any]]:
+def _parse(iso: str) -> datetime:
+    return datetime.fromisoformat(iso)
+
+
+VERDICTS_OTHER = ("not_cry", "other")  # besides a confirmed cry type
+
+
+class AnnotationRow(Base):
+    """Staff's review of an episode; the latest row per episode is its review."""
+
+    __tablename__ = "annotations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id"), index=True)
+    verdict: Mapped[str] = mapped_column(String(32))  # a confirmed cry type, not_cry or other
+    note: Mapped[str]
+    by: Mapped[str] = mapped_column(String(16))
+    time: Mapped[datetime]
+
+
+@dataclass(frozen=True)
+class EpisodeFilter:
+    since: datetime | None = None  # episodes still open, or ending at or after this
+    bed: str | None = None
+    label: str | None = None  # the episode's type
+    alarm: bool | None = None  # with (True) or without (False) an alarm
+    unreviewed: bool = False
+
+
+def list_episodes(engine: Engine, where: EpisodeFilter = EpisodeFilter()) -> list[dict[str, Any]]:
+    """Episodes oldest first, each with its latest review (or None)."""
     query = select(EpisodeRow).order_by(EpisodeRow.start)
-    if since is not None:
+    if where.since is not None:
         # An episode still open, or one that ended after `since`, is of interest to a watcher.
+        since = where.since
         query = query.where((EpisodeRow.end.is_(None)) | (EpisodeRow.end >= since) | (EpisodeRow.start >= since))
-    if bed is not None:
-        query = query.where(EpisodeRow.bed == bed)
+    if where.bed is not None:
+        query = query.where(EpisodeRow.bed == where.bed)
+    if where.label is not None:
+        query = query.where(EpisodeRow.label == where.label)
+    if where.alarm is not None:
+        query = query.where(EpisodeRow.alerted.is_(where.alarm))
+    reviewed = select(AnnotationRow.episode_id)
+    if where.unreviewed:
+        query = query.where(EpisodeRow.id.not_in(reviewed))
     with Session(engine) as session:
         rows = session.scalars(query).all()
+        reviews: dict[int, AnnotationRow] = {}
+        for a in session.scalars(select(AnnotationRow).where(AnnotationRow.episode_id.in_([r.id for r in rows]))
+                                 .order_by(AnnotationRow.id)):
+            reviews[a.episode_id] = a  # the latest wins
         return [{
             "id": r.id, "bed": r.bed, "start": _as_utc(r.start).isoformat(),
             "end": _as_utc(r.end).isoformat() if r.end else None, "label": r.label, "probs": r.probs,
             "peak": r.peak, "windows": r.windows, "alert": r.alerted, "source": r.source,
             "embedder_id": r.embedder_id, "head": r.head, "run_id": r.run_id,
+            "review": _review(reviews.get(r.id)),
         } for r in rows]
+
+
+def _review(row: AnnotationRow | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"verdict": row.verdict, "note": row.note, "by": row.by, "time": _as_utc(row.time).isoformat()}
+
+
+def annotate(engine: Engine, episode_id: int, verdict: str, by: str, note: str = "",
+             when: datetime | None = None) -> dict[str, Any]:
+    """Stores staff's review of an episode; refuses an unknown episode or verdict (StoreError)."""
+    with Session(engine) as session, session.begin():
+        episode = session.get(EpisodeRow, episode_id)
+        if episode is None:
+            raise StoreError(f"no episode {episode_id} in this log: see `crywatch episodes`")
+        types = [c for c in episode.probs if c != "not_cry"]
+        if verdict not in (*types, *VERDICTS_OTHER):
+            raise StoreError(f"verdict {verdict!r} for episode {episode_id}: use one of "
+                             f"{', '.join((*types, *VERDICTS_OTHER))}")
+        row = AnnotationRow(episode_id=episode_id, verdict=verdict, note=note, by=by,
+                            time=when or datetime.now(timezone.utc))
+        session.add(row)
+        session.flush()
+        return _review(row) or {}
+
+
+def episode_windows(engine: Engine, episode_id: int) -> list[dict[str, Any]]:
+    """The episode's stored windows (with `[store] log_windows`), oldest first: its timeline."""
+    with Session(engine) as session:
+        rows = session.scalars(select(WindowRow).where(WindowRow.episode_id == episode_id).order_by(WindowRow.start))
+        return [{"start": _as_utc(w.start).isoformat(), "activity": w.activity, "level_dbfs": w.level_dbfs,
+                 "smoothed": w.smoothed, "raw": w.raw} for w in rows]

@@ -1,75 +1,115 @@
+"""The event bus: typed events over real ZeroMQ sockets, encoded and checked in one place."""
 import time
-from datetime import datetime, timezone
 
+import msgspec
 import pytest
 
-from monitor.bus import SCHEMA_VERSION, BusError, Publisher, Subscriber, to_message
-from monitor.messages import Event
+from monitor.bus import SCHEMA_VERSION, BusError, Envelope, Publisher, SchemaMismatch, Subscriber, decode, encode
+from monitor.messages import (
+    Alarm,
+    AlarmRaised,
+    AlertStarted,
+    EpisodeOpened,
+    EpisodeSummary,
+    Heartbeat,
+    Priority,
+    ServiceStatus,
+    WindowScored,
+)
 from tests.conftest import free_endpoint
 
+WALL = "2026-11-27T08:00:00+00:00"
+EPISODE = EpisodeSummary(3, 1.5, None, 4.0, 1.9, "pain", {"not_cry": 0.2, "pain": 0.7}, {"pain": 0.9}, 2, ("pain",),
+                         start_time=WALL)
+ALARM = Alarm(7, "pain", False, Priority.HIGH, "PAIN CRY", WALL, True, True, episode=3, probability=0.81)
+EVENTS = [
+    WindowScored(48_000, 1.0, -23.5, 0.8, True, {"not_cry": 0.1, "pain": 0.9}, {"not_cry": 0.3, "pain": 0.7}, 0.7,
+                 ("pain",)),
+    EpisodeOpened(30_400, EPISODE),
+    AlarmRaised(48_000, ALARM),
+    ServiceStatus(0, "started", {"source": "microphone 'x'"}),
+    Heartbeat(64_000, "ok", "mic", "det@1", "acoustic-v2", "head", ("not_cry", "pain"), "tcp://127.0.0.1:1", (ALARM,),
+              ("neurological",), EPISODE, (EPISODE,), 0, 0, 0.2, 4.0),
+]
 
-def _receive_until(subscriber, publisher, message, want: int, seconds: float = 5.0):
+
+def _receive_until(subscriber, publisher, envelope, want: int, seconds: float = 5.0):
     """PUB/SUB drops what is sent before the subscription lands (slow joiner): keep sending."""
     got, deadline = [], time.monotonic() + seconds
     while len(got) < want and time.monotonic() < deadline:
-        publisher.publish(message)
+        publisher.publish(envelope)
         received = subscriber.receive(50)
         if received is not None:
             got.append(received)
     return got
 
 
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_every_event_kind_round_trips_as_the_same_typed_event(event):
+    topic, body = encode(Envelope("bed-3", WALL, event))
+    received = decode(body)
+    assert received == Envelope("bed-3", WALL, event) and type(received.event) is type(event)
+    wire = msgspec.json.decode(body)
+    assert wire["v"] == SCHEMA_VERSION and wire["type"] == topic.decode() and wire["t"] == round(event.time / 16000, 3)
+
+
 def test_events_reach_every_subscriber_over_real_sockets():
     endpoint = free_endpoint()
     publisher = Publisher(endpoint)
     subscribers = [Subscriber([endpoint]) for _ in range(2)]
-    wall = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
-    message = to_message(Event("alert_raised", 48_000, {"label": "pain", "probability": 0.9}), "bed-3", wall)
+    envelope = Envelope("bed-3", WALL, EVENTS[2])
     try:
         for subscriber in subscribers:
-            [received] = _receive_until(subscriber, publisher, message, 1)
-            assert received == {"v": SCHEMA_VERSION, "type": "alert_raised", "bed": "bed-3",
-                                "time": "2026-11-27T08:00:00+00:00", "t": 3.0,
-                                "data": {"label": "pain", "probability": 0.9}}
+            [received] = _receive_until(subscriber, publisher, envelope, 1)
+            assert received == envelope and received.event.alarm.priority is Priority.HIGH
     finally:
         publisher.close()
         for subscriber in subscribers:
             subscriber.close()
 
 
-def test_one_dashboard_can_follow_several_beds():
+def test_one_dashboard_follows_several_beds_and_knows_which_endpoint_spoke():
     endpoints = [free_endpoint(), free_endpoint()]
     publishers = [Publisher(e) for e in endpoints]
     subscriber = Subscriber(endpoints)
-    wall = datetime.now(timezone.utc)
     try:
-        beds = set()
+        heard: dict[str, str] = {}
         deadline = time.monotonic() + 5
-        while beds != {"a", "b"} and time.monotonic() < deadline:
+        while len(heard) < 2 and time.monotonic() < deadline:
             for publisher, bed in zip(publishers, "ab"):
-                publisher.publish(to_message(Event("status", 0, {}), bed, wall))
-            received = subscriber.receive(50)
+                publisher.publish(Envelope(bed, WALL, EVENTS[3]))
+            received = subscriber.receive_from(50)
             if received:
-                beds.add(received["bed"])
-        assert beds == {"a", "b"}
+                heard[received[1].bed] = received[0]
+        assert heard == {"a": endpoints[0], "b": endpoints[1]}
     finally:
         subscriber.close()
         for p in publishers:
             p.close()
 
 
-def test_messages_of_another_schema_version_are_skipped():
-    endpoint = free_endpoint()
-    publisher, subscriber = Publisher(endpoint), Subscriber([endpoint])
-    try:
-        future = {"v": SCHEMA_VERSION + 1, "type": "window", "bed": "x", "time": "", "t": 0, "data": {}}
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            publisher.publish(future)
-            assert subscriber.receive(20) is None
-    finally:
-        publisher.close()
-        subscriber.close()
+def test_a_reader_of_another_schema_version_is_refused_with_a_clear_message():
+    old = msgspec.json.encode({"v": 1, "type": "alert_raised", "bed": "bed-2", "time": WALL, "t": 0, "data": {}})
+    with pytest.raises(SchemaMismatch, match="bed bed-2 speaks bus schema 1, this reader speaks 2: run the same"):
+        decode(old)
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b"not json", "unreadable bus message"),
+    (b'{"v": 2, "type": "gossip", "bed": "b", "time": "", "data": {}}', "unknown type 'gossip'"),
+    (b'{"v": 2, "type": "window", "bed": "b", "time": "", "data": {"time": "soon"}}',
+     r"malformed window message from bed b: Expected `int`, got `str` - at `\$.time`"),
+    (b'{"v": 2, "type": "alarm_raised", "bed": "b", "time": "", "data": {"time": 1, "alarm": {"priority": "urgent"}}}',
+     "malformed alarm_raised message"),
+])
+def test_malformed_messages_are_one_clear_error(body, expected):
+    with pytest.raises(BusError, match=expected):
+        decode(body)
+
+
+def test_only_wire_events_can_be_sent():
+    with pytest.raises(TypeError, match="AlertStarted is not a wire event"):
+        encode(Envelope("b", WALL, AlertStarted(0, "pain", 0.9, 0.5, None)))  # type: ignore[arg-type]
 
 
 def test_a_port_in_use_is_a_clear_error():
@@ -80,3 +120,8 @@ def test_a_port_in_use_is_a_clear_error():
             Publisher(endpoint)
     finally:
         first.close()
+
+
+def test_a_bad_endpoint_is_a_clear_error():
+    with pytest.raises(BusError, match="cannot connect to foo"):
+        Subscriber(["tcp://127.0.0.1:1", "foo"])

@@ -23,7 +23,7 @@ def _steps(classifier: Classifier, probs: list[tuple[float, float, float] | None
         window = Window(i * 16000, 1.0, -20.0, np.zeros(32000, np.float32) if p else None)
         raw = classifier.head.predict_proba(np.log(np.array([p]))) [0] if p else None
         prediction, alerts = classifier.step(Embedding(window, None, "test-emb"), raw)
-        events.append((prediction, [a.kind for a in alerts]))
+        events.append((prediction, [type(a).__name__ for a in alerts]))
     return events
 
 
@@ -65,7 +65,7 @@ def test_alert_needs_sustained_evidence_and_clears_after_sustained_absence():
     classifier = Classifier(_identity_head(), smoothing=0.0, alerts=AlertSettings(raise_windows=2, clear_windows=3))
     pain, calm = (0.05, 0.9, 0.05), (0.9, 0.05, 0.05)
     kinds = [k for _, k in _steps(classifier, [pain, calm, pain, pain, calm, calm, pain, calm, calm, calm])]
-    assert kinds == [[], [], [], ["alert_raised"], [], [], [], [], [], ["alert_cleared"]]
+    assert kinds == [[], [], [], ["AlertStarted"], [], [], [], [], [], ["AlertEnded"]]
 
 
 def test_smoothing_damps_a_single_outlier_and_silence_decays_to_not_cry():

@@ -1,4 +1,6 @@
 """The command line as a user meets it: one-line errors, exit codes, JSON shapes."""
+import csv
+import io
 import json
 
 import numpy as np
@@ -86,3 +88,15 @@ def test_episodes_command_reads_what_run_logged(tmp_path):
     assert episodes and all(e["end"] is not None and e["start"].endswith("+00:00") for e in episodes)
     assert json.loads(run_crywatch("episodes", "--db", db, "--json", "--since", "2999-01-01T00:00:00").stdout) == []
     _one_line_error(run_crywatch("episodes", "--db", db, "--since", "yesterday"), "ISO 8601")
+    # Review from the command line: annotate one, filter on it, export it with its review.
+    first = episodes[0]["id"]
+    annotated = run_crywatch("annotate", str(first), "other", "--by", "ab", "--note", "synthetic scenario", "--db", db)
+    assert annotated.returncode == 0 and f"episode {first}: other by AB" in annotated.stdout
+    _one_line_error(run_crywatch("annotate", str(first), "hungry", "--by", "ab", "--db", db), "use one of")
+    _one_line_error(run_crywatch("annotate", str(first), "other", "--by", "a b", "--db", db), "staff initials")
+    unreviewed = json.loads(run_crywatch("episodes", "--db", db, "--json", "--unreviewed").stdout)
+    assert first not in [e["id"] for e in unreviewed] and len(unreviewed) == len(episodes) - 1
+    rows = list(csv.DictReader(io.StringIO(run_crywatch("episodes", "--db", db, "--format", "csv").stdout)))
+    exported = next(r for r in rows if r["id"] == str(first))
+    assert (exported["review_verdict"], exported["review_by"], exported["review_note"]) == ("other", "AB",
+                                                                                              "synthetic scenario")

@@ -3,9 +3,24 @@ import numpy as np
 
 from monitor.config import EpisodeSettings
 from monitor.episodes import UNTYPED, EpisodeTracker
-from monitor.messages import SAMPLE_RATE, Activity, CryOnset, Event, Prediction, Window
+from monitor.messages import (
+    SAMPLE_RATE,
+    Activity,
+    AlertStarted,
+    CryOnset,
+    EpisodeClosed,
+    EpisodeOpened,
+    Prediction,
+    Window,
+)
 
 CLASSES = ("not_cry", "pain", "hunger")
+PAIN = AlertStarted(0, "pain", 0.9, 0.6, None)
+
+
+def _kinds(events) -> list[tuple[str, int]]:
+    """(event class, episode number) per event."""
+    return [(type(e).__name__, e.episode if isinstance(e, AlertStarted) else e.episode.number) for e in events]
 HOP = 320  # 20 ms frames
 
 
@@ -33,27 +48,25 @@ def test_an_episode_opens_at_the_first_cry_frame_not_at_a_window_edge():
     tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
     assert tracker.observe(_frames(0.0, 1.3, False)) == []
     [opened] = tracker.observe(_activity(1.3, [True] * 10, onsets_s=(1.14,), confirmed_s=1.42))
-    assert opened.kind == "episode_opened"
-    assert opened.data["start_s"] == 1.14 and opened.data["detected_s"] == 1.42
-    assert opened.data["label"] == UNTYPED and opened.time == int(1.42 * SAMPLE_RATE)
+    assert isinstance(opened, EpisodeOpened)
+    assert opened.episode.start_s == 1.14 and opened.episode.detected_s == 1.42
+    assert opened.episode.label == UNTYPED and opened.time == int(1.42 * SAMPLE_RATE)
 
 
 def test_windows_type_the_episode_and_alerts_carry_its_number():
     tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
     tracker.observe(_frames(1.0, 4.0, True, onset=True))
-    alert = Event("alert_raised", 0, {"label": "pain", "probability": 0.9})
     events = tracker.classify(_prediction(0.5, (0.1, 0.7, 0.2)), [])
-    events += tracker.classify(_prediction(1.5, (0.1, 0.5, 0.4)), [alert])
+    events += tracker.classify(_prediction(1.5, (0.1, 0.5, 0.4)), [PAIN])
     events += tracker.classify(_prediction(2.5, None), [])  # ungated: types nothing
-    assert [e.kind for e in events] == ["episode_updated", "episode_updated", "alert_raised"]
-    assert events[-1].data["episode"] == 1
+    assert _kinds(events) == [("EpisodeUpdated", 1), ("EpisodeUpdated", 1), ("AlertStarted", 1)]
     tracker.observe(_frames(4.0, 6.9, False))
     assert tracker.current is not None  # quiet for 2.9 s < 3 s
     [closed] = tracker.observe(_frames(6.9, 7.1, False))
-    data = closed.data
-    assert closed.kind == "episode_closed" and data["start_s"] == 1.0 and data["end_s"] == 4.0
-    assert data["label"] == "pain" and data["windows"] == 2 and data["probs"]["pain"] == 0.6
-    assert data["alert"] is True and data["alerts"] == ["pain"]
+    ep = closed.episode
+    assert isinstance(closed, EpisodeClosed) and ep.start_s == 1.0 and ep.end_s == 4.0
+    assert ep.label == "pain" and ep.windows == 2 and ep.probs["pain"] == 0.6
+    assert ep.alerts == ("pain",)
 
 
 def test_crying_within_the_quiet_period_continues_the_episode():
@@ -63,8 +76,8 @@ def test_crying_within_the_quiet_period_continues_the_episode():
     events += tracker.observe(_frames(4.0, 5.0, True, onset=True))
     events += tracker.observe(_frames(5.0, 12.0, False))
     events += tracker.finish()
-    assert [e.kind for e in events] == ["episode_opened", "episode_closed"]
-    assert events[-1].data["end_s"] == 5.0
+    assert _kinds(events) == [("EpisodeOpened", 1), ("EpisodeClosed", 1)]
+    assert events[-1].episode.end_s == 5.0
 
 
 def test_a_new_run_after_the_quiet_period_is_a_new_episode():
@@ -73,8 +86,7 @@ def test_a_new_run_after_the_quiet_period_is_a_new_episode():
     events += tracker.observe(_frames(2.0, 9.0, False))
     events += tracker.observe(_frames(9.0, 10.0, True, onset=True))
     events += tracker.finish()
-    assert [(e.kind, e.data["episode"]) for e in events] == [
-        ("episode_opened", 1), ("episode_closed", 1), ("episode_opened", 2), ("episode_closed", 2)]
+    assert _kinds(events) == [("EpisodeOpened", 1), ("EpisodeClosed", 1), ("EpisodeOpened", 2), ("EpisodeClosed", 2)]
 
 
 def test_closing_waits_for_the_windows_that_type_the_episode():
@@ -85,14 +97,14 @@ def test_closing_waits_for_the_windows_that_type_the_episode():
     assert tracker.observe(_frames(3.0, 7.0, False)) == []  # quiet, but no window has reached 3 s yet
     tracker.classify(_prediction(1.5, (0.1, 0.2, 0.7)), [])
     [closed] = tracker.observe(_frames(7.0, 7.1, False))
-    assert closed.data["label"] == "hunger"
+    assert closed.episode.label == "hunger"
 
 
 def test_open_episode_is_closed_at_end_of_input():
     tracker = EpisodeTracker(EpisodeSettings(quiet_s=30), CLASSES)
     tracker.observe(_frames(0.0, 2.0, True, onset=True))
     [closed] = tracker.finish()
-    assert closed.kind == "episode_closed" and closed.data["end_s"] == 2.0
+    assert isinstance(closed, EpisodeClosed) and closed.episode.end_s == 2.0
     assert tracker.finish() == []
 
 
@@ -108,8 +120,7 @@ def test_a_late_window_alerts_for_the_episode_it_belongs_to():
     tracker.observe(_frames(1.0, 3.0, True, onset=True))
     tracker.observe(_frames(3.0, 9.0, False))  # quiet, but episode 1 waits for its windows
     events = tracker.observe(_frames(9.0, 10.0, True, onset=True))  # a new cry: 1 closes, 2 opens
-    assert [(e.kind, e.data["episode"]) for e in events] == [("episode_closed", 1), ("episode_opened", 2)]
-    alert = Event("alert_raised", 0, {"label": "pain", "probability": 0.9})
-    [raised] = tracker.classify(_prediction(1.5, (0.1, 0.8, 0.1)), [alert])
-    assert raised.kind == "alert_raised" and raised.data["episode"] == 1
+    assert _kinds(events) == [("EpisodeClosed", 1), ("EpisodeOpened", 2)]
+    [raised] = tracker.classify(_prediction(1.5, (0.1, 0.8, 0.1)), [PAIN])
+    assert isinstance(raised, AlertStarted) and raised.episode == 1
     assert tracker.current is not None and not tracker.current.alerts

@@ -39,7 +39,7 @@ def test_the_service_runs_end_to_end_on_stand_in_weights(cries_index, tmp_path):
                           "--db", f"sqlite:///{db}", "--bus", "tcp://127.0.0.1:*", timeout=300, env=OFFLINE)
     assert result.returncode == 0, result.stderr
     assert f"embedder hear-tf@{REVISION[:12]}, head hear-standin" in result.stdout
-    assert "ALERT PAIN" in result.stdout
+    assert "ALARM 1 [high] PAIN CRY" in result.stdout
     with sqlite3.connect(db) as conn:
         [(label, embedder_id)] = conn.execute("select label, embedder_id from episodes").fetchall()
     assert (label, embedder_id) == ("pain", f"hear-tf@{REVISION[:12]}")

@@ -8,17 +8,18 @@ import numpy as np
 import soundfile
 
 from monitor.audio import load_audio
-from monitor.bus import Subscriber
+from monitor.bus import Envelope, Subscriber
+from monitor.messages import AlarmRaised, EpisodeOpened, Heartbeat
 from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick
 from train.mixing import event_bounds
 
 GAP_S = 10.0  # silence before each cry: every episode has closed (quiet_s 6 s) before the next cry
 
 
-def _wait_for(subscriber: Subscriber, kind: str, service: subprocess.Popen, timeout: float) -> dict:
+def _wait_for(subscriber: Subscriber, kind: type, service: subprocess.Popen, timeout: float) -> Envelope:
     deadline = time.monotonic() + timeout
-    while (message := subscriber.receive(200)) is None or message["type"] != kind:
-        assert time.monotonic() < deadline and service.poll() is None, f"no {kind} message"
+    while (message := subscriber.receive(200)) is None or not isinstance(message.event, kind):
+        assert time.monotonic() < deadline and service.poll() is None, f"no {kind.__name__} message"
     return message
 
 
@@ -43,15 +44,15 @@ def test_cries_into_the_microphone_give_episodes_fast(virtual_mic, held_out, tmp
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     subscriber = Subscriber([endpoint])
     try:
-        status = _wait_for(subscriber, "status", service, 60)
-        assert status["data"]["source"].startswith("microphone")
+        heartbeat = _wait_for(subscriber, Heartbeat, service, 60).event
+        assert isinstance(heartbeat, Heartbeat) and heartbeat.source.startswith("microphone")
         player = subprocess.Popen(["paplay", f"--device={virtual_mic}", str(played)])
         played_at = time.monotonic()
-        received: list[tuple[float, dict]] = []
+        received: list[tuple[float, Envelope]] = []
         deadline = played_at + sum(len(p) for p in parts) / 16000 + 3
         while time.monotonic() < deadline:
             message = subscriber.receive(50)
-            if message and message["type"] in ("episode_opened", "alert_raised"):
+            if message and isinstance(message.event, (EpisodeOpened, AlarmRaised)):
                 received.append((time.monotonic() - played_at, message))
         assert player.wait(timeout=60) == 0
         service.send_signal(signal.SIGTERM)
@@ -61,17 +62,17 @@ def test_cries_into_the_microphone_give_episodes_fast(virtual_mic, held_out, tmp
         subscriber.close()
         service.kill()
 
-    opened = [(t, m) for t, m in received if m["type"] == "episode_opened"]
-    alerts = [(t, m) for t, m in received if m["type"] == "alert_raised"]
+    opened = [(t, m.event.episode) for t, m in received if isinstance(m.event, EpisodeOpened)]
+    alerts = [(t, m) for t, m in received if isinstance(m.event, AlarmRaised) and not m.event.alarm.technical]
     print(f"\n{'cry':>3} {'onset s':>8} {'-> episode s':>13} {'(audio needed)':>16} {'-> alert s':>11}")
     episode_latencies = []
     for i, onset in enumerate(onsets):
         nxt = onsets[i + 1] if i + 1 < len(onsets) else np.inf
         mine = [(t, m) for t, m in opened if onset - 1.0 <= t < nxt - 1.0]
         assert mine, f"cry {i + 1} (onset {onset:.2f} s into the recording) opened no episode: {received}"
-        t, message = mine[0]
+        t, episode = mine[0]
         episode_latencies.append(t - onset)
-        in_stream = message["data"]["detected_s"] - message["data"]["start_s"]
+        in_stream = episode.detected_s - episode.start_s
         alert = next((ta - onset for ta, _ in alerts if onset <= ta < nxt), None)
         print(f"{i + 1:>3} {onset:8.2f} {t - onset:13.2f} {in_stream:16.2f} "
               f"{'-' if alert is None else f'{alert:.2f}':>11}")

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from monitor.bus import Subscriber
+from monitor.messages import EpisodeClosed, EpisodeOpened, WindowScored
 from monitor.pipeline import Models
 from monitor.service import Service
 from monitor.store import list_episodes, open_engine
@@ -47,15 +48,15 @@ def test_a_real_cry_file_gives_an_episode_row_and_bus_events(settings, models, c
     assert summary.failed is None and summary.episodes
     [episode] = list_episodes(open_engine(f"sqlite:///{tmp_path / 'log.db'}"))
     assert episode["end"] is not None and episode["bed"] == "bed-test" and episode["source"].endswith(".flac")
-    kinds = [m["type"] for m in received]
-    assert "episode_opened" in kinds and "episode_closed" in kinds and "window" in kinds
-    assert kinds.index("episode_opened") < kinds.index("episode_closed")
-    assert all(m["v"] == 1 and m["bed"] == "bed-test" for m in received)
-    closed = next(m for m in received if m["type"] == "episode_closed")["data"]
-    assert closed["start_time"] < closed["end_time"] and closed["start_time"].endswith("+00:00")
+    kinds = [type(m.event) for m in received]
+    assert EpisodeOpened in kinds and EpisodeClosed in kinds and WindowScored in kinds
+    assert kinds.index(EpisodeOpened) < kinds.index(EpisodeClosed)
+    assert all(m.bed == "bed-test" for m in received)
+    closed = next(m.event.episode for m in received if isinstance(m.event, EpisodeClosed))
+    assert closed.start_time < closed.end_time and closed.start_time.endswith("+00:00")
     with sqlite3.connect(tmp_path / "log.db") as db:
         states = [k for (k,) in db.execute("select kind from service_events order by id")]
-        assert states == ["service_started", "service_stopped"]
+        assert states == ["started", "stopped"]
         assert db.execute("select count(*) from windows").fetchone()[0] >= 3
 
 
@@ -66,8 +67,8 @@ def test_the_built_in_scenarios_show_the_pipeline_working(settings, models, tmp_
     assert summary.failed is None and 59 <= summary.windows <= 66
     assert bool(summary.episodes) == cry
     if cry:  # the cry-like sound lasts from 20 s to about 39 s
-        assert abs(summary.episodes[0]["start_s"] - 20.0) <= 0.5
-        assert all(19.5 <= e["start_s"] and e["end_s"] <= 40 for e in summary.episodes)
+        assert abs(summary.episodes[0].start_s - 20.0) <= 0.5
+        assert all(19.5 <= e.start_s and e.end_s <= 40 for e in summary.episodes)
 
 
 class _BrokenEmbedder:
@@ -84,7 +85,10 @@ def test_a_crashed_worker_stops_the_service_loudly_and_is_logged(settings, model
     assert summary.failed and "embedder worker failed: RuntimeError: simulated embedder crash" in summary.failed
     with sqlite3.connect(tmp_path / "log.db") as db:
         kinds = [k for (k,) in db.execute("select kind from service_events order by id")]
-    assert kinds == ["service_started", "worker_failed", "service_stopped"]
+        alarm = db.execute("select label, technical, priority, message, clear_reason from alarms").fetchone()
+    assert kinds == ["started", "failed"]
+    assert alarm[:3] == ("monitor_failed", 1, "high") and "simulated embedder crash" in alarm[3]
+    assert alarm[4] == "monitor stopped"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -107,10 +111,10 @@ def test_signals_stop_the_service_cleanly_with_everything_flushed(tmp_path, sig)
         process.kill()
     output = "".join(lines) + rest
     assert process.returncode == 0, output
-    assert "cry episode 1 started" in output and "service_stopped" in output
+    assert "cry episode 1 started" in output and "stopped (reason=stopped" in output
     with sqlite3.connect(db) as conn:
         ends = conn.execute("select end from episodes").fetchall()
         assert len(ends) == 1 and ends[0][0] is not None  # the open episode was closed and written
         kinds = [k for (k,) in conn.execute("select kind from service_events order by id")]
-        assert kinds[-1] == "service_stopped"
-        assert conn.execute("select count(*) from alerts where cleared is null").fetchone() == (0,)
+        assert kinds[-1] == "stopped"
+        assert conn.execute("select count(*) from alarms where cleared is null").fetchone() == (0,)

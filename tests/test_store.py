@@ -1,21 +1,56 @@
+"""The review log on a real SQLite file, fed typed events as the service hands them over."""
 import sqlite3
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from monitor.store import StoreError, StoreWriter, list_episodes, open_engine, utc
+from monitor.bus import Envelope
+from monitor.messages import (
+    Alarm,
+    AlarmAcknowledged,
+    AlarmCleared,
+    AlarmRaised,
+    EpisodeClosed,
+    EpisodeOpened,
+    EpisodeSummary,
+    Priority,
+    ServiceStatus,
+    WindowScored,
+)
+from monitor.store import (
+    EpisodeFilter,
+    StoreError,
+    StoreWriter,
+    annotate,
+    episode_windows,
+    list_episodes,
+    open_engine,
+    utc,
+)
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 
 
-def _message(kind, t, **data):
-    return {"v": 1, "type": kind, "bed": "bed-7", "time": "", "t": t, "data": data}
+def _at(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat()
 
 
-def _episode(kind, end_s, alert=False):
-    return _message(kind, end_s or 6.0, episode=1, start_s=2.0, end_s=end_s, label="pain",
-                    probs={"not_cry": 0.2, "pain": 0.7}, peak={"not_cry": 0.4, "pain": 0.9}, windows=3,
-                    alert=alert, alerts=["pain"] if alert else [])
+def _envelope(event) -> Envelope:
+    return Envelope("bed-7", _at(event.time / 16000), event)
+
+
+def _episode(end_s, alerts=()) -> EpisodeSummary:
+    return EpisodeSummary(1, 2.0, end_s, end_s or 6.0, 2.4, "pain", {"not_cry": 0.2, "pain": 0.7},
+                          {"not_cry": 0.4, "pain": 0.9}, 3, tuple(alerts))
+
+
+def _window(start_s: float, gated: bool) -> WindowScored:
+    return WindowScored(int((start_s + 2) * 16000), start_s, -20.0 if gated else -50.0, 0.6 if gated else 0.0, gated,
+                        {"pain": 0.8} if gated else None, {"pain": 0.7}, 0.7, ())
+
+
+ALARM = Alarm(1, "pain", False, Priority.HIGH, "PAIN CRY", _at(5), True, True, episode=1, probability=0.81)
 
 
 @pytest.fixture
@@ -29,7 +64,7 @@ def db(tmp_path):
 
 def test_open_episode_is_visible_at_once_with_no_end(db):
     path, engine, writer = db
-    writer.write([_episode("episode_opened", None)])
+    writer.write([_envelope(EpisodeOpened(38_400, _episode(None)))])
     [ep] = list_episodes(engine)
     assert ep["end"] is None and ep["start"] == "2026-11-27T08:00:02+00:00" and ep["label"] == "pain"
     # another process (the review command) sees it too, while the writer's engine is open
@@ -38,37 +73,41 @@ def test_open_episode_is_visible_at_once_with_no_end(db):
         assert other.execute("pragma journal_mode").fetchone() == ("wal",)
 
 
-def test_episode_alerts_windows_and_health_land_in_their_tables(db):
+def test_episodes_alarms_windows_and_service_states_land_in_their_tables(db):
     path, engine, writer = db
-    writer.write([
-        _message("health", 0.0, state="service_started"),
-        _episode("episode_opened", None),
-        _message("window", 4.0, start_s=2.0, level_dbfs=-20.0, activity=0.6, gated=True,
-                 raw={"pain": 0.8}, smoothed={"pain": 0.7}),
-        _message("window", 5.0, start_s=3.0, level_dbfs=-50.0, activity=0.0, gated=False, raw=None,
-                 smoothed={"pain": 0.1}),
-        _message("alert_raised", 5.0, label="pain", probability=0.81, episode=1),
-    ])
-    writer.write([_message("alert_cleared", 9.0, label="pain"), _episode("episode_closed", 6.0, alert=True)])
+    writer.write([_envelope(e) for e in (
+        ServiceStatus(0, "started", {"source": "mic"}),
+        EpisodeOpened(38_400, _episode(None)),
+        _window(2.0, gated=True),
+        _window(3.0, gated=False),
+        AlarmRaised(80_000, ALARM),
+    )])
+    acknowledged = replace(ALARM, acknowledged_by="AB", acknowledged_time=_at(7))
+    writer.write([_envelope(AlarmAcknowledged(112_000, acknowledged)),
+                  _envelope(EpisodeClosed(96_000, _episode(6.0, ("pain",)))),
+                  _envelope(AlarmCleared(144_000, replace(acknowledged, cleared_time=_at(9)), "below threshold"))])
     [ep] = list_episodes(engine)
     assert ep["end"] == "2026-11-27T08:00:06+00:00" and ep["alert"] is True
     with sqlite3.connect(path) as conn:
         assert conn.execute("select count(*) from windows").fetchone() == (1,)  # ungated windows are not logged
         assert conn.execute("select episode_id from windows").fetchone() == (ep["id"],)
-        raised, cleared, episode_id = conn.execute("select raised, cleared, episode_id from alerts").fetchone()
-        assert raised.startswith("2026-11-27 08:00:05") and cleared.startswith("2026-11-27 08:00:09")
-        assert episode_id == ep["id"]
-        assert conn.execute("select kind from service_events").fetchall() == [("service_started",)]
+        row = conn.execute("select label, priority, technical, raised, acknowledged, acknowledged_by, cleared, "
+                           "clear_reason, episode_id, probability from alarms").fetchone()
+        assert row[:3] == ("pain", "high", 0)
+        assert row[3].startswith("2026-11-27 08:00:05") and row[4].startswith("2026-11-27 08:00:07")
+        assert row[5] == "AB" and row[6].startswith("2026-11-27 08:00:09")
+        assert row[7:] == ("below threshold", ep["id"], 0.81)
+        assert conn.execute("select kind from service_events").fetchall() == [("started",)]
 
 
 def test_since_keeps_open_and_later_episodes(db):
     _path, engine, writer = db
-    writer.write([_episode("episode_opened", None)])
-    assert len(list_episodes(engine, since=T0 + timedelta(hours=5))) == 1  # still open
-    writer.write([_episode("episode_closed", 6.0)])
-    assert list_episodes(engine, since=T0 + timedelta(hours=5)) == []
-    assert len(list_episodes(engine, since=T0)) == 1
-    assert list_episodes(engine, bed="bed-1") == []
+    writer.write([_envelope(EpisodeOpened(38_400, _episode(None)))])
+    assert len(list_episodes(engine, EpisodeFilter(since=T0 + timedelta(hours=5)))) == 1  # still open
+    writer.write([_envelope(EpisodeClosed(96_000, _episode(6.0)))])
+    assert list_episodes(engine, EpisodeFilter(since=T0 + timedelta(hours=5))) == []
+    assert len(list_episodes(engine, EpisodeFilter(since=T0))) == 1
+    assert list_episodes(engine, EpisodeFilter(bed="bed-1")) == []
 
 
 def test_unusable_database_is_a_clear_error(tmp_path):
@@ -80,3 +119,24 @@ def test_unusable_database_is_a_clear_error(tmp_path):
 
 def test_utc_is_timezone_aware():
     assert utc(0).tzinfo is not None
+
+
+def test_reviews_are_stored_filtered_on_and_refused_when_wrong(db):
+    _path, engine, writer = db
+    writer.write([_envelope(EpisodeOpened(38_400, _episode(None))), _envelope(_window(2.0, gated=True)),
+                  _envelope(EpisodeClosed(96_000, _episode(6.0, ("pain",))))])
+    [ep] = list_episodes(engine, EpisodeFilter(unreviewed=True))
+    assert ep["review"] is None and list_episodes(engine, EpisodeFilter(label="hunger")) == []
+    assert len(list_episodes(engine, EpisodeFilter(alarm=True))) == 1 and list_episodes(engine, EpisodeFilter(alarm=False)) == []
+    with pytest.raises(StoreError, match="verdict 'painful' for episode 1: use one of pain, not_cry, other"):
+        annotate(engine, ep["id"], "painful", "AB")
+    with pytest.raises(StoreError, match="no episode 99"):
+        annotate(engine, 99, "pain", "AB")
+    annotate(engine, ep["id"], "other", "AB", "colleague's phone", when=T0 + timedelta(hours=1))
+    annotate(engine, ep["id"], "pain", "CD", "heel prick at 08:00", when=T0 + timedelta(hours=2))
+    [reviewed] = list_episodes(engine)
+    assert reviewed["review"] == {"verdict": "pain", "note": "heel prick at 08:00", "by": "CD",
+                                  "time": "2026-11-27T10:00:00+00:00"}  # the latest review wins
+    assert list_episodes(engine, EpisodeFilter(unreviewed=True)) == []
+    [window] = episode_windows(engine, ep["id"])
+    assert window["smoothed"] == {"pain": 0.7} and window["activity"] == 0.6

@@ -1,101 +1,203 @@
-"""The dashboard app: a bus subscriber thread feeds messages; widgets render the per-bed state."""
+"""The dashboard for a unit: one tile per bed, most urgent first; alarms acknowledged from here
+reach the monitor that raised them over its control channel and are stored in its log."""
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from textual import work
 from textual.app import App, ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Grid
 from textual.message import Message
 from textual.widgets import Footer, Header
 
-from monitor.bus import Subscriber
-from monitor.tui.state import BedView, apply
-from monitor.tui.widgets import AlertBanner, ClassBars, EpisodesTable, Meters, StatusLine
+from monitor.alarms import AlarmError, check_initials
+from monitor.bus import BusError, Envelope, Subscriber
+from monitor.control import ControlRequest, Op, send_request
+from monitor.messages import Alarm, AlarmAnnounced, AlarmRaised
+from monitor.tui.state import NO_SIGNAL, BedView, apply
+from monitor.tui.widgets import AlertBanner, BedTile, EpisodesTable, InitialsScreen
 
-SILENT_AFTER_S = 5.0
-NO_SIGNAL = "NO SIGNAL FROM MONITOR"
+_LOGGER = logging.getLogger(__name__)
+SILENT_AFTER_S = 3.0  # heartbeats come every second: three missed is a monitor in trouble
 
 
+@dataclass
 class BusMessage(Message):
-    def __init__(self, payload: dict[str, Any]) -> None:
-        super().__init__()
-        self.payload = payload
+    endpoint: str
+    envelope: Envelope
+
+
+@dataclass
+class BusProblem(Message):
+    text: str
 
 
 class CryWatchApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "CryWatch"
-    BINDINGS = [("q", "quit", "Quit"), ("ctrl+c", "quit", "Quit")]
+    BINDINGS = [("a", "acknowledge", "Acknowledge"), ("s", "silence", "Audio pause"), ("r", "review", "Review"),
+                ("q", "quit", "Quit"), ("ctrl+c", "quit", "Quit")]
 
-    def __init__(self, endpoints: list[str]):
+    def __init__(self, endpoints: list[str], review_db: str | None = None):
         super().__init__()
         self.endpoints = list(endpoints)
-        self.beds: dict[str, BedView] = {}
-        self._focus_bed: str | None = None
-        self._last_seen: dict[str, float] = {}
+        self._review_db = review_db  # the log `r` opens for review
+        # Until an endpoint is heard from, its tile is keyed by the endpoint itself.
+        self.beds: dict[str, BedView] = {e: BedView(e, health="never heard from") for e in self.endpoints}
+        self._bed_of_endpoint: dict[str, str] = {}
+        self._last_seen: dict[str, float] = {e: time.monotonic() for e in self.endpoints}
         self._stop_listening = threading.Event()
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield AlertBanner("waiting for a monitor…", id="alert")
-        with Horizontal(id="top"):
-            yield Meters(id="meters")
-            yield ClassBars(id="classes")
-        yield StatusLine(id="status")
+        yield Grid(id="beds")
         yield EpisodesTable(id="episodes")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "listening on " + ", ".join(self.endpoints)
         self.listen()
-        self.set_interval(1.0, self.check_silent_monitors)
+        self.set_interval(0.5, self.check_silent_monitors)
+        self.render_state()
 
     @work(thread=True, exclusive=True)
     def listen(self) -> None:
         subscriber = Subscriber(self.endpoints)
         try:
             while not self._stop_listening.is_set():
-                message = subscriber.receive(timeout_ms=200)
-                if message is not None:
-                    self.post_message(BusMessage(message))
+                try:
+                    received = subscriber.receive_from(timeout_ms=200)
+                except BusError as exc:  # one bad peer must not blind the dashboard to the others
+                    self.post_message(BusProblem(str(exc)))
+                    continue
+                if received is not None:
+                    self.post_message(BusMessage(*received))
         finally:
             subscriber.close()
 
-    def on_bus_message(self, event: BusMessage) -> None:
-        message = event.payload
-        bed = message["bed"]
+    def on_bus_message(self, message: BusMessage) -> None:
+        envelope = message.envelope
+        bed = envelope.bed
+        if self._bed_of_endpoint.get(message.endpoint) != bed:
+            self._bed_of_endpoint[message.endpoint] = bed
+            self.beds.pop(message.endpoint, None)
+            self._last_seen.pop(message.endpoint, None)
         self._last_seen[bed] = time.monotonic()
-        self.beds[bed] = apply(self.beds.get(bed, BedView(bed)), message)
-        if self._focus_bed is None or self.beds[bed].alerts or not self.beds[self._focus_bed].alerts:
-            self._focus_bed = bed
+        self.beds[bed] = apply(self.beds.get(bed, BedView(bed)), envelope)
+        if isinstance(envelope.event, (AlarmRaised, AlarmAnnounced)):
+            self.bell()
         self.render_state()
 
+    def on_bus_problem(self, message: BusProblem) -> None:
+        _LOGGER.warning("%s", message.text)
+        self.notify(message.text, severity="error", timeout=10)
+
     def check_silent_monitors(self) -> None:
-        """A monitor that stops talking must not look like a quiet room (heartbeats come every second)."""
+        """A monitor that stops talking must not look like a quiet room."""
         now = time.monotonic()
-        changed = False
-        for bed, seen in self._last_seen.items():
-            view = self.beds[bed]
-            if now - seen > SILENT_AFTER_S and view.health not in ("monitor stopped", NO_SIGNAL):
-                self.beds[bed] = replace(view, health=NO_SIGNAL)
-                changed = True
-        if changed:
+        newly = [bed for bed, seen in self._last_seen.items()
+                 if now - seen > SILENT_AFTER_S and not self.beds[bed].silent]
+        for bed in newly:
+            self.beds[bed] = replace(self.beds[bed], silent=True)
+            _LOGGER.warning("%s: %s", bed, NO_SIGNAL)
+        if newly:
+            self.bell()
             self.render_state()
 
     def render_state(self) -> None:
-        views = list(self.beds.values())
-        assert self._focus_bed is not None, "render_state runs only after a bus message has set the focus"
-        focus = self.beds[self._focus_bed]
+        views = sorted(self.beds.values(), key=lambda v: (v.urgency, v.bed))
         self.query_one(AlertBanner).show(views)
-        self.query_one(Meters).show(focus)
-        self.query_one(ClassBars).show(focus)
-        self.query_one(StatusLine).show(focus)
+        grid = self.query_one("#beds", Grid)
+        tiles = {tile.name: tile for tile in grid.query(BedTile)}
+        for view in views:
+            if view.bed not in tiles:
+                tiles[view.bed] = BedTile(name=view.bed)
+                grid.mount(tiles[view.bed])
+            tiles[view.bed].show(view)
+        for name, tile in tiles.items():
+            if name not in self.beds:
+                tile.remove()
+        order = [tiles[v.bed] for v in views]
+        for before, tile in zip(order, order[1:]):
+            grid.move_child(tile, after=before)
+        grid.styles.grid_size_columns = max(1, min(3, len(views)))
         self.query_one(EpisodesTable).show(views)
+
+    # -- staff actions ----------------------------------------------------------------------------
+    def _most_urgent(self) -> tuple[BedView, Alarm | None] | None:
+        """The most urgent unacknowledged alarm: (bed, alarm), alarm None for a silent monitor."""
+        candidates: list[tuple[tuple[int, str, int], BedView, Alarm | None]] = []
+        for view in self.beds.values():
+            if view.silent and view.silent_acknowledged_by is None:
+                candidates.append(((0, view.bed, 0), view, None))
+            candidates += [((a.priority.rank, view.bed, a.id), view, a) for a in view.alarms if a.acknowledged_by is None]
+        if not candidates:
+            return None
+        _key, view, alarm = min(candidates, key=lambda c: c[0])
+        return view, alarm
+
+    def action_acknowledge(self) -> None:
+        self._ask("acknowledge")
+
+    def action_silence(self) -> None:
+        self._ask("silence")
+
+    def _ask(self, op: Op) -> None:
+        target = self._most_urgent()
+        if target is None:
+            self.notify("no unacknowledged alarm")
+            return
+        view, alarm = target
+        what = f"{view.bed}: {alarm.message}" if alarm else f"{view.bed}: {NO_SIGNAL}"
+        verb = "Acknowledge" if op == "acknowledge" else "Pause the audio of"
+        self.push_screen(InitialsScreen(f"{verb} {what}"), lambda by: self._act(op, view.bed, alarm, by))
+
+    def _act(self, op: Op, bed: str, alarm: Alarm | None, by: str | None) -> None:
+        if not by:
+            return
+        try:
+            by = check_initials(by)
+        except AlarmError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        if alarm is None:  # the dashboard's own alarm: nobody else to tell
+            self.beds[bed] = replace(self.beds[bed], silent_acknowledged_by=by)
+            _LOGGER.warning("%s: %s acknowledged by %s", bed, NO_SIGNAL, by)
+            self.render_state()
+            return
+        self._send(self.beds[bed].control, ControlRequest(op, by, alarm.id), bed)
+
+    @work(thread=True)
+    def _send(self, endpoint: str, request: ControlRequest, bed: str) -> None:
+        try:
+            reply = send_request(endpoint, request)
+        except BusError as exc:
+            self.call_from_thread(self.notify, f"{bed}: {exc}", severity="error", timeout=10)
+            return
+        if reply.ok:
+            self.call_from_thread(self.notify, f"{bed}: alarm {request.alarm} {request.op}d by {request.by}")
+        else:
+            self.call_from_thread(self.notify, f"{bed}: {reply.error}", severity="error", timeout=10)
+
+    def action_review(self) -> None:
+        from monitor.store import EpisodeFilter, StoreError, open_engine
+        from monitor.tui.review import ReviewScreen
+
+        if self._review_db is None:
+            self.notify("no log to review: start the dashboard with --db", severity="error")
+            return
+        try:
+            engine = open_engine(self._review_db)
+        except StoreError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        self.push_screen(ReviewScreen(engine, EpisodeFilter()))
 
     def on_unmount(self) -> None:
         self._stop_listening.set()  # however the app ends, the subscriber thread must end too
@@ -104,12 +206,13 @@ class CryWatchApp(App):
 def run_with_service(service) -> Any:
     """`crywatch run` with a dashboard: the service runs in a thread, the app in the foreground.
 
-    The app talks to the service only through the bus, exactly like a remote dashboard.
+    The app talks to the service only through the bus and the control channel, exactly like a
+    remote dashboard.
     """
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", service.run()), name="service")
     thread.start()
-    app = CryWatchApp([service.bus_endpoint])
+    app = CryWatchApp([service.bus_endpoint], review_db=service.settings.store.url)
     signal.signal(signal.SIGTERM, lambda *_: app.exit())
     try:
         app.run()

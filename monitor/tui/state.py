@@ -1,10 +1,28 @@
-"""What the dashboard knows about each bed, rebuilt from bus messages (pure, no Textual)."""
+"""What the dashboard knows about each bed, rebuilt from bus events (pure, no Textual)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+
+from monitor.bus import Envelope
+from monitor.messages import (
+    Alarm,
+    AlarmAcknowledged,
+    AlarmAnnounced,
+    AlarmCleared,
+    AlarmRaised,
+    AlarmSilenced,
+    EpisodeClosed,
+    EpisodeOpened,
+    EpisodeSummary,
+    EpisodeUpdated,
+    Heartbeat,
+    Priority,
+    ServiceStatus,
+    WindowScored,
+)
 
 _RECENT = 10
+NO_SIGNAL = "NO SIGNAL FROM MONITOR"
 
 
 @dataclass(frozen=True)
@@ -14,39 +32,60 @@ class BedView:
     source: str = ""
     embedder: str = ""
     head: str = ""
+    control: str = ""  # the monitor's control endpoint, learnt from its heartbeat
     level_dbfs: float | None = None
     activity: float = 0.0
     cry: float = 0.0
     probs: dict[str, float] = field(default_factory=dict)
-    alerts: tuple[str, ...] = ()
+    alarms: tuple[Alarm, ...] = ()  # uncleared, as the monitor reports them
     unsupported: tuple[str, ...] = ()
-    episode: dict[str, Any] | None = None  # the open episode, if any
-    recent: tuple[dict[str, Any], ...] = ()  # closed episodes, newest last
+    episode: EpisodeSummary | None = None  # the open episode, if any
+    recent: tuple[EpisodeSummary, ...] = ()  # closed episodes, newest last
     last_time: str = ""
+    silent: bool = False  # not heard from for the dashboard's limit: itself a technical alarm
+    silent_acknowledged_by: str | None = None
+
+    @property
+    def urgency(self) -> tuple[int, int]:
+        """Sort key, most urgent first: the best (priority, acknowledged) among its alarms."""
+        keys = [(a.priority.rank, a.acknowledged_by is not None) for a in self.alarms]
+        if self.silent:
+            keys.append((Priority.HIGH.rank, self.silent_acknowledged_by is not None))
+        best = min(keys, default=(len(Priority), True))
+        return best[0], int(best[1])
+
+    @property
+    def priority(self) -> Priority | None:
+        rank = self.urgency[0]
+        return list(Priority)[rank] if rank < len(Priority) else None
 
 
-def apply(view: BedView, message: dict[str, Any]) -> BedView:
-    kind, data = message["type"], message["data"]
-    view = replace(view, last_time=message["time"])
-    if kind == "status":
-        return replace(view, health=data["health"], source=data["source"], embedder=data["embedder"],
-                       head=data["head"], alerts=tuple(data["alerts"]), episode=data["episode"],
-                       unsupported=tuple(data["unsupported_alert_classes"]),
-                       recent=tuple(data["recent"])[-_RECENT:] or view.recent)
-    if kind == "window":
-        return replace(view, level_dbfs=data["level_dbfs"], activity=data["activity"], cry=data["cry"],
-                       probs=data["smoothed"], alerts=tuple(data["alerts"]))
-    if kind in ("episode_opened", "episode_updated"):
-        return replace(view, episode=data)
-    if kind == "episode_closed":
-        return replace(view, episode=None, recent=(view.recent + (data,))[-_RECENT:])
-    if kind == "alert_raised":
-        return replace(view, alerts=tuple(sorted(set(view.alerts) | {data["label"]})))
-    if kind == "alert_cleared":
-        return replace(view, alerts=tuple(a for a in view.alerts if a != data["label"]))
-    if kind == "health":
-        state = data["state"]
-        health = {"audio_stalled": "MICROPHONE SILENT", "worker_failed": "MONITOR FAILED: " + data.get("error", ""),
-                  "service_stopped": "monitor stopped", "audio_resumed": "ok", "service_started": "ok"}
-        return replace(view, health=health.get(state, state))
+def _with_alarm(alarms: tuple[Alarm, ...], alarm: Alarm) -> tuple[Alarm, ...]:
+    return tuple(a for a in alarms if a.id != alarm.id) + (alarm,)
+
+
+def apply(view: BedView, envelope: Envelope) -> BedView:
+    view = replace(view, last_time=envelope.time, silent=False, silent_acknowledged_by=None)
+    match envelope.event:
+        case Heartbeat() as beat:
+            return replace(view, health=beat.health, source=beat.source, embedder=beat.embedder, head=beat.head,
+                           control=beat.control, alarms=beat.alarms, episode=beat.episode,
+                           unsupported=beat.unsupported_alert_classes,
+                           recent=beat.recent[-_RECENT:] or view.recent)
+        case WindowScored() as window:
+            return replace(view, level_dbfs=window.level_dbfs, activity=window.activity, cry=window.cry,
+                           probs=window.smoothed)
+        case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep):
+            return replace(view, episode=ep)
+        case EpisodeClosed(episode=ep):
+            return replace(view, episode=None, recent=(view.recent + (ep,))[-_RECENT:])
+        case AlarmRaised(alarm=alarm) | AlarmAnnounced(alarm=alarm) | AlarmAcknowledged(alarm=alarm) | \
+                AlarmSilenced(alarm=alarm):
+            return replace(view, alarms=_with_alarm(view.alarms, alarm))
+        case AlarmCleared(alarm=alarm):
+            return replace(view, alarms=tuple(a for a in view.alarms if a.id != alarm.id))
+        case ServiceStatus(state="started"):
+            return replace(view, health="ok")
+        case ServiceStatus(state=state, detail=detail):
+            return replace(view, health=f"monitor {state}: {detail.get('reason', '')}".strip(": "), alarms=())
     return view

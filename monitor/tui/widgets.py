@@ -1,19 +1,24 @@
-"""Small widgets, each rendering one part of a BedView."""
+"""Small widgets, each rendering part of the unit's state."""
 from __future__ import annotations
 
 from datetime import datetime
 
-from textual.widgets import DataTable, Static
+from rich.markup import escape
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Label, Static
 
-from monitor.episodes import type_probability
-from monitor.tui.state import BedView
+from monitor.messages import Alarm, EpisodeSummary
+from monitor.tui.state import NO_SIGNAL, BedView
 
 _BAR = 14  # bars, labels and values fit a half-width panel of an 80-column terminal
+PRIORITY_CLASSES = ("priority-high", "priority-medium", "priority-low")
 
 
-def clock(iso: str) -> str:
+def clock(iso: str | None) -> str:
     """An event's UTC time as this PC's local wall-clock time."""
-    return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S")
+    return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S") if iso else "--:--:--"
 
 
 def bar(fraction: float, width: int = _BAR) -> str:
@@ -21,77 +26,111 @@ def bar(fraction: float, width: int = _BAR) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+def alarm_text(alarm: Alarm) -> str:
+    if alarm.acknowledged_by:
+        state = f"ack {alarm.acknowledged_by} {clock(alarm.acknowledged_time)}"
+    elif alarm.silenced_until:
+        state = f"audio paused to {clock(alarm.silenced_until)}"
+    else:
+        state = "UNACKNOWLEDGED"
+    gone = "" if alarm.condition else ", cause gone"
+    return f"{alarm.priority.value.upper()} {alarm.message} since {clock(alarm.raised_time)} ({state}{gone})"
+
+
+def _set_priority_class(widget: Static, view_priority: str | None) -> None:
+    for name in PRIORITY_CLASSES:
+        widget.set_class(name == f"priority-{view_priority}", name)
+
+
 class AlertBanner(Static):
-    """The one thing a nurse must see from across the room."""
+    """The one thing a nurse must see from across the room: the most urgent alarms of the unit."""
 
     def show(self, views: list[BedView]) -> None:
-        alerting = [(v.bed, a) for v in views for a in v.alerts]
-        unhealthy = [v for v in views if v.health not in ("ok", "waiting for the monitor")]
-        self.set_class(bool(alerting), "alerting")
-        self.set_class(not alerting and bool(unhealthy), "unhealthy")
-        problems = [f"ALERT {bed}: {label.upper()} CRY" for bed, label in alerting]
-        problems += [f"{v.bed}: {v.health}" for v in unhealthy]
-        if problems:
-            self.update("  ".join(problems))
+        lines = []
+        for view in sorted(views, key=lambda v: (v.urgency, v.bed)):
+            if view.silent:
+                lines.append((view.urgency, f"{view.bed}: HIGH {NO_SIGNAL}"
+                              + (f" (ack {view.silent_acknowledged_by})" if view.silent_acknowledged_by else "")))
+            for alarm in view.alarms:
+                lines.append(((alarm.priority.rank, int(alarm.acknowledged_by is not None)),
+                              f"{view.bed}: {alarm_text(alarm)}"))
+        lines.sort(key=lambda item: item[0])
+        top = min((v.priority.value for v in views if v.priority), key=["high", "medium", "low"].index, default=None)
+        _set_priority_class(self, top)
+        if lines:
+            self.update(escape("\n".join(text for _, text in lines[:3])))
         elif not views:
             self.update("waiting for a monitor…")
         else:
-            self.update("no alert")
+            self.update("no alarm")
 
 
-class Meters(Static):
+class BedTile(Static):
+    """One bed: health, sound, the open episode, its alarms."""
+
     def show(self, view: BedView) -> None:
         self.border_title = view.bed
+        _set_priority_class(self, view.priority.value if view.priority else None)
+        health = NO_SIGNAL if view.silent else view.health
         level = view.level_dbfs if view.level_dbfs is not None else -120.0
         episode = view.episode
         lines = [
+            f"health   {health}",
             f"level    {bar((level + 90) / 90)} {level:4.0f} dBFS",
-            f"activity {bar(view.activity)} {view.activity:5.2f}",
             f"crying   {bar(view.cry)} {view.cry:5.2f}",
-            (f"[b]episode {episode['episode']}[/b] since {clock(episode['start_time'])}: {episode['label']}"
-             if episode else "no cry episode"),
+            (f"[b]episode {episode.number}[/b] since {clock(episode.start_time)}: {episode.label} "
+             f"{episode.type_probability()}" if episode else "no cry episode"),
+            "  ".join(f"{label} {p:.2f}" for label, p in view.probs.items()) or "classes appear with the first window",
         ]
+        lines += [f"[dim]{label}: not in this head[/dim]" for label in view.unsupported]
+        lines += [f"[b]ALARM {a.id}[/b] {escape(alarm_text(a))}" for a in view.alarms]
         self.update("\n".join(lines))
-
-
-class ClassBars(Static):
-    def on_mount(self) -> None:
-        self.border_title = "smoothed class probabilities"
-
-    def show(self, view: BedView) -> None:
-        if not view.probs:
-            self.update("class probabilities appear with the first window")
-            return
-        lines = []
-        for label, p in view.probs.items():
-            mark = " [reverse]ALERT[/]" if label in view.alerts else ""
-            lines.append(f"{label:<11}{bar(p)} {p:4.2f}{mark}")
-        for label in view.unsupported:
-            lines.append(f"{label} [dim](not in this head)[/dim]")
-        self.update("\n".join(lines))
-
-
-class StatusLine(Static):
-    def show(self, view: BedView) -> None:
-        self.update(f"source: {view.source or '?'}\n"
-                    f"embedder: {view.embedder or '?'}   head: {view.head or '?'}   health: {view.health}")
 
 
 class EpisodesTable(DataTable):
+    """Every bed's recent episodes. Rows are keyed and updated in place, so the cursor and scroll
+    stay where staff put them while events stream in."""
+
     COLUMNS = ("bed", "start", "end", "type", "p", "alert")
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
-        self.add_columns(*self.COLUMNS)
+        for name in self.COLUMNS:
+            self.add_column(name, key=name)
 
     def show(self, views: list[BedView]) -> None:
-        rows = []
         for view in views:
-            episodes = list(view.recent) + ([view.episode] if view.episode else [])
-            for ep in episodes:
-                end = "ongoing" if ep["end_time"] is None else clock(ep["end_time"])
-                rows.append((view.bed, clock(ep["start_time"]), end, ep["label"],
-                             type_probability(ep), "ALERT" if ep["alert"] else ""))
-        self.clear()
-        for row in reversed(rows):  # newest first
-            self.add_row(*row)
+            for ep in list(view.recent) + ([view.episode] if view.episode else []):
+                self._put(view.bed, ep)
+
+    def _put(self, bed: str, ep: EpisodeSummary) -> None:
+        key = f"{bed}/{ep.start_time}"
+        cells = (bed, clock(ep.start_time), "ongoing" if ep.ongoing else clock(ep.end_time), ep.label,
+                 ep.type_probability(), "ALERT" if ep.alerts else "")
+        if key not in self.rows:
+            self.add_row(*cells, key=key)
+            return
+        for name, value in zip(self.COLUMNS, cells):
+            if self.get_cell(key, name) != value:
+                self.update_cell(key, name, value, update_width=True)
+
+
+class InitialsScreen(ModalScreen[str | None]):
+    """Asks who is acknowledging (or silencing): staff initials, stored with the alarm."""
+
+    BINDINGS = [("escape", "cancel", "Cancel")]
+
+    def __init__(self, prompt: str):
+        super().__init__()
+        self._prompt = prompt
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="initials-dialog"):
+            yield Label(escape(self._prompt))
+            yield Input(placeholder="your initials, then Enter (Esc cancels)", id="initials")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

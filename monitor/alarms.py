@@ -1,0 +1,201 @@
+"""Alarm lifecycle in IEC 60601-1-8's vocabulary: priority, active -> acknowledged -> cleared,
+audio paused, latching.
+
+A cry alarm's cause is the classifier's alert condition (AlertStarted/AlertEnded); a technical
+alarm's cause is a fault the service detects (microphone silent, a stage failed, ...). An
+unacknowledged alarm announces again every `repeat_s`; silencing it pauses that for `pause_s`.
+A latched alarm stays after its cause has gone until someone acknowledges it; technical alarms
+are always latched and last at least `technical_min_s`, so a short fault is still seen.
+
+Several threads report causes and acknowledgements (classifier, supervisor, control channel):
+every method takes the lock and returns the events to publish.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time as _time
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Callable
+
+from monitor.config import AlertSettings
+from monitor.messages import (
+    Alarm,
+    AlarmAcknowledged,
+    AlarmAnnounced,
+    AlarmCleared,
+    AlarmEvent,
+    AlarmRaised,
+    AlarmSilenced,
+    AlertEnded,
+    AlertStarted,
+    Priority,
+)
+
+DEFAULT_PRIORITIES = {
+    "pain": Priority.HIGH, "neurological": Priority.HIGH, "hunger": Priority.LOW,
+    # technical: a monitor that cannot hear is as urgent as the cry it would miss
+    "microphone_silent": Priority.HIGH, "microphone_lost": Priority.HIGH, "monitor_failed": Priority.HIGH,
+}
+TECHNICAL_MESSAGES = {
+    "microphone_silent": "MICROPHONE SILENT: no audio is arriving",
+    "microphone_lost": "MICROPHONE LOST: the input device stopped",
+    "monitor_failed": "MONITOR FAILED",
+}
+_INITIALS = re.compile(r"[A-Za-z][A-Za-z0-9.\-]{0,15}")
+
+
+class AlarmError(ValueError):
+    """A request about alarms that cannot be carried out (unknown alarm, bad initials)."""
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+
+
+class AlarmManager:
+    def __init__(self, settings: AlertSettings, clock: Callable[[], float] = _time.time):
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._alarms: dict[int, Alarm] = {}  # not yet cleared
+        self._raised_at: dict[int, float] = {}
+        self._next_announcement: dict[int, float] = {}
+        self._silenced_until: dict[int, float] = {}
+        self._count = 0
+
+    def priority(self, label: str) -> Priority:
+        configured = self._settings.priorities.get(label)
+        return Priority(configured) if configured else DEFAULT_PRIORITIES.get(label, Priority.MEDIUM)
+
+    @property
+    def active(self) -> tuple[Alarm, ...]:
+        """Uncleared alarms, most urgent first (priority, then unacknowledged, then oldest)."""
+        with self._lock:
+            return tuple(sorted(self._alarms.values(),
+                                key=lambda a: (a.priority.rank, a.acknowledged_by is not None, a.id)))
+
+    # -- causes --------------------------------------------------------------------------------
+    def alert(self, event: AlertStarted | AlertEnded) -> list[AlarmEvent]:
+        """A cry type's alert condition started or ended."""
+        if isinstance(event, AlertStarted):
+            return self._cause(event.label, True, event.time, technical=False,
+                               message=f"{event.label.upper()} CRY", episode=event.episode,
+                               probability=event.probability)
+        return self._cause(event.label, False, event.time, technical=False, reason=event.reason)
+
+    def fault(self, label: str, present: bool, time: int, detail: str = "") -> list[AlarmEvent]:
+        """A technical condition (see TECHNICAL_MESSAGES) started or ended."""
+        message = TECHNICAL_MESSAGES.get(label, label.replace("_", " ").upper())
+        return self._cause(label, present, time, technical=True, message=f"{message}{': ' + detail if detail else ''}",
+                           reason="fault gone")
+
+    def _cause(self, label: str, present: bool, time: int, technical: bool, message: str = "",
+               episode: int | None = None, probability: float | None = None, reason: str = "") -> list[AlarmEvent]:
+        with self._lock:
+            now = self._clock()
+            current = next((a for a in self._alarms.values() if a.label == label and a.technical == technical), None)
+            if present:
+                if current is not None:
+                    self._alarms[current.id] = replace(current, condition=True)
+                    return []
+                self._count += 1
+                alarm = Alarm(id=self._count, label=label, technical=technical, priority=self.priority(label),
+                              message=message, raised_time=iso(now), condition=True,
+                              latched=technical or self._settings.latched, episode=episode, probability=probability)
+                self._alarms[alarm.id] = alarm
+                self._raised_at[alarm.id] = now
+                self._next_announcement[alarm.id] = now + self._settings.repeat_s
+                return [AlarmRaised(time, alarm)]
+            if current is None:
+                return []
+            alarm = replace(current, condition=False)
+            self._alarms[alarm.id] = alarm
+            return self._clear_if_done(alarm, time, now, reason)
+
+    def _clear_if_done(self, alarm: Alarm, time: int, now: float, reason: str) -> list[AlarmEvent]:
+        if alarm.condition or (alarm.latched and alarm.acknowledged_by is None):
+            return []
+        if alarm.technical and now - self._raised_at[alarm.id] < self._settings.technical_min_s:
+            return []
+        del self._alarms[alarm.id]
+        for table in (self._raised_at, self._next_announcement, self._silenced_until):
+            table.pop(alarm.id, None)
+        return [AlarmCleared(time, replace(alarm, cleared_time=iso(now)), reason)]
+
+    # -- staff -----------------------------------------------------------------------------------
+    def acknowledge(self, alarm_id: int | None, by: str, time: int) -> list[AlarmEvent]:
+        """Staff `by` (initials) acknowledge one alarm, or every unacknowledged one (alarm_id None)."""
+        by = check_initials(by)
+        with self._lock:
+            now = self._clock()
+            events: list[AlarmEvent] = []
+            for alarm in self._chosen(alarm_id):
+                if alarm.acknowledged_by is not None:
+                    continue
+                acknowledged = replace(alarm, acknowledged_by=by, acknowledged_time=iso(now), silenced_until=None)
+                self._alarms[alarm.id] = acknowledged
+                self._silenced_until.pop(alarm.id, None)
+                events.append(AlarmAcknowledged(time, acknowledged))
+                events += self._clear_if_done(acknowledged, time, now, f"acknowledged by {by}")
+            return events
+
+    def silence(self, alarm_id: int | None, by: str, time: int) -> list[AlarmEvent]:
+        """Audio paused for `pause_s`: the alarm stays, and announces again then unless acknowledged."""
+        check_initials(by)
+        with self._lock:
+            now = self._clock()
+            events: list[AlarmEvent] = []
+            for alarm in self._chosen(alarm_id):
+                if alarm.acknowledged_by is not None:
+                    continue
+                until = now + self._settings.pause_s
+                silenced = replace(alarm, silenced_until=iso(until))
+                self._alarms[alarm.id] = silenced
+                self._silenced_until[alarm.id] = until
+                events.append(AlarmSilenced(time, silenced))
+            return events
+
+    def _chosen(self, alarm_id: int | None) -> list[Alarm]:
+        if alarm_id is None:
+            return list(self._alarms.values())
+        if alarm_id not in self._alarms:
+            raise AlarmError(f"no active alarm {alarm_id} (it may have cleared already)")
+        return [self._alarms[alarm_id]]
+
+    # -- time ------------------------------------------------------------------------------------
+    def tick(self, time: int) -> list[AlarmEvent]:
+        """Announce again what is due, end audio pauses, clear technical alarms whose minimum has passed."""
+        with self._lock:
+            now = self._clock()
+            events: list[AlarmEvent] = []
+            for alarm in list(self._alarms.values()):
+                if alarm.acknowledged_by is None:
+                    paused_until = self._silenced_until.get(alarm.id)
+                    if paused_until is not None and now < paused_until:
+                        continue
+                    if paused_until is not None or now >= self._next_announcement[alarm.id]:
+                        self._silenced_until.pop(alarm.id, None)
+                        self._next_announcement[alarm.id] = now + self._settings.repeat_s
+                        alarm = replace(alarm, silenced_until=None, announcements=alarm.announcements + 1)
+                        self._alarms[alarm.id] = alarm
+                        events.append(AlarmAnnounced(time, alarm))
+                events += self._clear_if_done(alarm, time, now, "fault gone")
+            return events
+
+    def finish(self, time: int, reason: str) -> list[AlarmEvent]:
+        """The service stops: every alarm is cleared in the log, with the reason."""
+        with self._lock:
+            now = self._clock()
+            events: list[AlarmEvent] = [AlarmCleared(time, replace(a, cleared_time=iso(now)), reason)
+                                        for a in self._alarms.values()]
+            self._alarms.clear()
+            return events
+
+
+def check_initials(by: str) -> str:
+    by = by.strip()
+    if not _INITIALS.fullmatch(by):
+        raise AlarmError(f"{by!r} is not staff initials: 1-16 letters, digits, '.' or '-', starting with a letter")
+    return by.upper()

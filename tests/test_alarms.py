@@ -1,0 +1,126 @@
+"""Alarm lifecycle: priorities, acknowledgement, audio pause, latching, technical alarms, on a fake clock."""
+import pytest
+
+from monitor.alarms import AlarmError, AlarmManager
+from monitor.config import AlertSettings
+from monitor.messages import (
+    AlarmAcknowledged,
+    AlarmAnnounced,
+    AlarmCleared,
+    AlarmRaised,
+    AlarmSilenced,
+    AlertEnded,
+    AlertStarted,
+    Priority,
+)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_800_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def _manager(**settings):
+    clock = Clock()
+    return AlarmManager(AlertSettings(**settings), clock), clock
+
+
+def _names(events):
+    return [type(e).__name__ for e in events]
+
+
+def test_a_cry_alarm_has_its_priority_and_stays_latched_until_acknowledged():
+    alarms, clock = _manager()
+    [raised] = alarms.alert(AlertStarted(100, "pain", 0.81, 0.5, 4))
+    assert isinstance(raised, AlarmRaised)
+    alarm = raised.alarm
+    assert (alarm.priority, alarm.state, alarm.episode, alarm.probability) == (Priority.HIGH, "active", 4, 0.81)
+    assert alarms.alert(AlertStarted(200, "pain", 0.9, 0.5, 4)) == []  # the same cause: still one alarm
+    assert alarms.alert(AlertEnded(300, "pain", 0.2, "below threshold", 4)) == []  # latched: stays
+    [still] = alarms.active
+    assert still.condition is False and still.state == "active"
+    clock.now += 5
+    acknowledged, cleared = alarms.acknowledge(None, "ab", 400)
+    assert isinstance(acknowledged, AlarmAcknowledged) and acknowledged.alarm.acknowledged_by == "AB"
+    assert isinstance(cleared, AlarmCleared) and cleared.reason == "acknowledged by AB"
+    assert cleared.alarm.state == "cleared" and alarms.active == ()
+
+
+def test_an_acknowledged_alarm_clears_when_its_cause_ends():
+    alarms, _clock = _manager()
+    alarms.alert(AlertStarted(0, "neurological", 0.7, 0.5, 1))
+    [ack] = alarms.acknowledge(1, "CD", 10)
+    assert ack.alarm.state == "acknowledged"
+    [cleared] = alarms.alert(AlertEnded(20, "neurological", 0.1, "below threshold", 1))
+    assert isinstance(cleared, AlarmCleared) and cleared.reason == "below threshold"
+
+
+def test_unlatched_alarms_clear_with_their_cause_and_priorities_come_from_config():
+    alarms, _clock = _manager(latched=False, priorities={"pain": "medium"})
+    [raised] = alarms.alert(AlertStarted(0, "pain", 0.7, 0.5, 1))
+    assert raised.alarm.priority is Priority.MEDIUM
+    assert _names(alarms.alert(AlertEnded(10, "pain", 0.1, "below threshold", 1))) == ["AlarmCleared"]
+    assert alarms.priority("hunger") is Priority.LOW and alarms.priority("something_else") is Priority.MEDIUM
+
+
+def test_an_unacknowledged_alarm_announces_again_and_a_pause_delays_it():
+    alarms, clock = _manager(repeat_s=30, pause_s=120)
+    alarms.alert(AlertStarted(0, "pain", 0.8, 0.5, 1))
+    clock.now += 29
+    assert alarms.tick(1) == []
+    clock.now += 1
+    [again] = alarms.tick(2)
+    assert isinstance(again, AlarmAnnounced) and again.alarm.announcements == 2
+    [silenced] = alarms.silence(None, "ef", 3)
+    assert isinstance(silenced, AlarmSilenced) and silenced.alarm.silenced_until is not None
+    clock.now += 119
+    assert alarms.tick(4) == []  # paused: no repeat inside the pause
+    clock.now += 1
+    [after_pause] = alarms.tick(5)
+    assert isinstance(after_pause, AlarmAnnounced) and after_pause.alarm.silenced_until is None
+    alarms.acknowledge(None, "EF", 6)
+    clock.now += 1000
+    assert alarms.tick(7) == []  # acknowledged alarms never announce again
+
+
+def test_technical_alarms_are_latched_and_last_at_least_their_minimum():
+    alarms, clock = _manager(technical_min_s=120)
+    [raised] = alarms.fault("microphone_silent", True, 0, "nothing for 5.1 s")
+    assert raised.alarm.technical and raised.alarm.priority is Priority.HIGH
+    assert raised.alarm.message == "MICROPHONE SILENT: no audio is arriving: nothing for 5.1 s"
+    clock.now += 10
+    assert alarms.fault("microphone_silent", False, 10) == []  # gone, but not acknowledged
+    assert _names(alarms.acknowledge(None, "GH", 11)) == ["AlarmAcknowledged"]  # acknowledged, but < 120 s
+    clock.now += 110
+    [cleared] = alarms.tick(12)
+    assert isinstance(cleared, AlarmCleared) and cleared.reason == "fault gone"
+
+
+def test_the_most_urgent_alarm_comes_first():
+    alarms, clock = _manager(priorities={"hunger": "low"})
+    alarms.alert(AlertStarted(0, "hunger", 0.9, 0.5, 1))
+    clock.now += 1
+    alarms.fault("microphone_silent", True, 1)
+    assert [a.label for a in alarms.active] == ["microphone_silent", "hunger"]
+
+
+def test_bad_requests_are_refused_with_a_reason():
+    alarms, _clock = _manager()
+    alarms.alert(AlertStarted(0, "pain", 0.8, 0.5, 1))
+    with pytest.raises(AlarmError, match="no active alarm 9"):
+        alarms.acknowledge(9, "AB", 1)
+    for initials in ("", "  ", "1AB", "x" * 17, "a b"):
+        with pytest.raises(AlarmError, match="is not staff initials"):
+            alarms.acknowledge(None, initials, 1)
+
+
+def test_stopping_clears_every_alarm_in_the_log():
+    alarms, _clock = _manager()
+    alarms.alert(AlertStarted(0, "pain", 0.8, 0.5, 1))
+    alarms.fault("microphone_lost", True, 0)
+    cleared = alarms.finish(5, "monitor stopped")
+    assert _names(cleared) == ["AlarmCleared", "AlarmCleared"] and alarms.active == ()
+    assert all(c.reason == "monitor stopped" and c.alarm.cleared_time for c in cleared)
