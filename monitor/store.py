@@ -303,3 +303,18 @@ def episode_windows(engine: Engine, episode_id: int) -> list[dict[str, Any]]:
         rows = session.scalars(select(WindowRow).where(WindowRow.episode_id == episode_id).order_by(WindowRow.start))
         return [{"start": _as_utc(w.start).isoformat(), "activity": w.activity, "level_dbfs": w.level_dbfs,
                  "smoothed": w.smoothed, "raw": w.raw} for w in rows]
+
+
+def monitored_seconds(engine: Engine) -> float:
+    """Time the monitors were running, from each run's first to last logged moment (a run that
+    crashed ends at its last window or episode)."""
+    with Session(engine) as session:
+        total = 0.0
+        spans: dict[str, list[datetime]] = {}
+        for run_id, moment in [*session.execute(select(ServiceEventRow.run_id, ServiceEventRow.time)),
+                               *session.execute(select(WindowRow.run_id, WindowRow.start)),
+                               *session.execute(select(EpisodeRow.run_id, EpisodeRow.end).where(EpisodeRow.end.is_not(None)))]:
+            spans.setdefault(run_id, []).append(_as_utc(moment))
+        for moments in spans.values():
+            total += (max(moments) - min(moments)).total_seconds()
+        return total

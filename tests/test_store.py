@@ -28,6 +28,7 @@ from monitor.store import (
     open_engine,
     utc,
 )
+from train.site import evaluate_site
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 
@@ -140,3 +141,28 @@ def test_reviews_are_stored_filtered_on_and_refused_when_wrong(db):
     assert list_episodes(engine, EpisodeFilter(unreviewed=True)) == []
     [window] = episode_windows(engine, ep["id"])
     assert window["smoothed"] == {"pain": 0.7} and window["activity"] == 0.6
+
+
+def test_evaluate_site_reports_on_reviewed_episodes_only(db, tmp_path):
+    from train.cli import main
+
+    path, engine, writer = db
+    probs = {"not_cry": 0.2, "pain": 0.5, "hunger": 0.3}
+    pain = replace(_episode(6.0, ("pain",)), probs=probs)
+    hunger = replace(pain, number=2, start_s=12.0, end_s=16.0, label="hunger", alerts=())
+    writer.write([_envelope(ServiceStatus(0, "started")),
+                  _envelope(EpisodeClosed(96_000, pain)),
+                  _envelope(EpisodeClosed(256_000, hunger)),
+                  _envelope(EpisodeClosed(320_000, replace(pain, number=3, start_s=18.0, end_s=20.0, alerts=()))),
+                  _envelope(ServiceStatus(3600 * 16_000, "stopped"))])
+    first, second, third = (e["id"] for e in list_episodes(engine))
+    annotate(engine, first, "pain", "AB")
+    annotate(engine, second, "not_cry", "AB", "kettle")
+    annotate(engine, third, "hunger", "AB")
+    result = evaluate_site(engine)
+    assert (result["episodes"], result["reviewed"], result["monitored_hours"]) == (3, 3, 1.0)
+    assert result["confusion"]["counts"] == {"hunger": {"hunger": 0, "pain": 1}, "not_cry": {"hunger": 1, "pain": 0},
+                                             "pain": {"hunger": 0, "pain": 1}}
+    assert result["precision_by_type"]["pain"] == {"reviewed": 2, "confirmed": 1, "precision": 0.5}
+    assert result["false_episodes_per_monitored_hour"] == 1.0 and result["alarmed_episodes_confirmed_cry"] == 1.0
+    assert main(["evaluate-site", "--db", f"sqlite:///{path}"]) == 0

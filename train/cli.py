@@ -16,6 +16,7 @@ from monitor.classify import Head, HeadError
 from monitor.config import ConfigError, GateSettings
 from monitor.detect import DetectorError
 from monitor.embed import EmbedderError
+from monitor.store import StoreError
 from train.cache import DEFAULT_CACHE, EmbeddingCache
 from train.card import model_card
 from train.datasets import DataError, Record, read_dataset
@@ -25,7 +26,8 @@ from train.mixing import SIDES
 from train.report import plot_set, report_markdown, write_json
 from train.splits import LeakageError
 
-USER_ERRORS = (DataError, LabelError, LeakageError, HeadError, DetectorError, AudioError, EmbedderError, ConfigError)
+USER_ERRORS = (DataError, LabelError, LeakageError, HeadError, DetectorError, AudioError, EmbedderError, ConfigError,
+               StoreError)
 SHIPPED_FILES = ("head.json", "weights.npz", "report.json", "report.md", "MODEL_CARD.md")
 
 
@@ -79,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--model", type=Path, help="cry detector folder to score (default: [detector] model)")
     events.add_argument("--json", action="store_true", help="print the full JSON instead of the table")
 
+    site = sub.add_parser("evaluate-site", help="the running model on a unit's reviewed episodes (from its log)")
+    site.add_argument("--db", required=True, help="SQLAlchemy URL of the monitor's log, e.g. sqlite:///crywatch.db")
+    site.add_argument("--json", action="store_true")
+
     det = sub.add_parser("detector", help="train the frame-level cry detector on mixtures made on the fly")
     det.add_argument("--data", type=Path, required=True, help="index.csv of the cry data")
     det.add_argument("--out", type=Path, required=True, help="detector folder to write, e.g. models/cry-detector-v1")
@@ -109,6 +115,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="config.toml whose [hear] section locates HeAR weights (default: the project's)")
 
 
+def cmd_evaluate_site(args: argparse.Namespace) -> int:
+    from monitor.store import open_engine
+    from train.site import describe, evaluate_site
+
+    result = evaluate_site(open_engine(args.db))
+    print(json.dumps(result, indent=1) if args.json else describe(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -116,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     args.invocation = "python -m train " + " ".join(argv)
     try:
         return {"fit": cmd_fit, "evaluate": cmd_evaluate, "card": cmd_card, "mixtures": cmd_mixtures,
-                "detector": cmd_detector, "evaluate-events": cmd_evaluate_events}[args.command](args)
+                "detector": cmd_detector, "evaluate-events": cmd_evaluate_events,
+                "evaluate-site": cmd_evaluate_site}[args.command](args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from monitor.tui.widgets import AlertBanner, BedTile, EpisodesTable, InitialsScr
 
 _LOGGER = logging.getLogger(__name__)
 SILENT_AFTER_S = 3.0  # heartbeats come every second: three missed is a monitor in trouble
+RING_AGAIN_S = 30.0  # an unacknowledged NO SIGNAL rings again, like the monitors' own alarms
 
 
 @dataclass
@@ -51,6 +52,7 @@ class CryWatchApp(App):
         self.beds: dict[str, BedView] = {e: BedView(e, health="never heard from") for e in self.endpoints}
         self._bed_of_endpoint: dict[str, str] = {}
         self._last_seen: dict[str, float] = {e: time.monotonic() for e in self.endpoints}
+        self._rung: dict[str, float] = {}  # when each silent bed last rang
         self._stop_listening = threading.Event()
 
     def compose(self) -> ComposeResult:
@@ -89,6 +91,7 @@ class CryWatchApp(App):
             self.beds.pop(message.endpoint, None)
             self._last_seen.pop(message.endpoint, None)
         self._last_seen[bed] = time.monotonic()
+        self._rung.pop(bed, None)
         self.beds[bed] = apply(self.beds.get(bed, BedView(bed)), envelope)
         if isinstance(envelope.event, (AlarmRaised, AlarmAnnounced)):
             self.bell()
@@ -106,8 +109,13 @@ class CryWatchApp(App):
         for bed in newly:
             self.beds[bed] = replace(self.beds[bed], silent=True)
             _LOGGER.warning("%s: %s", bed, NO_SIGNAL)
-        if newly:
+        due = [bed for bed, view in self.beds.items() if view.silent and view.silent_acknowledged_by is None
+               and now - self._rung.get(bed, -RING_AGAIN_S) >= RING_AGAIN_S]
+        for bed in due:
+            self._rung[bed] = now
+        if due:
             self.bell()
+        if newly:
             self.render_state()
 
     def render_state(self) -> None:
