@@ -8,7 +8,15 @@ import numpy as np
 
 from monitor.audio import load_audio
 from monitor.config import Settings
-from monitor.messages import NOT_CRY, SAMPLE_RATE, EpisodeClosed, PipelineEvent, WindowScored
+from monitor.messages import (
+    NOT_CRY,
+    SAMPLE_RATE,
+    EpisodeClosed,
+    EpisodeSummary,
+    EpisodeUpdated,
+    PipelineEvent,
+    WindowScored,
+)
 from monitor.pipeline import Models, Pipeline
 
 
@@ -32,10 +40,14 @@ def analyze_samples(samples: np.ndarray, settings: Settings, models: Models) -> 
     else:  # nothing passed the gate: no evidence of any cry type
         probs = {c: None for c in classes}
         probs[NOT_CRY], probs["cry"] = 1.0, 0.0
+    closed: dict[int, EpisodeSummary] = {}  # the last word on each: a closed episode may be updated late
+    for e in events:
+        if isinstance(e, (EpisodeClosed, EpisodeUpdated)) and not e.episode.ongoing:
+            closed[e.episode.number] = e.episode
     episodes = [
         {"start_s": ep.start_s, "end_s": ep.end_s, "detected_s": ep.detected_s, "label": ep.label, "probs": ep.probs,
          "peak": ep.peak, "alert": bool(ep.alerts)}
-        for ep in (e.episode for e in events if isinstance(e, EpisodeClosed))
+        for ep in closed.values()
     ]
     summary = {
         "duration_s": round(len(samples) / SAMPLE_RATE, 3),

@@ -75,7 +75,7 @@ class EpisodeTracker:
         self._count = 0
         self._typed_to = 0  # end of the newest window classified
         self.current: Episode | None = None
-        self.closed: list[Episode] = []
+        self._last_closed: Episode | None = None  # late windows may still belong to it
 
     def observe(self, activity: Activity) -> list[PipelineEvent]:
         """Detector frames: open at a confirmed onset, extend on cry frames, close after the quiet period."""
@@ -97,7 +97,8 @@ class EpisodeTracker:
 
     def classify(self, prediction: Prediction, alert_events: list[AlertStarted | AlertEnded]) -> list[PipelineEvent]:
         """A typed window: it adds to the open episode it overlaps; alerts carry the number of the
-        episode their window belongs to (a late window may belong to one a new onset has closed)."""
+        episode their window belongs to (a late window may belong to one a new onset has closed,
+        whose summary is then published again, closed, with the alert)."""
         events: list[PipelineEvent] = []
         window = prediction.window
         self._typed_to = max(self._typed_to, window.end)
@@ -109,14 +110,16 @@ class EpisodeTracker:
             events.append(EpisodeUpdated(window.end, ep.summary(open_=True)))
         owner = self._owner(window.start)
         for alert in alert_events:
-            if isinstance(alert, AlertStarted) and owner is not None and owner is ep:
-                owner.alerts.add(alert.label)
             events.append(replace(alert, episode=owner.number if owner else None))
+            if isinstance(alert, AlertStarted) and owner is not None and alert.label not in owner.alerts:
+                owner.alerts.add(alert.label)
+                if owner is not ep:  # already closed: its summary changes after the fact
+                    events.append(EpisodeUpdated(window.end, owner.summary(open_=False)))
         return events
 
     def _owner(self, start: int) -> Episode | None:
         """The open episode, unless the window began before it and inside the last closed one."""
-        last = self.closed[-1] if self.closed else None
+        last = self._last_closed
         if last is not None and (self.current is None or start < self.current.start) and start < last.end:
             return last
         return self.current
@@ -136,5 +139,5 @@ class EpisodeTracker:
         ep = self.current
         assert ep is not None
         self.current = None
-        self.closed.append(ep)
+        self._last_closed = ep
         return EpisodeClosed(ep.end, ep.summary(open_=False))

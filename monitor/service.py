@@ -313,8 +313,11 @@ class Service:
                 self.windows += 1
             case AlarmRaised(alarm=alarm) if not alarm.technical:
                 self.alerts += 1
-            case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep):
+            case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep) if ep.ongoing:
                 event = replace(event, episode=self._with_wall_times(ep))
+            case EpisodeUpdated(episode=ep):  # closed, updated late
+                event = replace(event, episode=self._with_wall_times(ep))
+                self.recent = [event.episode if r.number == ep.number else r for r in self.recent]
             case EpisodeClosed(episode=ep):
                 event = replace(event, episode=self._with_wall_times(ep))
                 self.recent = (self.recent + [event.episode])[-_RECENT_EPISODES:]

@@ -166,11 +166,12 @@ class StoreWriter:
                     session.add(WindowRow(run_id=self._run, bed=self._bed, start=self._clock(window.start_s),
                                           level_dbfs=window.level_dbfs, activity=window.activity, raw=window.raw,
                                           smoothed=window.smoothed, episode_id=self._current_episode))
-            case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep):
-                self._current_episode = self._episode(session, ep)
-            case EpisodeClosed(episode=ep):
-                self._episode(session, ep)
-                self._current_episode = None
+            case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep) | EpisodeClosed(episode=ep):
+                row_id = self._episode(session, ep)
+                if ep.ongoing:  # a closed episode may be updated late (an alert of its last windows)
+                    self._current_episode = row_id
+                elif self._current_episode == row_id:
+                    self._current_episode = None
             case AlarmRaised(alarm=alarm) | AlarmAnnounced(alarm=alarm) | AlarmAcknowledged(alarm=alarm) | \
                     AlarmSilenced(alarm=alarm):
                 self._alarm(session, alarm, envelope)

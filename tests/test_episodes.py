@@ -10,6 +10,7 @@ from monitor.messages import (
     CryOnset,
     EpisodeClosed,
     EpisodeOpened,
+    EpisodeUpdated,
     Prediction,
     Window,
 )
@@ -121,6 +122,8 @@ def test_a_late_window_alerts_for_the_episode_it_belongs_to():
     tracker.observe(_frames(3.0, 9.0, False))  # quiet, but episode 1 waits for its windows
     events = tracker.observe(_frames(9.0, 10.0, True, onset=True))  # a new cry: 1 closes, 2 opens
     assert _kinds(events) == [("EpisodeClosed", 1), ("EpisodeOpened", 2)]
-    [raised] = tracker.classify(_prediction(1.5, (0.1, 0.8, 0.1)), [PAIN])
+    raised, updated = tracker.classify(_prediction(1.5, (0.1, 0.8, 0.1)), [PAIN])
     assert isinstance(raised, AlertStarted) and raised.episode == 1
+    assert isinstance(updated, EpisodeUpdated) and updated.episode.number == 1
+    assert updated.episode.alerts == ("pain",) and not updated.episode.ongoing  # published again, still closed
     assert tracker.current is not None and not tracker.current.alerts

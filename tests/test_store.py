@@ -14,6 +14,7 @@ from monitor.messages import (
     EpisodeClosed,
     EpisodeOpened,
     EpisodeSummary,
+    EpisodeUpdated,
     Priority,
     ServiceStatus,
     WindowScored,
@@ -166,3 +167,19 @@ def test_evaluate_site_reports_on_reviewed_episodes_only(db, tmp_path):
     assert result["precision_by_type"]["pain"] == {"reviewed": 2, "confirmed": 1, "precision": 0.5}
     assert result["false_episodes_per_monitored_hour"] == 1.0 and result["alarmed_episodes_confirmed_cry"] == 1.0
     assert main(["evaluate-site", "--db", f"sqlite:///{path}"]) == 0
+
+
+def test_a_late_alert_marks_the_closed_episode_and_windows_stay_with_the_open_one(db):
+    path, engine, writer = db
+    second = replace(_episode(None), number=2, start_s=12.0)
+    writer.write([_envelope(e) for e in (
+        EpisodeOpened(38_400, _episode(None)),
+        EpisodeClosed(96_000, _episode(6.0)),
+        EpisodeOpened(200_000, second),
+        EpisodeUpdated(210_000, _episode(6.0, ("pain",))),  # episode 1's last window alerted late
+        _window(12.5, gated=True),
+    )])
+    first, current = list_episodes(engine)
+    assert first["alert"] is True and first["end"] is not None and current["end"] is None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("select episode_id from windows").fetchall() == [(current["id"],)]

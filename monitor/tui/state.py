@@ -75,8 +75,11 @@ def apply(view: BedView, envelope: Envelope) -> BedView:
         case WindowScored() as window:
             return replace(view, level_dbfs=window.level_dbfs, activity=window.activity, cry=window.cry,
                            probs=window.smoothed)
-        case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep):
+        case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep) if ep.ongoing:
             return replace(view, episode=ep)
+        case EpisodeUpdated(episode=ep):  # a closed one, updated late
+            return replace(view, recent=tuple(ep if r.number == ep.number and r.start_s == ep.start_s else r
+                                              for r in view.recent))
         case EpisodeClosed(episode=ep):
             return replace(view, episode=None, recent=(view.recent + (ep,))[-_RECENT:])
         case AlarmRaised(alarm=alarm) | AlarmAnnounced(alarm=alarm) | AlarmAcknowledged(alarm=alarm) | \
