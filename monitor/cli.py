@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 from datetime import datetime, timezone
@@ -273,8 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(dashboard: bool) -> None:
+    """Warnings and errors to stderr (journald reads it); inside a dashboard, to Textual's log
+    instead, so they do not scribble over the screen."""
+    from textual.logging import TextualHandler
+
+    handler = TextualHandler() if dashboard else logging.StreamHandler(sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="crywatch: %(levelname)s %(name)s: %(message)s",
+                        handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(dashboard=args.command in ("tui", "review"))
     try:
         return args.func(args)
     except EXPECTED_ERRORS as exc:

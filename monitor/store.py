@@ -6,11 +6,17 @@ so a watcher sees it at once.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import JSON, DateTime, ForeignKey, String, create_engine, event, select
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import JSON, DateTime, ForeignKey, String, create_engine, event, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -31,6 +37,8 @@ from monitor.messages import (
     ServiceStatus,
     WindowScored,
 )
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class StoreError(RuntimeError):
@@ -115,7 +123,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_PRE_MIGRATION_REVISION = "0001"  # what a log written before migrations existed holds
+
+
 def open_engine(url: str) -> Engine:
+    """The log at `url`, created or upgraded to this CryWatch's schema (Alembic migrations)."""
     try:
         engine = create_engine(url)
     except (ArgumentError, ImportError, ValueError) as exc:
@@ -123,11 +136,33 @@ def open_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        Base.metadata.create_all(engine)
+        _migrate(engine)
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot open database {url!r} ({exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}): "
                          "check the path exists and is writable") from exc
     return engine
+
+
+def _migrate(engine: Engine) -> None:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.begin() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current is None and "episodes" in inspect(connection).get_table_names():
+            current = _PRE_MIGRATION_REVISION
+            config.attributes["connection"] = connection
+            alembic_command.stamp(config, current)
+        known = {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}
+        if current is not None and current not in known:
+            raise StoreError(f"{engine.url.render_as_string(hide_password=True)} was written by a newer CryWatch "
+                             f"(log schema {current}, this one knows up to {head}): upgrade CryWatch, or use another log")
+        if current != head:
+            config.attributes["connection"] = connection
+            alembic_command.upgrade(config, "head")
+            if current is not None:
+                _LOGGER.warning("log %s upgraded from schema %s to %s", engine.url.render_as_string(hide_password=True),
+                                current, head)
 
 
 def utc(ts: float) -> datetime:

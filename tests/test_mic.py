@@ -84,3 +84,28 @@ def test_cries_into_the_microphone_give_episodes_fast(virtual_mic, held_out, tmp
         rows_logged = conn.execute("select label, end, source from episodes").fetchall()
     assert len(rows_logged) == len(onsets)
     assert all(end is not None and source.startswith("microphone") for _label, end, source in rows_logged)
+
+
+def test_a_microphone_that_vanishes_is_a_technical_alarm_within_5_s(virtual_mic, tmp_path):
+    endpoint = free_endpoint()
+    service = subprocess.Popen(
+        crywatch_command("run", "--headless", "--input", "mic", "--db", f"sqlite:///{tmp_path / 'log.db'}",
+                         "--bus", endpoint),
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    subscriber = Subscriber([endpoint])
+    try:
+        _wait_for(subscriber, Heartbeat, service, 60)
+        subprocess.run(["pactl", "unload-module", "module-null-sink"], check=True)  # the device disappears
+        gone = time.monotonic()
+        alarm = _wait_for(subscriber, AlarmRaised, service, 5).event.alarm
+        print(f"\nmicrophone removed -> technical alarm {alarm.label} in {time.monotonic() - gone:.2f} s")
+        assert alarm.technical and alarm.priority.value == "high"
+        assert alarm.label in ("microphone_lost", "microphone_silent", "monitor_failed")
+        output, _ = service.communicate(timeout=30)
+        assert service.returncode == 1, output  # exits so that systemd restarts it
+    finally:
+        subscriber.close()
+        service.kill()
+        subprocess.run(["bash", str(PROJECT_ROOT / "tests" / "virtual_mic.sh")], capture_output=True, timeout=60)
+    with sqlite3.connect(tmp_path / "log.db") as conn:
+        assert conn.execute("select technical, cleared from alarms").fetchone()[0] == 1

@@ -2,6 +2,7 @@
 import asyncio
 import re
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -237,3 +238,40 @@ def test_review_shows_a_timeline_stores_annotations_and_exports(tmp_path):
             await pilot.press("escape")
 
     asyncio.run(scenario())
+
+
+def test_two_running_monitors_one_dashboard_and_the_acknowledgement_reaches_the_right_one(settings, models, tmp_path):
+    services = [Service(settings.with_overrides(
+        audio={"input": "scenario:nicu", "speed": 4.0}, store={"url": f"sqlite:///{tmp_path / f'{bed}.db'}"},
+        bus={"endpoint": free_endpoint(), "control": "tcp://127.0.0.1:*"}, service={"bed": bed}), models=models)
+        for bed in ("bed-a", "bed-b")]
+    runners = [threading.Thread(target=s.run) for s in services]
+
+    def unacknowledged(app, bed: str) -> bool:
+        view = app.beds.get(bed)
+        return view is not None and any(a.acknowledged_by is None and not a.technical for a in view.alarms)
+
+    async def scenario():
+        app = CryWatchApp([s.bus_endpoint for s in services])
+        async with app.run_test(size=(160, 48)) as pilot:
+            for runner in runners:
+                runner.start()
+            await _wait_for(pilot, lambda: unacknowledged(app, "bed-a") and unacknowledged(app, "bed-b"), 60)
+            await pilot.press("a")
+            await pilot.press("a", "b", "enter")  # the most urgent: same priority, so bed-a (name order)
+            await _wait_for(pilot, lambda: not unacknowledged(app, "bed-a"), 10)
+            assert unacknowledged(app, "bed-b")
+            await pilot.press("q")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for service, runner in zip(services, runners):
+            service.request_stop()
+            runner.join(timeout=30)
+    acknowledged = {}
+    for bed in ("bed-a", "bed-b"):
+        with sqlite3.connect(tmp_path / f"{bed}.db") as conn:
+            acknowledged[bed] = conn.execute("select acknowledged_by from alarms where technical = 0").fetchall()
+    assert acknowledged["bed-a"][0] == ("AB",)
+    assert acknowledged["bed-b"] and all(by is None for (by,) in acknowledged["bed-b"])
