@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 ARGS ?=
 
-.PHONY: demo run test lint bench bench-events install install-dev system-test-deps clean
+.PHONY: demo run test lint snapshots bench bench-events install install-dev system-test-deps clean
 
 $(VENV)/.base: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "crywatch needs Python 3.11+"; exit 1; }
@@ -53,6 +53,10 @@ lint: install-dev
 
 test: install-dev system-test-deps lint
 	$(PY) -m pytest $(ARGS)
+
+# After an intended change of the dashboard or review screens: redraw their snapshots, then look at them.
+snapshots: install-dev
+	$(PY) -m pytest tests/test_tui_snapshots.py --snapshot-update
 
 bench: install-dev
 	$(PY) bench/bench_pipeline.py

@@ -134,7 +134,8 @@ class CryWatchApp(App):
         order = [tiles[v.bed] for v in views]
         for before, tile in zip(order, order[1:]):
             grid.move_child(tile, after=before)
-        grid.styles.grid_size_columns = max(1, min(3, len(views)))
+        # Tiles of at least 40 columns: two on an 80-column bedside terminal, four on a wall screen.
+        grid.styles.grid_size_columns = max(1, min(len(views), self.size.width // 40 or 1))
         self.query_one(EpisodesTable).show(views)
 
     # -- staff actions ----------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rich.markup import escape
 from sqlalchemy.engine import Engine
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal
@@ -73,10 +74,14 @@ class ReviewScreen(Screen):
 
     def show(self, episode: dict) -> None:
         review = episode["review"]
-        self.query_one("#review-detail", Static).update(
-            f"episode {episode['id']}, bed {episode['bed']}\n{episode['start']}\nto {episode['end'] or 'ongoing'}\n"
-            f"type {episode['label']}, {episode['windows']} windows\nsource {episode['source']}\nhead {episode['head']}\n"
-            + (f"review: {review['verdict']} by {review['by']}\n{review['note']}" if review else "not reviewed"))
+        start = datetime.fromisoformat(episode["start"]).astimezone()
+        lines = [f"[b]episode {episode['id']}[/b], {episode['bed']}",
+                 f"{start:%Y-%m-%d %H:%M:%S} to {clock(episode['end']) if episode['end'] else 'ongoing'}",
+                 f"{episode['label']}, {episode['windows']} windows{', ALARM' if episode['alert'] else ''}",
+                 f"[dim]{escape(episode['source'][:48])}, head {escape(episode['head'])}[/dim]",
+                 (f"review: [b]{review['verdict']}[/b] by {review['by']} {escape(review['note'])}" if review
+                  else "not reviewed: c, n or o")]
+        self.query_one("#review-detail", Static).update("\n".join(lines))
         windows = episode_windows(self._engine, episode["id"])
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
@@ -85,9 +90,10 @@ class ReviewScreen(Screen):
         if windows:
             t0 = datetime.fromisoformat(windows[0]["start"])
             x = [(datetime.fromisoformat(w["start"]) - t0).total_seconds() for w in windows]
+            draw = plt.plot if len(windows) > 1 else plt.scatter  # one window is a point, not a line
             for label in windows[0]["smoothed"]:
-                plt.plot(x, [w["smoothed"].get(label, 0.0) for w in windows], label=label)
-            plt.plot(x, [w["activity"] for w in windows], label="cry activity")
+                draw(x, [w["smoothed"].get(label, 0.0) for w in windows], label=label)
+            draw(x, [w["activity"] for w in windows], label="cry activity")
             plt.xlabel("seconds from the first window")
             plt.ylim(0, 1)
         plot.refresh()

@@ -47,17 +47,12 @@ class BedView:
 
     @property
     def urgency(self) -> tuple[int, int]:
-        """Sort key, most urgent first: the best (priority, acknowledged) among its alarms."""
-        keys = [(a.priority.rank, a.acknowledged_by is not None) for a in self.alarms]
+        """Sort key, most urgent first: (acknowledged, priority rank) of its most urgent alarm.
+        Anything unacknowledged comes before anything acknowledged; beds without alarms come last."""
+        keys = [(int(a.acknowledged_by is not None), a.priority.rank) for a in self.alarms]
         if self.silent:
-            keys.append((Priority.HIGH.rank, self.silent_acknowledged_by is not None))
-        best = min(keys, default=(len(Priority), True))
-        return best[0], int(best[1])
-
-    @property
-    def priority(self) -> Priority | None:
-        rank = self.urgency[0]
-        return list(Priority)[rank] if rank < len(Priority) else None
+            keys.append((int(self.silent_acknowledged_by is not None), Priority.HIGH.rank))
+        return min(keys, default=(1, len(Priority)))
 
 
 def _with_alarm(alarms: tuple[Alarm, ...], alarm: Alarm) -> tuple[Alarm, ...]:

@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
-from monitor.messages import Alarm, EpisodeSummary
+from monitor.messages import Alarm, EpisodeSummary, Priority
 from monitor.tui.state import NO_SIGNAL, BedView
 
 _BAR = 14  # bars, labels and values fit a half-width panel of an 80-column terminal
@@ -26,20 +26,27 @@ def bar(fraction: float, width: int = _BAR) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def alarm_text(alarm: Alarm) -> str:
+def alarm_state(alarm: Alarm, short: bool = False) -> str:
     if alarm.acknowledged_by:
-        state = f"ack {alarm.acknowledged_by} {clock(alarm.acknowledged_time)}"
-    elif alarm.silenced_until:
-        state = f"audio paused to {clock(alarm.silenced_until)}"
-    else:
-        state = "UNACKNOWLEDGED"
+        return f"ack {alarm.acknowledged_by}" + ("" if short else f" {clock(alarm.acknowledged_time)}")
+    if alarm.silenced_until:
+        return "paused" if short else f"audio paused to {clock(alarm.silenced_until)}"
+    return "UNACK" if short else "UNACKNOWLEDGED"
+
+
+def alarm_text(alarm: Alarm) -> str:
     gone = "" if alarm.condition else ", cause gone"
-    return f"{alarm.priority.value.upper()} {alarm.message} since {clock(alarm.raised_time)} ({state}{gone})"
+    return f"{alarm.priority.value.upper()} {alarm.message} since {clock(alarm.raised_time)} ({alarm_state(alarm)}{gone})"
 
 
-def _set_priority_class(widget: Static, view_priority: str | None) -> None:
-    for name in PRIORITY_CLASSES:
-        widget.set_class(name == f"priority-{view_priority}", name)
+def highlight(widget: Static, view: BedView | None) -> None:
+    """Colour by the most urgent alarm: its priority while unacknowledged, muted once acknowledged."""
+    acknowledged, rank = view.urgency if view else (1, len(Priority))
+    wanted = ""
+    if rank < len(Priority):
+        wanted = "acknowledged" if acknowledged else f"priority-{list(Priority)[rank].value}"
+    for name in (*PRIORITY_CLASSES, "acknowledged"):
+        widget.set_class(name == wanted, name)
 
 
 class AlertBanner(Static):
@@ -52,11 +59,10 @@ class AlertBanner(Static):
                 lines.append((view.urgency, f"{view.bed}: HIGH {NO_SIGNAL}"
                               + (f" (ack {view.silent_acknowledged_by})" if view.silent_acknowledged_by else "")))
             for alarm in view.alarms:
-                lines.append(((alarm.priority.rank, int(alarm.acknowledged_by is not None)),
+                lines.append(((int(alarm.acknowledged_by is not None), alarm.priority.rank),
                               f"{view.bed}: {alarm_text(alarm)}"))
         lines.sort(key=lambda item: item[0])
-        top = min((v.priority.value for v in views if v.priority), key=["high", "medium", "low"].index, default=None)
-        _set_priority_class(self, top)
+        highlight(self, min(views, key=lambda v: v.urgency, default=None))
         if lines:
             self.update(escape("\n".join(text for _, text in lines[:3])))
         elif not views:
@@ -70,20 +76,23 @@ class BedTile(Static):
 
     def show(self, view: BedView) -> None:
         self.border_title = view.bed
-        _set_priority_class(self, view.priority.value if view.priority else None)
+        highlight(self, view)
         health = NO_SIGNAL if view.silent else view.health
         level = view.level_dbfs if view.level_dbfs is not None else -120.0
         episode = view.episode
-        lines = [
-            f"health   {health}",
-            f"level    {bar((level + 90) / 90)} {level:4.0f} dBFS",
-            f"crying   {bar(view.cry)} {view.cry:5.2f}",
-            (f"[b]episode {episode.number}[/b] since {clock(episode.start_time)}: {episode.label} "
+        lines = [] if health == "ok" else [f"[b]{escape(health)}[/b]"]
+        lines += [
+            f"level {level:4.0f} dBFS {'(ok)' if health == 'ok' else ''}",
+            f"crying {bar(view.cry, 10)} {view.cry:.2f}",
+            (f"[b]episode {episode.number}[/b] {clock(episode.start_time)} {episode.label} "
              f"{episode.type_probability()}" if episode else "no cry episode"),
-            "  ".join(f"{label} {p:.2f}" for label, p in view.probs.items()) or "classes appear with the first window",
         ]
-        lines += [f"[dim]{label}: not in this head[/dim]" for label in view.unsupported]
-        lines += [f"[b]ALARM {a.id}[/b] {escape(alarm_text(a))}" for a in view.alarms]
+        if view.probs:
+            lines.append("  ".join(f"{label} {p:.2f}" for label, p in view.probs.items()))
+        if view.unsupported:
+            lines.append(f"[dim]not in this head: {', '.join(view.unsupported)}[/dim]")
+        lines += [f"[b]#{a.id} {a.priority.value.upper()}[/b] {escape(a.message)} {clock(a.raised_time)} "
+                  f"{alarm_state(a, short=True)}" for a in view.alarms]
         self.update("\n".join(lines))
 
 
