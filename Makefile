@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 ARGS ?=
 
-.PHONY: demo run test lint snapshots bench bench-events install install-dev system-test-deps clean
+.PHONY: demo run test lint snapshots install-service bench bench-events install install-dev system-test-deps clean
 
 $(VENV)/.base: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "crywatch needs Python 3.11+"; exit 1; }
@@ -53,6 +53,16 @@ lint: install-dev
 
 test: install-dev system-test-deps lint
 	$(PY) -m pytest $(ARGS)
+
+# As root, with the project checked out in /opt/crywatch: a system user in the audio group, its
+# state directory (0750) and log (0600), the unit installed, enabled and started.
+install-service: install
+	id -u crywatch >/dev/null 2>&1 || useradd --system --groups audio --home-dir /var/lib/crywatch --shell /usr/sbin/nologin crywatch
+	install -d -m 0750 -o crywatch -g crywatch /var/lib/crywatch
+	test -e /var/lib/crywatch/crywatch.db || install -m 0600 -o crywatch -g crywatch /dev/null /var/lib/crywatch/crywatch.db
+	install -m 0644 systemd/crywatch.service /etc/systemd/system/crywatch.service
+	systemctl daemon-reload
+	systemctl enable --now crywatch
 
 # After an intended change of the dashboard or review screens: redraw their snapshots, then look at them.
 snapshots: install-dev

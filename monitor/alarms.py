@@ -37,11 +37,14 @@ DEFAULT_PRIORITIES = {
     "pain": Priority.HIGH, "neurological": Priority.HIGH, "hunger": Priority.LOW,
     # technical: a monitor that cannot hear is as urgent as the cry it would miss
     "microphone_silent": Priority.HIGH, "microphone_lost": Priority.HIGH, "monitor_failed": Priority.HIGH,
+    "bad_audio": Priority.HIGH, "stage_hung": Priority.HIGH,
 }
 TECHNICAL_MESSAGES = {
     "microphone_silent": "MICROPHONE SILENT: no audio is arriving",
     "microphone_lost": "MICROPHONE LOST: the input device stopped",
     "monitor_failed": "MONITOR FAILED",
+    "bad_audio": "BAD AUDIO: the input delivers NaN/Inf samples (set to silence)",
+    "stage_hung": "MONITOR STUCK: a processing stage stopped (systemd will restart the service)",
 }
 _INITIALS = re.compile(r"[A-Za-z][A-Za-z0-9.\-]{0,15}")
 

@@ -4,6 +4,7 @@ Every source delivers 16 kHz mono float32 into a RingBuffer addressed by absolut
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ import soundfile
 import soxr
 
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Block
+
+_LOGGER = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sounddevice import InputStream  # sounddevice is loaded lazily at run time, see _sounddevice()
@@ -49,6 +52,10 @@ def load_audio(path: str | Path) -> np.ndarray:
         raise AudioError(f"audio file {path} is not readable audio ({exc}): use wav, flac or ogg") from exc
     if samples.size == 0:
         raise AudioError(f"audio file {path} holds no samples: record or choose a non-empty file")
+    bad = ~np.isfinite(samples)
+    if bad.any():  # before resampling, which would smear them over their neighbours
+        _LOGGER.warning("audio file %s: %d non-finite samples (NaN/Inf) set to 0", path, int(bad.sum()))
+        samples = np.where(bad, 0.0, samples).astype(np.float32)
     return to_mono_16k(samples, rate)
 
 
@@ -82,6 +89,7 @@ class RingBuffer:
         self._data = np.zeros(capacity, dtype=np.float32)
         self.capacity = capacity
         self.end = 0  # absolute index one past the newest sample
+        self.nonfinite = 0  # NaN/Inf samples written (and stored as 0): a broken device or file
 
     @property
     def oldest(self) -> int:
@@ -97,6 +105,11 @@ class RingBuffer:
         self._data[pos : pos + first] = samples[:first]
         if first < n:
             self._data[: n - first] = samples[first:]
+        for part in (self._data[pos : pos + first], self._data[: n - first]):
+            if part.size and not np.isfinite(part).all():  # one NaN would blind every later stage
+                bad = ~np.isfinite(part)
+                self.nonfinite += int(bad.sum())
+                part[bad] = 0.0
         self.end += n
 
     def read(self, start: int, count: int) -> np.ndarray:

@@ -7,16 +7,20 @@ no deep-learning runtime for it.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from monitor.config import AlertSettings
+from monitor.config import AlertSettings, ConfigError
 from monitor.messages import NOT_CRY, AlertEnded, AlertStarted, Embedding, Prediction
 
 HEAD_FORMAT = 1
+# Alert classes a head trained on public data cannot have: allowed in [alerts] classes (and reported
+# as unsupported), where any other name missing from the head is a typo.
+CLINICAL_ONLY = ("neurological",)
 
 
 class HeadError(RuntimeError):
@@ -47,19 +51,24 @@ class Head:
             meta = json.loads(meta_path.read_text())
             with np.load(weights_path) as npz:
                 arrays = {k: npz[k] for k in npz.files}
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
             raise HeadError(f"head {folder} is unreadable ({exc}): retrain or restore it") from exc
-        if meta.get("format") != HEAD_FORMAT:
-            raise HeadError(f"head {folder} has format {meta.get('format')}, this monitor reads {HEAD_FORMAT}")
-        n_layers = sum(1 for k in arrays if k.startswith("W"))
-        layers = tuple((arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(n_layers))
-        head = Head(
-            name=meta.get("name", folder.name), embedder_id=meta["embedder_id"], dim=int(meta["dim"]),
-            classes=tuple(meta["classes"]), thresholds={k: float(v) for k, v in meta["thresholds"].items()},
-            temperature=float(meta.get("temperature", 1.0)), mean=arrays["mean"], scale=arrays["scale"],
-            layers=layers, metadata=meta,
-        )
-        head._check_shapes(folder)
+        if not isinstance(meta, dict) or meta.get("format") != HEAD_FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise HeadError(f"head {folder} has format {found}, this monitor reads {HEAD_FORMAT}")
+        try:
+            n_layers = sum(1 for k in arrays if k.startswith("W"))
+            layers = tuple((arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(n_layers))
+            head = Head(
+                name=str(meta.get("name", folder.name)), embedder_id=str(meta["embedder_id"]), dim=int(meta["dim"]),
+                classes=tuple(str(c) for c in meta["classes"]),
+                thresholds={str(k): float(v) for k, v in meta["thresholds"].items()},
+                temperature=float(meta.get("temperature", 1.0)), mean=arrays["mean"], scale=arrays["scale"],
+                layers=layers, metadata=meta,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise HeadError(f"head {folder} is malformed ({exc.__class__.__name__}: {exc}): retrain or restore it") from exc
+        head._check(folder)
         return head
 
     def save(self, folder: str | Path) -> None:
@@ -74,11 +83,26 @@ class Head:
         meta = {**self.metadata, "format": HEAD_FORMAT, "name": self.name, "embedder_id": self.embedder_id,
                 "dim": self.dim, "classes": list(self.classes), "thresholds": self.thresholds,
                 "temperature": self.temperature}
-        (folder / "head.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (folder / "head.json").write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
 
-    def _check_shapes(self, folder: Path) -> None:
+    def _check(self, folder: Path) -> None:
+        """Shapes and numbers: a head that loads must be able to detect (no NaN, no zero scale)."""
         if NOT_CRY not in self.classes:
             raise HeadError(f"head {folder} has no {NOT_CRY!r} class: retrain it with non-cry examples")
+        if len(set(self.classes)) != len(self.classes) or not all(self.classes):
+            raise HeadError(f"head {folder} has empty or repeated class names {self.classes}: retrain it")
+        arrays = {"mean": self.mean, "scale": self.scale} | {f"W{i}": w for i, (w, _) in enumerate(self.layers)} | {
+            f"b{i}": b for i, (_, b) in enumerate(self.layers)}
+        for name, array in arrays.items():
+            if not np.all(np.isfinite(array)):
+                raise HeadError(f"head {folder} has non-finite values in {name}: retrain or restore it")
+        if not np.all(self.scale > 0):
+            raise HeadError(f"head {folder} has a zero or negative scale: retrain or restore it")
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise HeadError(f"head {folder} has temperature {self.temperature}: it must be > 0")
+        for label, threshold in self.thresholds.items():
+            if label not in self.classes or not 0 <= threshold <= 1:
+                raise HeadError(f"head {folder} threshold {label}={threshold}: thresholds are in [0, 1], for its classes")
         width = self.dim
         for w, b in self.layers:
             if w.shape[0] != width or b.shape != (w.shape[1],):
@@ -119,6 +143,14 @@ class Classifier:
         self._not_cry = head.classes.index(NOT_CRY)
         self._alpha = smoothing
         self._smoothed: np.ndarray | None = None
+        for label in alerts.thresholds:
+            if label not in head.classes:
+                raise ConfigError(f"config key alerts.thresholds.{label}: not a class of head {head.name!r} "
+                                  f"(classes: {', '.join(head.classes)})")
+        for label in alerts.classes:
+            if label not in head.classes and label not in CLINICAL_ONLY:
+                raise ConfigError(f"config key alerts.classes: {label!r} is not a class of head {head.name!r} "
+                                  f"(classes: {', '.join(head.classes)})")
         thresholds = {**head.thresholds, **alerts.thresholds}
         self._policies = [
             _AlertState(c, head.classes.index(c), thresholds.get(c, 0.5), alerts.raise_windows, alerts.clear_windows)
@@ -126,6 +158,7 @@ class Classifier:
         ]
         # Alert classes the head cannot output (e.g. neurological on public data) are reported, not hidden.
         self.unsupported_alert_classes = tuple(c for c in alerts.classes if c not in head.classes)
+        self.rejected = 0  # head outputs that were not finite, treated as silence
 
     @property
     def active_alerts(self) -> list[str]:
@@ -133,6 +166,9 @@ class Classifier:
 
     def step(self, embedding: Embedding, raw: np.ndarray | None) -> tuple[Prediction, list[AlertStarted | AlertEnded]]:
         """`raw` is the head's output for this embedding (None when ungated), computed by the caller in batches."""
+        if raw is not None and not np.all(np.isfinite(raw)):
+            raw = None  # a bad number never enters the smoother: it would stay there for good
+            self.rejected += 1
         observed = raw if raw is not None else np.eye(len(self.classes))[self._not_cry]
         if self._smoothed is None:
             self._smoothed = observed.copy()

@@ -26,7 +26,7 @@ from monitor.messages import (
     EpisodeOpened,
     ServiceStatus,
 )
-from monitor.store import EpisodeFilter, StoreError
+from monitor.store import EpisodeFilter, StoreError, redact_url
 
 EXPECTED_ERRORS = (ConfigError, AudioError, DetectorError, HeadError, EmbedderError, StoreError, BusError)
 
@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     service = Service(settings, on_message=print_event if headless else None)
     print(f"crywatch: bed {service.bed}, {service.source.description}\n"
           f"crywatch: embedder {service.models.embedder.id}, head {service.models.head.name}, "
-          f"events on {service.bus_endpoint}, control on {service.control_endpoint}, log {settings.store.url}",
+          f"events on {service.bus_endpoint}, control on {service.control_endpoint}, log {redact_url(settings.store.url)}",
           flush=True)
     for label in service.pipeline.classifier.unsupported_alert_classes:
         print(f"crywatch: warning: head {service.models.head.name} has no {label!r} class: "
@@ -121,8 +121,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if not args.json and "error" not in result:
             print(describe(result), flush=True)
     if args.json:
-        print(json.dumps(results, indent=1))
-    return 1 if failures else 0
+        print(json.dumps(results, indent=1, allow_nan=False))
+    return 2 if failures else 0  # unusable input is the user's to fix, like every other expected error
 
 
 def _parse_since(text: str | None) -> datetime | None:
@@ -149,7 +149,7 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     settings = _settings(args, store={"url": args.db})
     episodes = list_episodes(open_engine(settings.store.url), _episode_filter(args))
     if args.format == "json":
-        print(json.dumps(episodes, indent=1))
+        print(json.dumps(episodes, indent=1, allow_nan=False))
         return 0
     if args.format == "csv":
         sys.stdout.write(to_csv(episodes))
@@ -158,6 +158,8 @@ def cmd_episodes(args: argparse.Namespace) -> int:
         print("no episodes")
     for ep in episodes:
         end = ep["end"] or "ongoing"
+        if ep["interrupted"]:
+            end += " (interrupted)"
         review = f"  reviewed: {ep['review']['verdict']} ({ep['review']['by']})" if ep["review"] else ""
         print(f"{ep['id']:>5} {ep['start']}  {end:<32}  {ep['bed']:<10} {ep['label']:<12} "
               f"p={ep['probs'].get(ep['label'], 0):.2f}{'  ALERT' if ep['alert'] else ''}{review}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import shlex
 import shutil
 import tomllib
@@ -112,11 +113,12 @@ class AlertSettings:
     command_timeout_s: float = 10.0
 
     def validate(self, section: str) -> None:
+        _check(bool(self.classes), f"{section}.classes", "must name at least one cry type: an empty list never alerts")
         _check(self.raise_windows >= 1, f"{section}.raise_windows", "must be >= 1")
         _check(self.clear_windows >= 1, f"{section}.clear_windows", "must be >= 1")
         for name, value in self.thresholds.items():
-            _check(isinstance(value, (int, float)) and 0 < value < 1, f"{section}.thresholds.{name}",
-                   "must be a number in (0, 1)")
+            _check(isinstance(value, (int, float)) and math.isfinite(value) and 0 < value < 1,
+                   f"{section}.thresholds.{name}", "must be a number in (0, 1)")
         for name, priority in self.priorities.items():
             _check(priority in PRIORITIES, f"{section}.priorities.{name}", f"must be one of {', '.join(PRIORITIES)}")
         _check(5 <= self.pause_s <= 3600, f"{section}.pause_s", "must be 5..3600 seconds")
@@ -165,11 +167,14 @@ class BusSettings:
 @dataclass(frozen=True)
 class ServiceSettings:
     bed: str = "bed-1"
-    stall_s: float = 5.0  # no audio for this long = the microphone is dead: health event, no watchdog ping
+    stall_s: float = 5.0  # no audio for this long = the microphone is dead: technical alarm, no watchdog ping
+    stage_timeout_s: float = 30.0  # a stage making no progress this long is hung: alarm, no watchdog ping
 
     def validate(self, section: str) -> None:
         _check(bool(self.bed.strip()), f"{section}.bed", "must not be empty")
-        _check(self.stall_s > 0, f"{section}.stall_s", "must be > 0")
+        _check(0 < self.stall_s <= 60, f"{section}.stall_s", "must be in (0, 60] seconds")
+        _check(1 <= self.stage_timeout_s <= 600, f"{section}.stage_timeout_s",
+               "must be 1..600 seconds (longer than the slowest embedder batch)")
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,19 @@ class Settings:
         return updated
 
 
+def check_watchdog(settings: Settings, watchdog_usec: str | None) -> None:
+    """Under systemd's watchdog (WATCHDOG_USEC), the service must pet it well inside the limit,
+    and notice a dead microphone before systemd would restart it anyway."""
+    if not watchdog_usec:
+        return
+    limit = int(watchdog_usec) / 1e6
+    _check(settings.bus.heartbeat_s < limit / 2, "bus.heartbeat_s",
+           f"{settings.bus.heartbeat_s} s is not under half the unit's WatchdogSec ({limit:g} s): systemd would kill "
+           "a healthy monitor")
+    _check(settings.service.stall_s < limit, "service.stall_s",
+           f"{settings.service.stall_s} s is not under the unit's WatchdogSec ({limit:g} s)")
+
+
 def _project_path(value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
@@ -211,8 +229,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         _check(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
         return value
     if annotation is float:
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
-               f"must be a number, got {value!r}")
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), key,
+               f"must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         _check(isinstance(value, str), key, f"must be a string, got {value!r}")

@@ -282,7 +282,7 @@ class DetectorModel:
         meta = {**self.metadata, "format": DETECTOR_FORMAT, "name": self.name, "features": asdict(self.features),
                 "architecture": asdict(self.architecture), "decision": asdict(self.decision),
                 "weights_sha1": hashlib.sha1(weights.read_bytes()).hexdigest()}
-        (folder / "detector.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (folder / "detector.json").write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
 
 
 class StreamingDetector:

@@ -7,19 +7,20 @@ in order so the last episode is closed and flushed.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable
 
 from monitor.alarms import AlarmError, AlarmManager
 from monitor.audio import InputSpec, PlaybackSource, RingBuffer, Source, open_source
 from monitor.bus import BusError, Envelope, Publisher
-from monitor.config import Settings
+from monitor.config import Settings, check_watchdog
 from monitor.control import ControlReply, ControlRequest, ControlServer
 from monitor.messages import (
     SAMPLE_RATE,
@@ -41,10 +42,13 @@ from monitor.messages import (
 )
 from monitor.notify import CommandNotifier
 from monitor.pipeline import Models, Pipeline
-from monitor.store import StoreWriter, open_engine, utc
+from monitor.store import StoreWriter, close_interrupted, open_engine, utc
 from monitor.workers import END, DropOldestQueue, Worker, describe_error
 
+_LOGGER = logging.getLogger(__name__)
 _GATE_POLL_S = 0.02
+_BAD_AUDIO_CLEARS_S = 5.0  # no NaN/Inf samples for this long: the bad-audio alarm's cause has gone
+_STOP_BUDGET_S = 20.0  # the unit's TimeoutStopSec is 30
 _RECENT_EPISODES = 8
 
 
@@ -57,6 +61,18 @@ def sd_notify(state: str) -> None:
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.sendto(state.encode(), address)
+
+
+@dataclass
+class _Watch:
+    """What the supervisor remembers between its checks."""
+
+    last_end: int  # ring end at the last check that saw new audio
+    last_progress: float
+    stalled: bool = False
+    nonfinite: int = 0  # NaN/Inf samples seen so far
+    bad_since: float | None = None  # when they last grew
+    hung: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,7 @@ class Service:
     def __init__(self, settings: Settings, models: Models | None = None,
                  on_message: Callable[[Envelope], None] | None = None):
         """Opens everything that can fail on bad input (head, embedder, audio, database, bus) up front."""
+        check_watchdog(settings, os.environ.get("WATCHDOG_USEC"))
         self.settings = settings
         audio = settings.audio
         self.source: Source = open_source(InputSpec.parse(audio.input, audio.device), audio.speed, audio.block_ms)
@@ -82,6 +99,8 @@ class Service:
         self.ring = RingBuffer(int(audio.ring_seconds * SAMPLE_RATE))
         self.pipeline = Pipeline(settings, self.models)
         self._engine = open_engine(settings.store.url)
+        # A run of this bed that died (kill -9, power cut) left episodes and alarms open: close them.
+        self._interrupted = close_interrupted(self._engine, self.bed, utc(time.time()))
         self._publisher = Publisher(settings.bus.endpoint)
         self.bus_endpoint = self._publisher.endpoint
         try:
@@ -150,14 +169,19 @@ class Service:
             "embedder": self.models.embedder.id, "head": self.models.head.name, "bus": self.bus_endpoint,
             "control": self.control_endpoint,
             "unsupported_alert_classes": list(self.pipeline.classifier.unsupported_alert_classes)}))
+        if any(self._interrupted):
+            episodes, alarms = self._interrupted
+            _LOGGER.warning("closed %d episode(s) and %d alarm(s) that an interrupted run of %s left open",
+                            episodes, alarms, self.bed)
+            self._emit(ServiceStatus(0, "recovered", {"interrupted_episodes": episodes, "interrupted_alarms": alarms}))
         sd_notify("READY=1\nSTATUS=listening: " + self.source.description)
         failed = self._supervise()
         self._shutdown(failed)
         return RunSummary(self.run_id, self.recent, self.alerts, self.windows, failed)
 
     def _supervise(self) -> str | None:
+        watch = _Watch(self.ring.end, time.monotonic())
         next_beat = 0.0
-        last_end, last_progress, stalled = self.ring.end, time.monotonic(), False
         while not self._stop.wait(0.1):
             for worker in self._workers:
                 if worker.error is not None:
@@ -171,46 +195,85 @@ class Service:
             if not self._worker("gate").is_alive() and not self._worker("classifier").is_alive():
                 return None  # the input ended and everything downstream drained
             now = time.monotonic()
-            if self.ring.end != last_end:
-                last_end, last_progress = self.ring.end, now
-                if stalled:
-                    stalled = False
-                    self._alarm_events(lambda: self.alarms.fault("microphone_silent", False, self.ring.end))
-            elif self.source.live and not stalled and now - last_progress > self.settings.service.stall_s:
-                # A dead microphone must never look like a quiet room.
-                stalled = True
-                self._alarm_events(lambda: self.alarms.fault("microphone_silent", True, self.ring.end,
-                                                 f"nothing for {now - last_progress:.1f} s"))
-            self._health = "audio stalled" if stalled else "ok"
+            self._check_audio(watch, now)
+            self._check_stages(watch, now)
+            problems = (["audio stalled"] if watch.stalled else []) + (["bad audio"] if watch.bad_since else []) + [
+                f"{name} hung" for name in sorted(watch.hung)]
+            self._health = ", ".join(problems) or "ok"
             self._alarm_events(lambda: self.alarms.tick(self.ring.end))
             if now >= next_beat:
                 next_beat = now + self.settings.bus.heartbeat_s
                 self._emit(self._heartbeat())
-                if not stalled:
+                if not watch.stalled and not watch.hung:  # systemd restarts what stops petting it
                     sd_notify("WATCHDOG=1")
         return None
 
+    def _check_audio(self, watch: _Watch, now: float) -> None:
+        """A dead microphone must never look like a quiet room, nor NaN samples like silence."""
+        if self.ring.end != watch.last_end:
+            watch.last_end, watch.last_progress = self.ring.end, now
+            if watch.stalled:
+                watch.stalled = False
+                self._alarm_events(lambda: self.alarms.fault("microphone_silent", False, self.ring.end))
+        elif self.source.live and not watch.stalled and now - watch.last_progress > self.settings.service.stall_s:
+            watch.stalled = True
+            silent = f"nothing for {now - watch.last_progress:.1f} s"
+            self._alarm_events(lambda: self.alarms.fault("microphone_silent", True, self.ring.end, silent))
+        if self.ring.nonfinite != watch.nonfinite:
+            if watch.bad_since is None:
+                count = f"{self.ring.nonfinite - watch.nonfinite} samples"
+                self._alarm_events(lambda: self.alarms.fault("bad_audio", True, self.ring.end, count))
+            watch.nonfinite, watch.bad_since = self.ring.nonfinite, now
+        elif watch.bad_since is not None and now - watch.bad_since > _BAD_AUDIO_CLEARS_S:
+            watch.bad_since = None
+            self._alarm_events(lambda: self.alarms.fault("bad_audio", False, self.ring.end))
+
+    def _check_stages(self, watch: _Watch, now: float) -> None:
+        """Every stage beats at least twice a second when idle: one silent for stage_timeout_s is hung."""
+        limit = self.settings.service.stage_timeout_s
+        for worker in self._workers:
+            hung = worker.is_alive() and now - worker.last_beat > limit
+            if hung and worker.name not in watch.hung:
+                watch.hung.add(worker.name)
+                detail = f"{worker.name} made no progress for {now - worker.last_beat:.0f} s"
+                _LOGGER.error("stage hung: %s", detail)
+                self._alarm_events(lambda: self.alarms.fault("stage_hung", True, self.ring.end, detail))
+            elif not hung and worker.name in watch.hung:
+                watch.hung.discard(worker.name)
+                if not watch.hung:
+                    self._alarm_events(lambda: self.alarms.fault("stage_hung", False, self.ring.end))
+
     def _shutdown(self, failed: str | None) -> None:
+        """In order, so the last episode is closed and flushed, and within _STOP_BUDGET_S whatever
+        hangs: systemd kills a unit that overruns its stop timeout, losing what was not written."""
+        deadline = time.monotonic() + _STOP_BUDGET_S
+
+        def join(name: str, most: float) -> bool:
+            worker = self._worker(name)
+            worker.join(timeout=max(0.1, min(most, deadline - time.monotonic())))
+            if worker.is_alive():
+                _LOGGER.error("%s stage did not stop in time; going on without it", name)
+            return not worker.is_alive()
+
         self._stop.set()
         self._stopped_at = self.ring.end
         self.source.stop()
-        gate = self._worker("gate")
-        gate.join(timeout=10)
-        if gate.is_alive() or failed:  # a dead stage must not keep END from the ones after it
+        if not join("gate", 5) or failed:  # a dead stage must not keep END from the ones after it
             self._embed_q.put(END)
             self._classify_q.put(END)
-        for name in ("embedder", "classifier"):
-            self._worker(name).join(timeout=30)
-        self._worker("control").join(timeout=5)
+        if not join("embedder", 10):  # a hung embedder must not keep the open episode from closing
+            self._classify_q.put(END)
+        join("classifier", 5)
+        join("control", 1)
         self._alarm_events(lambda: self.alarms.finish(self.ring.end, "monitor stopped"))
         self._emit(ServiceStatus(self.ring.end, "failed" if failed else "stopped", {
             "reason": failed or "stopped", "overruns": self.source.overruns, "dropped_windows": self.dropped_windows}))
         self._store_q.put(END)
         self._bus_q.put(END)
         for name in ("store", "bus"):
-            self._worker(name).join(timeout=30)
+            join(name, deadline - time.monotonic())
         if self._notifier is not None:
-            self._notifier.stop(timeout_s=self.settings.alerts.command_timeout_s)
+            self._notifier.stop(timeout_s=max(0.1, min(self.settings.alerts.command_timeout_s, deadline - time.monotonic())))
         self._control.close()
         self._publisher.close()
         self._engine.dispose()

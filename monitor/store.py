@@ -7,6 +7,8 @@ so a watcher sees it at once.
 from __future__ import annotations
 
 import logging
+import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +67,7 @@ class EpisodeRow(Base):
     alerted: Mapped[bool]
     embedder_id: Mapped[str]
     head: Mapped[str]
+    interrupted: Mapped[bool] = mapped_column(default=False)  # closed at the next start: its run died
 
 
 class WindowRow(Base):
@@ -129,18 +132,38 @@ _PRE_MIGRATION_REVISION = "0001"  # what a log written before migrations existed
 
 def open_engine(url: str) -> Engine:
     """The log at `url`, created or upgraded to this CryWatch's schema (Alembic migrations)."""
+    shown = redact_url(url)
     try:
         engine = create_engine(url)
     except (ArgumentError, ImportError, ValueError) as exc:
-        raise StoreError(f"database URL {url!r} is not usable ({exc}): use e.g. sqlite:///crywatch.db") from exc
+        raise StoreError(f"database URL {shown!r} is not usable ({redact_url(str(exc))}): "
+                         "use e.g. sqlite:///crywatch.db") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        _create_private(engine.url.database)
     try:
         _migrate(engine)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot open database {url!r} ({exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}): "
+        detail = redact_url(str(exc.orig if hasattr(exc, "orig") else exc))
+        raise StoreError(f"cannot open database {shown!r} ({exc.__class__.__name__}: {detail}): "
                          "check the path exists and is writable") from exc
     return engine
+
+
+def redact_url(text: str) -> str:
+    """A URL (or a message quoting one) with any password replaced: errors end up in journald."""
+    return re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
+
+
+def _create_private(path: str | None) -> None:
+    """A new SQLite log is readable by its owner only (beds, times, cry types are patient data);
+    SQLite gives its -wal and -shm files the same mode."""
+    if not path or path == ":memory:" or Path(path).exists():
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError:
+        pass  # SQLAlchemy reports the unusable path with its fix
 
 
 def _migrate(engine: Engine) -> None:
@@ -304,7 +327,7 @@ def list_episodes(engine: Engine, where: EpisodeFilter = EpisodeFilter()) -> lis
             "id": r.id, "bed": r.bed, "start": _as_utc(r.start).isoformat(),
             "end": _as_utc(r.end).isoformat() if r.end else None, "label": r.label, "probs": r.probs,
             "peak": r.peak, "windows": r.windows, "alert": r.alerted, "source": r.source,
-            "embedder_id": r.embedder_id, "head": r.head, "run_id": r.run_id,
+            "embedder_id": r.embedder_id, "head": r.head, "run_id": r.run_id, "interrupted": r.interrupted,
             "review": _review(reviews.get(r.id)),
         } for r in rows]
 
@@ -339,6 +362,23 @@ def episode_windows(engine: Engine, episode_id: int) -> list[dict[str, Any]]:
         rows = session.scalars(select(WindowRow).where(WindowRow.episode_id == episode_id).order_by(WindowRow.start))
         return [{"start": _as_utc(w.start).isoformat(), "activity": w.activity, "level_dbfs": w.level_dbfs,
                  "smoothed": w.smoothed, "raw": w.raw} for w in rows]
+
+
+def close_interrupted(engine: Engine, bed: str, now: datetime) -> tuple[int, int]:
+    """Episodes and alarms of `bed` that an earlier run left open (it was killed, or the PC lost
+    power) are closed: an episode ends at its last logged window (or its start) and is marked
+    interrupted, an alarm is cleared now with that reason. Returns (episodes, alarms) closed."""
+    reason = "interrupted: the monitor stopped without closing it"
+    with Session(engine) as session, session.begin():
+        episodes = session.scalars(select(EpisodeRow).where(EpisodeRow.bed == bed, EpisodeRow.end.is_(None))).all()
+        for episode in episodes:
+            last = session.scalars(select(WindowRow.start).where(WindowRow.episode_id == episode.id)
+                                   .order_by(WindowRow.start.desc()).limit(1)).first()
+            episode.end, episode.interrupted = last or episode.start, True
+        alarms = session.scalars(select(AlarmRow).where(AlarmRow.bed == bed, AlarmRow.cleared.is_(None))).all()
+        for alarm in alarms:
+            alarm.cleared, alarm.clear_reason = now, reason
+        return len(episodes), len(alarms)
 
 
 def monitored_seconds(engine: Engine) -> float:

@@ -1,11 +1,15 @@
 """`crywatch analyze` on real recordings outside the detector's training groups: cries give
 episodes, speech and other sounds do not."""
+import json
+import math
+
 import numpy as np
 import pytest
+import soundfile
 
 from monitor.analyze import analyze_file, analyze_samples
 from monitor.audio import load_audio
-from tests.conftest import CRIES, cry_path, pick
+from tests.conftest import CRIES, cry_path, pick, run_crywatch
 from train.mixing import nicu_sound, room_noise
 
 
@@ -127,3 +131,23 @@ def test_the_tuning_simulation_opens_the_episodes_the_monitor_opens(cries_index,
         assert [round(t, 3) for t in replayed] == monitor, row
         opened += len(monitor)
     assert opened >= 3  # the mixtures hold cries: the comparison is not between empty lists
+
+
+def test_a_nan_burst_does_not_blind_the_monitor_to_the_cries_after_it(held_out, tmp_path):
+    rows = pick(held_out, 2, source="corvin", label="pain")
+    burst = np.full(16000, np.nan, np.float32)
+    burst[::7] = np.inf
+    parts = [burst]
+    for row in rows:
+        parts += [_room(8.0, 1), load_audio(cry_path(row))]
+    path = tmp_path / "nan-then-cries.wav"
+    soundfile.write(path, np.concatenate(parts + [_room(8.0, 2)]), 16000, subtype="FLOAT")
+    result = run_crywatch("analyze", "--json", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "non-finite samples (NaN/Inf) set to 0" in result.stderr
+
+    def refuse(token: str) -> float:
+        raise AssertionError(f"{token} in the JSON")
+
+    [analysed] = json.loads(result.stdout, parse_constant=refuse)
+    assert len(analysed["episodes"]) >= 2 and all(math.isfinite(e["start_s"]) for e in analysed["episodes"])

@@ -88,3 +88,21 @@ def test_fast_playback_waits_for_a_slow_reader_instead_of_overwriting():
         read_up_to[0] = ring.end
         time.sleep(0.01)
     assert ring.end == len(samples)
+
+
+def test_non_finite_samples_are_silenced_and_counted_where_they_enter(tmp_path):
+    ring = RingBuffer(1000)
+    block = np.ones(300, np.float32)
+    block[10:20] = np.nan
+    block[50] = np.inf
+    ring.write(block)
+    ring.write(np.full(800, np.nan, np.float32))  # wraps around the end of the ring
+    assert ring.nonfinite == 811
+    kept = ring.read(100, 1000)  # the ring lapped: its oldest sample is 100
+    assert np.isfinite(kept).all() and kept[:200].sum() == 200 and not kept[200:].any()
+    path = tmp_path / "nan.wav"
+    samples = np.sin(np.arange(16000) / 10).astype(np.float32)
+    samples[100:200] = np.nan
+    soundfile.write(path, samples, 16000, subtype="FLOAT")
+    loaded = load_audio(path)
+    assert np.isfinite(loaded).all() and np.all(loaded[100:200] == 0) and loaded[300] != 0

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -85,3 +86,40 @@ def test_alert_classes_the_head_lacks_are_reported_not_hidden():
 def test_config_thresholds_override_the_heads():
     classifier = Classifier(_identity_head(), 0.0, AlertSettings(raise_windows=1, thresholds={"pain": 0.95}))
     assert [k for _, k in _steps(classifier, [(0.05, 0.9, 0.05)])] == [[]]
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda h: replace(h, layers=((h.layers[0][0] * np.nan, h.layers[0][1]),)), "non-finite values in W0"),
+    (lambda h: replace(h, scale=np.zeros_like(h.scale)), "zero or negative scale"),
+    (lambda h: replace(h, temperature=0.0), "temperature 0.0"),
+    (lambda h: replace(h, thresholds={"pain": 1.5}), "threshold pain=1.5"),
+    (lambda h: replace(h, thresholds={"painful": 0.5}), "threshold painful=0.5"),
+    (lambda h: replace(h, classes=("not_cry", "pain", "pain")), "repeated class names"),
+])
+def test_a_head_that_could_not_detect_is_refused_on_load(tmp_path, damage, expected):
+    damage(_identity_head()).save(tmp_path / "h")
+    with pytest.raises(HeadError, match=expected):
+        Head.load(tmp_path / "h")
+
+
+@pytest.mark.parametrize("break_files, expected", [
+    (lambda d: (d / "weights.npz").write_bytes(b"PK\x03\x04 not a zip"), "unreadable"),
+    (lambda d: (d / "head.json").write_text('{"format": 1, "dim": 3}'), "malformed .KeyError"),
+    (lambda d: (d / "head.json").write_text("[1, 2]"), "has format list"),
+    (lambda d: (d / "head.json").write_text('{"format": 1, "embedder_id": "e", "dim": "three", "classes": [], '
+                                            '"thresholds": {}}'), "malformed .ValueError"),
+])
+def test_a_malformed_head_is_one_clear_error(tmp_path, break_files, expected):
+    _identity_head().save(tmp_path / "h")
+    break_files(tmp_path / "h")
+    with pytest.raises(HeadError, match=expected):
+        Head.load(tmp_path / "h")
+
+
+def test_a_non_finite_head_output_never_enters_the_smoother():
+    classifier = Classifier(_identity_head(), 0.6, AlertSettings(classes=("pain",)))
+    window = Window(0, 1.0, -20.0, np.zeros(32000, np.float32))
+    prediction, _ = classifier.step(Embedding(window, None, "test-emb"), np.array([np.nan, 0.5, 0.5]))
+    assert prediction.raw is None and np.all(np.isfinite(prediction.smoothed)) and classifier.rejected == 1
+    prediction, _ = classifier.step(Embedding(window, None, "test-emb"), np.array([0.1, 0.8, 0.1]))
+    assert np.all(np.isfinite(prediction.smoothed)) and prediction.smoothed[1] > 0.3

@@ -64,7 +64,7 @@ def test_analyze_json_and_a_bad_file_among_good_ones(cries_index, tmp_path):
     junk = tmp_path / "junk.flac"
     junk.write_bytes(b"garbage")
     result = run_crywatch("analyze", "--json", str(cry_path(cry)), str(junk))
-    assert result.returncode == 1 and "junk.flac is not readable audio" in result.stderr
+    assert result.returncode == 2 and "junk.flac is not readable audio" in result.stderr
     good, bad = json.loads(result.stdout)
     assert set(good) >= {"path", "duration_s", "probs", "episodes"} and "error" in bad
     assert good["probs"]["cry"] == round(1 - good["probs"]["not_cry"], 4)

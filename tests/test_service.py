@@ -1,6 +1,7 @@
 """The live driver end to end: real files and scenarios through the threads, a real SQLite file,
 real ZeroMQ sockets, real signals."""
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from monitor.bus import Subscriber
-from monitor.messages import EpisodeClosed, EpisodeOpened, WindowScored
+from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, WindowScored
 from monitor.pipeline import Models
 from monitor.service import Service
 from monitor.store import list_episodes, open_engine
@@ -118,3 +119,96 @@ def test_signals_stop_the_service_cleanly_with_everything_flushed(tmp_path, sig)
         kinds = [k for (k,) in conn.execute("select kind from service_events order by id")]
         assert kinds[-1] == "stopped"
         assert conn.execute("select count(*) from alarms where cleared is null").fetchone() == (0,)
+
+
+def test_after_kill_9_the_next_start_closes_what_was_left_open(tmp_path):
+    db = tmp_path / "log.db"
+    run = ("run", "--headless", "--db", f"sqlite:///{db}", "--bus", "tcp://127.0.0.1:*", "--bed", "bed-5")
+    process = subprocess.Popen(crywatch_command(*run, "--input", "scenario:nicu", "--speed", "4"), cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in process.stdout:
+            if "ALARM" in line:  # a latched alarm is open until someone acknowledges it
+                break
+        time.sleep(1.0)  # the store writes in batches: let the alarm reach the file
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        process.kill()
+    with sqlite3.connect(db) as conn:
+        [(open_episodes,)] = conn.execute("select count(*) from episodes where end is null").fetchall()
+        assert conn.execute("select count(*) from alarms where cleared is null").fetchone() == (1,)
+    again = subprocess.run(crywatch_command(*run, "--input", "scenario:quiet", "--speed", "0"), cwd=PROJECT_ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"recovered (interrupted_episodes={open_episodes}, interrupted_alarms=1)" in again.stdout
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from episodes where end is null").fetchone() == (0,)
+        assert conn.execute("select count(*) from alarms where cleared is null").fetchone() == (0,)
+        assert conn.execute("select count(*) from episodes where interrupted and end >= start").fetchone() == (open_episodes,)
+        assert conn.execute("select clear_reason from alarms").fetchone()[0].startswith("interrupted")
+
+
+class _HungEmbedder:
+    """Embeds the first batch, then blocks forever on the second, like a wedged inference runtime."""
+
+    def __init__(self, like):
+        self.id, self.dim, self._like, self._calls = like.id, like.dim, like, 0
+        self.release = threading.Event()
+
+    def embed(self, windows):
+        self._calls += 1
+        if self._calls > 1:
+            self.release.wait()
+        return self._like.embed(windows)
+
+
+def test_a_hung_stage_is_a_technical_alarm_and_the_watchdog_starves(settings, models, tmp_path, monkeypatch):
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(0.1)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    embedder = _HungEmbedder(models.embedder)
+    service = Service(settings.with_overrides(
+        audio={"input": "scenario:nicu", "speed": 1.0}, store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+        bus={"endpoint": free_endpoint()}, service={"bed": "bed-h", "stage_timeout_s": 2.0}),
+        models=Models(models.detector, embedder, models.head))
+    subscriber = Subscriber([service.bus_endpoint])
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    pings: list[float] = []
+    try:
+        deadline, alarm = time.monotonic() + 40, None
+        while alarm is None:
+            assert time.monotonic() < deadline, "no technical alarm for the hung embedder"
+            got = subscriber.receive(50)
+            if got is not None and isinstance(got.event, AlarmRaised) and got.event.alarm.technical:
+                alarm = got.event.alarm
+            try:
+                if b"WATCHDOG=1" in notify.recv(100):
+                    pings.append(time.monotonic())
+            except TimeoutError:
+                pass
+        raised_at = time.monotonic()
+        assert alarm.label == "stage_hung" and "embedder made no progress" in alarm.message
+        assert pings  # the watchdog was petted while all was well
+        while time.monotonic() < raised_at + 3:
+            try:
+                if b"WATCHDOG=1" in notify.recv(100):
+                    pings.append(time.monotonic())
+            except TimeoutError:
+                pass
+        assert max(pings) < raised_at, "the watchdog was still petted with a hung stage"
+        stopping = time.monotonic()
+        service.request_stop()
+        runner.join(timeout=40)
+        assert not runner.is_alive() and time.monotonic() - stopping < 25  # inside TimeoutStopSec=30
+    finally:
+        embedder.release.set()
+        service.request_stop()
+        runner.join(timeout=30)
+        subscriber.close()
+        notify.close()
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        assert db.execute("select count(*) from episodes where end is null").fetchone() == (0,)
+        assert db.execute("select label from alarms where technical").fetchall() == [("stage_hung",)]

@@ -183,3 +183,14 @@ def test_a_late_alert_marks_the_closed_episode_and_windows_stay_with_the_open_on
     assert first["alert"] is True and first["end"] is not None and current["end"] is None
     with sqlite3.connect(path) as conn:
         assert conn.execute("select episode_id from windows").fetchall() == [(current["id"],)]
+
+
+def test_a_database_password_is_never_shown():
+    with pytest.raises(StoreError) as refused:
+        open_engine("nosuchdb://nurse:s3cret@db.example/crywatch")
+    assert "s3cret" not in str(refused.value) and "nurse:***@db.example" in str(refused.value)
+
+
+def test_a_new_log_is_readable_by_its_owner_only(tmp_path):
+    open_engine(f"sqlite:///{tmp_path / 'private.db'}").dispose()
+    assert (tmp_path / "private.db").stat().st_mode & 0o777 == 0o600

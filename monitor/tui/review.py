@@ -123,7 +123,7 @@ class ReviewScreen(Screen):
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         base = self._export_dir / f"crywatch-episodes-{stamp}"
         base.with_suffix(".csv").write_text(to_csv(episodes))
-        base.with_suffix(".json").write_text(json.dumps(episodes, indent=1) + "\n")
+        base.with_suffix(".json").write_text(json.dumps(episodes, indent=1, allow_nan=False) + "\n")
         self.notify(f"exported {len(episodes)} episodes to {base}.csv and .json")
 
     def action_close(self) -> None:
