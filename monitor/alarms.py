@@ -38,6 +38,7 @@ DEFAULT_PRIORITIES = {
     # technical: a monitor that cannot hear is as urgent as the cry it would miss
     "microphone_silent": Priority.HIGH, "microphone_lost": Priority.HIGH, "monitor_failed": Priority.HIGH,
     "bad_audio": Priority.HIGH, "stage_hung": Priority.HIGH,
+    "log_failing": Priority.MEDIUM,  # alerting goes on; only the record is at risk
 }
 TECHNICAL_MESSAGES = {
     "microphone_silent": "MICROPHONE SILENT: no audio is arriving",
@@ -45,6 +46,7 @@ TECHNICAL_MESSAGES = {
     "monitor_failed": "MONITOR FAILED",
     "bad_audio": "BAD AUDIO: the input delivers NaN/Inf samples (set to silence)",
     "stage_hung": "MONITOR STUCK: a processing stage stopped (systemd will restart the service)",
+    "log_failing": "LOG NOT WRITING: events are kept in memory until the database takes them again",
 }
 _INITIALS = re.compile(r"[A-Za-z][A-Za-z0-9.\-]{0,15}")
 

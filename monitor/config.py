@@ -149,6 +149,8 @@ class StoreSettings:
 
     def validate(self, section: str) -> None:
         _check("://" in self.url, f"{section}.url", "must be a SQLAlchemy URL such as sqlite:///crywatch.db")
+        _check(":memory:" not in self.url and self.url.rstrip("/") not in ("sqlite:", "sqlite:/"), f"{section}.url",
+               "an in-memory database loses the log (and each thread would see its own): use a file")
 
 
 @dataclass(frozen=True)

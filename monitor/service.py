@@ -42,13 +42,15 @@ from monitor.messages import (
 )
 from monitor.notify import CommandNotifier
 from monitor.pipeline import Models, Pipeline
-from monitor.store import StoreWriter, close_interrupted, open_engine, utc
+from monitor.store import Spool, StoreWriter, close_interrupted, open_engine, redact_url, utc
 from monitor.workers import END, DropOldestQueue, Worker, describe_error
 
 _LOGGER = logging.getLogger(__name__)
 _GATE_POLL_S = 0.02
 _BAD_AUDIO_CLEARS_S = 5.0  # no NaN/Inf samples for this long: the bad-audio alarm's cause has gone
 _STOP_BUDGET_S = 20.0  # the unit's TimeoutStopSec is 30
+_STORE_RETRY_S = 1.0  # a failing log is tried again this often
+_STORE_TRIES_AFTER_END = 5  # at shutdown, a failing log gets these last tries
 _RECENT_EPISODES = 8
 
 
@@ -117,9 +119,9 @@ class Service:
         self._notifier = CommandNotifier(alerts.command, alerts.command_timeout_s) if alerts.command else None
         self._t0 = time.time()
         self._speed = audio.speed if not self.source.live else 1.0
-        self._writer = StoreWriter(self._engine, self.run_id, self.bed, self.source.description,
-                                   self.models.embedder.id, self.models.head.name, self._wall,
-                                   settings.store.log_windows)
+        self._spool = Spool(StoreWriter(self._engine, self.run_id, self.bed, self.source.description,
+                                        self.models.embedder.id, self.models.head.name, self._wall,
+                                        settings.store.log_windows))
         self._embed_q: DropOldestQueue = DropOldestQueue(maxlen=64)
         self._classify_q: DropOldestQueue = DropOldestQueue(maxlen=256)
         self._bus_q: DropOldestQueue = DropOldestQueue(maxlen=1000)
@@ -267,7 +269,8 @@ class Service:
         join("control", 1)
         self._alarm_events(lambda: self.alarms.finish(self.ring.end, "monitor stopped"))
         self._emit(ServiceStatus(self.ring.end, "failed" if failed else "stopped", {
-            "reason": failed or "stopped", "overruns": self.source.overruns, "dropped_windows": self.dropped_windows}))
+            "reason": failed or "stopped", "overruns": self.source.overruns, "dropped_windows": self.dropped_windows,
+            "log_events_lost": self._spool.lost}))
         self._store_q.put(END)
         self._bus_q.put(END)
         for name in ("store", "bus"):
@@ -325,14 +328,33 @@ class Service:
                     self._classified_to = item[-1].window.end
 
     def _store_loop(self, me: Worker) -> None:
+        """The database may fail; alerting may not: refused events wait in the spool, a technical
+        alarm says so, and they are written, in order, when the database takes them again."""
+        spool, ending, tries_left = self._spool, False, _STORE_TRIES_AFTER_END
         while True:
             me.beat()
-            batch = self._store_q.get_batch(256, timeout=0.5)
-            messages = [m for m in batch if m is not END]
-            if messages:
-                self._writer.write(messages)
-            if len(messages) < len(batch):
+            batch = self._store_q.get_batch(Spool.BATCH, timeout=0.5)
+            ending = ending or any(m is END for m in batch)
+            spool.offer([m for m in batch if m is not END])
+            was_failing = spool.failing
+            written = spool.flush()
+            if spool.failing and not was_failing:
+                _LOGGER.error("log %s refuses writes, keeping events in memory: %s", redact_url(self.settings.store.url),
+                              spool.failing)
+                problem = spool.failing
+                self._alarm_events(lambda: self.alarms.fault("log_failing", True, self.ring.end, problem))
+            elif was_failing and not spool.failing:
+                _LOGGER.warning("log writes again; the events kept meanwhile are written")
+                self._alarm_events(lambda: self.alarms.fault("log_failing", False, self.ring.end))
+            if ending and written and not len(self._store_q):
                 return
+            if not written:
+                if ending:
+                    tries_left -= 1
+                    if tries_left <= 0:
+                        _LOGGER.error("stopping with %d events the log never took", len(spool.pending))
+                        return
+                time.sleep(_STORE_RETRY_S)
 
     def _bus_loop(self, me: Worker) -> None:
         while True:

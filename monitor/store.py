@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +19,7 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, DateTime, ForeignKey, String, create_engine, event, inspect, select
+from sqlalchemy import JSON, DateTime, ForeignKey, String, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -186,6 +187,8 @@ def _migrate(engine: Engine) -> None:
             if current is not None:
                 _LOGGER.warning("log %s upgraded from schema %s to %s", engine.url.render_as_string(hide_password=True),
                                 current, head)
+        # A write now, before the service says it is ready: a read-only log must fail here, not at the first episode.
+        connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
 
 
 def utc(ts: float) -> datetime:
@@ -212,10 +215,16 @@ class StoreWriter:
         self._current_episode: int | None = None
 
     def write(self, envelopes: list[Envelope]) -> None:
-        """One transaction per batch: what was handed over is either all stored or raises."""
-        with Session(self._engine) as session, session.begin():
-            for envelope in envelopes:
-                self._apply(session, envelope)
+        """One transaction per batch: what was handed over is either all stored or raises, and then
+        this writer is as it was before (row ids given out by the failed transaction are forgotten)."""
+        saved = dict(self._episode_ids), dict(self._alarm_ids), self._current_episode
+        try:
+            with Session(self._engine) as session, session.begin():
+                for envelope in envelopes:
+                    self._apply(session, envelope)
+        except BaseException:
+            self._episode_ids, self._alarm_ids, self._current_episode = saved
+            raise
 
     def _apply(self, session: Session, envelope: Envelope) -> None:
         match envelope.event:
@@ -271,6 +280,48 @@ class StoreWriter:
         session.flush()
         self._alarm_ids[alarm.id] = row.id
         return row
+
+
+class Spool:
+    """What the database has not taken yet, in order, written as soon as it takes it again.
+
+    A database that fails (disk full, locked, gone) must not stop live alerting: the service
+    keeps its events here, up to `limit`; beyond it the oldest window rows go first (episodes and
+    alarms are what staff review), and every event dropped is counted in `lost`.
+    """
+
+    BATCH = 256
+
+    def __init__(self, writer: StoreWriter, limit: int = 50_000):
+        self._writer = writer
+        self._limit = limit
+        self.pending: deque[Envelope] = deque()
+        self.lost = 0
+        self.failing: str | None = None  # the database's last refusal, while it refuses
+
+    def offer(self, envelopes: list[Envelope]) -> None:
+        self.pending.extend(envelopes)
+        while len(self.pending) > self._limit:
+            window = next((e for e in self.pending if isinstance(e.event, WindowScored)), None)
+            if window is not None:
+                self.pending.remove(window)
+            else:
+                self.pending.popleft()
+            self.lost += 1
+
+    def flush(self) -> bool:
+        """Writes what is pending, batch by batch; False (and `failing` set) if the database refused."""
+        while self.pending:
+            batch = [self.pending[i] for i in range(min(self.BATCH, len(self.pending)))]
+            try:
+                self._writer.write(batch)
+            except (SQLAlchemyError, OSError) as exc:
+                self.failing = redact_url(f"{exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")[:300]
+                return False
+            for _ in batch:
+                self.pending.popleft()
+        self.failing = None
+        return True
 
 
 def _parse(iso: str) -> datetime:

@@ -37,6 +37,8 @@ def test_unknown_section_is_named():
     ("alerts", "classes", [], "at least one cry type"),
     ("alerts", "priorities", {"pain": "urgent"}, "high, medium, low"),
     ("alerts", "command", "/no/such/pager --now", "program '/no/such/pager' not found"),
+    ("store", "url", "sqlite:///:memory:", "in-memory database loses the log"),
+    ("store", "url", "sqlite://", "in-memory database loses the log"),
 ])
 def test_bad_values_name_their_key(section, key, value, message):
     with pytest.raises(ConfigError, match=rf"{section}\.{key}.*{message}|{message}.*"):

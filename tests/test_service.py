@@ -10,7 +10,7 @@ import time
 import pytest
 
 from monitor.bus import Subscriber
-from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, WindowScored
+from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, Heartbeat, WindowScored
 from monitor.pipeline import Models
 from monitor.service import Service
 from monitor.store import list_episodes, open_engine
@@ -212,3 +212,58 @@ def test_a_hung_stage_is_a_technical_alarm_and_the_watchdog_starves(settings, mo
     with sqlite3.connect(tmp_path / "log.db") as db:
         assert db.execute("select count(*) from episodes where end is null").fetchone() == (0,)
         assert db.execute("select label from alarms where technical").fetchall() == [("stage_hung",)]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: the log's disk, which the test fills and empties."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("needs permission to mount a tmpfs (root, as on CI)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_stops_the_log_not_the_alarms_and_nothing_is_lost(settings, models, small_disk):
+    db = small_disk / "log.db"
+    service = Service(settings.with_overrides(
+        audio={"input": "scenario:nicu", "speed": 3.0}, store={"url": f"sqlite:///{db}"},
+        bus={"endpoint": free_endpoint()}, service={"bed": "bed-d"}), models=models)
+    subscriber = Subscriber([service.bus_endpoint])
+    filler = small_disk / "filler"
+    with filler.open("wb", buffering=0) as f:  # fill the disk before the cry starts (at 20 s of the scenario)
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    seen: list = []
+    try:
+        deadline = time.monotonic() + 40
+        while not any(isinstance(e, AlarmRaised) and not e.alarm.technical for e in seen):
+            assert time.monotonic() < deadline, f"no cry alarm on the bus with the disk full: {seen[-3:]}"
+            got = subscriber.receive(100)
+            if got is not None and not isinstance(got.event, Heartbeat):
+                seen.append(got.event)
+        technical = [e.alarm.label for e in seen if isinstance(e, AlarmRaised) and e.alarm.technical]
+        assert technical == ["log_failing"]  # said so, with a lower priority than the cry itself
+        filler.unlink()  # space returns
+        while runner.is_alive():
+            got = subscriber.receive(100)
+            if got is not None and not isinstance(got.event, Heartbeat):
+                seen.append(got.event)
+    finally:
+        service.request_stop()
+        runner.join(timeout=30)
+        subscriber.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from episodes where end is not null").fetchone()[0] >= 1
+        assert conn.execute("select label from alarms where not technical").fetchall()[:1] == [("pain",)]
+        assert ("log_failing",) in conn.execute("select label from alarms where technical").fetchall()
+        gated = sum(isinstance(e, WindowScored) and e.gated for e in seen)
+        assert conn.execute("select count(*) from windows").fetchone()[0] == gated  # the spooled ones too
+        lost = conn.execute("select detail from service_events where kind = 'stopped'").fetchone()[0]
+    assert '"log_events_lost": 0' in lost

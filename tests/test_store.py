@@ -194,3 +194,9 @@ def test_a_database_password_is_never_shown():
 def test_a_new_log_is_readable_by_its_owner_only(tmp_path):
     open_engine(f"sqlite:///{tmp_path / 'private.db'}").dispose()
     assert (tmp_path / "private.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_read_only_log_is_refused_at_start_not_at_the_first_episode(tmp_path):
+    open_engine(f"sqlite:///{tmp_path / 'log.db'}").dispose()
+    with pytest.raises(StoreError, match="readonly"):
+        open_engine(f"sqlite:///file:{tmp_path / 'log.db'}?mode=ro&uri=true")
