@@ -37,13 +37,14 @@ DEFAULT_PRIORITIES = {
     "pain": Priority.HIGH, "neurological": Priority.HIGH, "hunger": Priority.LOW,
     # technical: a monitor that cannot hear is as urgent as the cry it would miss
     "microphone_silent": Priority.HIGH, "microphone_lost": Priority.HIGH, "monitor_failed": Priority.HIGH,
-    "bad_audio": Priority.HIGH, "stage_hung": Priority.HIGH,
+    "bad_audio": Priority.HIGH, "stage_hung": Priority.HIGH, "microphone_muted": Priority.HIGH,
     "log_failing": Priority.MEDIUM,  # alerting goes on; only the record is at risk
 }
 TECHNICAL_MESSAGES = {
     "microphone_silent": "MICROPHONE SILENT: no audio is arriving",
     "microphone_lost": "MICROPHONE LOST: the input device stopped",
     "monitor_failed": "MONITOR FAILED",
+    "microphone_muted": "MICROPHONE MUTED: only digital silence is arriving",
     "bad_audio": "BAD AUDIO: the input delivers NaN/Inf samples (set to silence)",
     "stage_hung": "MONITOR STUCK: a processing stage stopped (systemd will restart the service)",
     "log_failing": "LOG NOT WRITING: events are kept in memory until the database takes them again",

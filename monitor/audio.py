@@ -90,6 +90,7 @@ class RingBuffer:
         self.capacity = capacity
         self.end = 0  # absolute index one past the newest sample
         self.nonfinite = 0  # NaN/Inf samples written (and stored as 0): a broken device or file
+        self.last_sound = 0  # end of the newest write holding any non-zero sample: a muted input writes none
 
     @property
     def oldest(self) -> int:
@@ -111,6 +112,8 @@ class RingBuffer:
                 self.nonfinite += int(bad.sum())
                 part[bad] = 0.0
         self.end += n
+        if samples.any():
+            self.last_sound = self.end
 
     def read(self, start: int, count: int) -> np.ndarray:
         """Copy samples [start, start + count); raises if any are in the future or overwritten."""
@@ -231,7 +234,12 @@ class MicrophoneSource:
 
     @property
     def finished(self) -> bool:
-        return self._stream is not None and not self._stream.active
+        if self._stream is None:
+            return False
+        try:
+            return not self._stream.active
+        except self._sd.PortAudioError:  # PortAudio was re-initialised under it (a device rescan)
+            return True
 
     @property
     def overruns(self) -> int:
@@ -257,9 +265,13 @@ class MicrophoneSource:
             ) from exc
 
     def stop(self) -> None:
-        if self._stream is not None:
-            self._stream.stop()
-            self._stream.close()
+        """Idempotent, and safe on a stream whose device vanished or whose PortAudio was re-initialised."""
+        if self._stream is not None and not self._stream.closed:
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except self._sd.PortAudioError:
+                pass  # the device is gone already: nothing left to release
 
 
 def _sounddevice():
@@ -329,9 +341,15 @@ class InputSpec:
         return InputSpec("file", text)
 
 
-def open_source(spec: InputSpec, speed: float, block_ms: int) -> Source:
+def open_source(spec: InputSpec, speed: float, block_ms: int, rescan: bool = False) -> Source:
+    """`rescan`: re-read the system's devices first (PortAudio lists them once), to find a
+    microphone that was unplugged and is back."""
     block = SAMPLE_RATE * block_ms // 1000
     if spec.kind == "mic":
+        if rescan:
+            sounddevice = _sounddevice()
+            sounddevice._terminate()  # sounddevice's documented way to refresh the device list
+            sounddevice._initialize()
         return MicrophoneSource(spec.value, block)
     if spec.kind == "scenario":
         from monitor.scenario import render_scenario

@@ -225,6 +225,8 @@ def _filter_arguments(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crywatch", description="Real-time neonatal cry monitor.")
     parser.add_argument("--config", help="config.toml to use (default: the project's config.toml)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning",
+                        help="what goes to stderr (journald) besides the events themselves")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the monitor service (with the dashboard unless --headless)")
@@ -276,19 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(dashboard: bool) -> None:
-    """Warnings and errors to stderr (journald reads it); inside a dashboard, to Textual's log
+def _configure_logging(level: str, dashboard: bool) -> None:
+    """One line per event to stderr (journald reads it); inside a dashboard, to Textual's log
     instead, so they do not scribble over the screen."""
     from textual.logging import TextualHandler
 
     handler = TextualHandler() if dashboard else logging.StreamHandler(sys.stderr)
-    logging.basicConfig(level=logging.WARNING, format="crywatch: %(levelname)s %(name)s: %(message)s",
+    logging.basicConfig(level=level.upper(), format="crywatch: %(levelname)s %(name)s: %(message)s",
                         handlers=[handler])
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(dashboard=args.command in ("tui", "review"))
+    _configure_logging(args.log_level, dashboard=args.command in ("tui", "review"))
     try:
         return args.func(args)
     except EXPECTED_ERRORS as exc:

@@ -171,10 +171,12 @@ class ServiceSettings:
     bed: str = "bed-1"
     stall_s: float = 5.0  # no audio for this long = the microphone is dead: technical alarm, no watchdog ping
     stage_timeout_s: float = 30.0  # a stage making no progress this long is hung: alarm, no watchdog ping
+    muted_s: float = 30.0  # only exact zeros from the microphone this long = muted: technical alarm
 
     def validate(self, section: str) -> None:
         _check(bool(self.bed.strip()), f"{section}.bed", "must not be empty")
         _check(0 < self.stall_s <= 60, f"{section}.stall_s", "must be in (0, 60] seconds")
+        _check(1 <= self.muted_s <= 3600, f"{section}.muted_s", "must be 1..3600 seconds")
         _check(1 <= self.stage_timeout_s <= 600, f"{section}.stage_timeout_s",
                "must be 1..600 seconds (longer than the slowest embedder batch)")
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Callable
 
 from monitor.alarms import AlarmError, AlarmManager
-from monitor.audio import InputSpec, PlaybackSource, RingBuffer, Source, open_source
+from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Source, open_source
 from monitor.bus import BusError, Envelope, Publisher
 from monitor.config import Settings, check_watchdog
 from monitor.control import ControlReply, ControlRequest, ControlServer
@@ -49,6 +49,7 @@ _LOGGER = logging.getLogger(__name__)
 _GATE_POLL_S = 0.02
 _BAD_AUDIO_CLEARS_S = 5.0  # no NaN/Inf samples for this long: the bad-audio alarm's cause has gone
 _STOP_BUDGET_S = 20.0  # the unit's TimeoutStopSec is 30
+_MIC_RETRY_MAX_S = 30.0
 _STORE_RETRY_S = 1.0  # a failing log is tried again this often
 _STORE_TRIES_AFTER_END = 5  # at shutdown, a failing log gets these last tries
 _RECENT_EPISODES = 8
@@ -75,6 +76,10 @@ class _Watch:
     nonfinite: int = 0  # NaN/Inf samples seen so far
     bad_since: float | None = None  # when they last grew
     hung: set[str] = field(default_factory=set)
+    muted: bool = False  # only digital silence arrives
+    lost_since: float | None = None  # the microphone is gone since then
+    retry_at: float = 0.0
+    retry_delay: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -190,17 +195,16 @@ class Service:
                     failed = f"{worker.name} worker failed: {describe_error(worker.error)['error']}"
                     self._alarm_events(lambda: self.alarms.fault("monitor_failed", True, self.ring.end, failed))
                     return failed
-            if self.source.live and self.source.finished:  # e.g. the USB microphone was unplugged
-                source = self.source.description
-                self._alarm_events(lambda: self.alarms.fault("microphone_lost", True, self.ring.end, source))
-                return f"{self.source.description} stopped delivering audio (device removed or failed)"
             if not self._worker("gate").is_alive() and not self._worker("classifier").is_alive():
                 return None  # the input ended and everything downstream drained
             now = time.monotonic()
+            if self.source.live and self.source.finished:  # e.g. the USB microphone was unplugged
+                self._recover_microphone(watch, now)
             self._check_audio(watch, now)
             self._check_stages(watch, now)
-            problems = (["audio stalled"] if watch.stalled else []) + (["bad audio"] if watch.bad_since else []) + [
-                f"{name} hung" for name in sorted(watch.hung)]
+            problems = (["microphone lost"] if watch.lost_since else []) + (["audio stalled"] if watch.stalled else []) \
+                + (["microphone muted"] if watch.muted else []) \
+                + (["bad audio"] if watch.bad_since else []) + [f"{name} hung" for name in sorted(watch.hung)]
             self._health = ", ".join(problems) or "ok"
             self._alarm_events(lambda: self.alarms.tick(self.ring.end))
             if now >= next_beat:
@@ -210,6 +214,31 @@ class Service:
                     sd_notify("WATCHDOG=1")
         return None
 
+    def _recover_microphone(self, watch: _Watch, now: float) -> None:
+        """The microphone is gone: say so once, then open it again with backoff (1, 2, 4 ... 30 s)."""
+        if watch.lost_since is None:
+            watch.lost_since, watch.retry_at, watch.retry_delay = now, now, 1.0
+            self.source.stop()  # its stream must be closed before PortAudio is re-initialised
+            lost = self.source.description
+            _LOGGER.error("%s stopped delivering audio (device removed or failed); opening it again", lost)
+            self._alarm_events(lambda: self.alarms.fault("microphone_lost", True, self.ring.end, lost))
+        if now < watch.retry_at:
+            return
+        audio = self.settings.audio
+        try:
+            source = open_source(InputSpec.parse(audio.input, audio.device), audio.speed, audio.block_ms, rescan=True)
+            source.start(self.ring)
+        except AudioError as exc:
+            watch.retry_delay = min(2 * watch.retry_delay, _MIC_RETRY_MAX_S)
+            watch.retry_at = now + watch.retry_delay
+            _LOGGER.warning("microphone still unavailable (%s); next try in %.0f s", exc, watch.retry_delay)
+            return
+        self.source = source
+        self._t0 = time.time() - seconds(self.ring.end)  # stream time lost the outage: wall clock did not
+        _LOGGER.warning("%s is back after %.1f s", source.description, now - watch.lost_since)
+        watch.lost_since, watch.last_end, watch.last_progress = None, self.ring.end, now
+        self._alarm_events(lambda: self.alarms.fault("microphone_lost", False, self.ring.end))
+
     def _check_audio(self, watch: _Watch, now: float) -> None:
         """A dead microphone must never look like a quiet room, nor NaN samples like silence."""
         if self.ring.end != watch.last_end:
@@ -217,10 +246,16 @@ class Service:
             if watch.stalled:
                 watch.stalled = False
                 self._alarm_events(lambda: self.alarms.fault("microphone_silent", False, self.ring.end))
-        elif self.source.live and not watch.stalled and now - watch.last_progress > self.settings.service.stall_s:
+        elif (self.source.live and watch.lost_since is None and not watch.stalled
+              and now - watch.last_progress > self.settings.service.stall_s):
             watch.stalled = True
             silent = f"nothing for {now - watch.last_progress:.1f} s"
             self._alarm_events(lambda: self.alarms.fault("microphone_silent", True, self.ring.end, silent))
+        muted = self.source.live and self.ring.end - self.ring.last_sound > self.settings.service.muted_s * SAMPLE_RATE
+        if muted != watch.muted:
+            watch.muted = muted
+            quiet = f"only zeros for {seconds(self.ring.end - self.ring.last_sound):.0f} s"
+            self._alarm_events(lambda: self.alarms.fault("microphone_muted", muted, self.ring.end, quiet))
         if self.ring.nonfinite != watch.nonfinite:
             if watch.bad_since is None:
                 count = f"{self.ring.nonfinite - watch.nonfinite} samples"
@@ -290,7 +325,8 @@ class Service:
         gate = self.pipeline.gate
         while True:
             me.beat()
-            finished = self.source.finished
+            # A file or scenario ends; a lost microphone does not end the stream: the supervisor reopens it.
+            finished = self.source.finished and not self.source.live
             output = gate.advance(self.ring, final=finished)
             if output.activity is not None:  # frames skip the embedder: episodes open without waiting for it
                 self._classify_q.put(output.activity)
