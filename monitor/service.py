@@ -50,6 +50,7 @@ _GATE_POLL_S = 0.02
 _BAD_AUDIO_CLEARS_S = 5.0  # no NaN/Inf samples for this long: the bad-audio alarm's cause has gone
 _STOP_BUDGET_S = 20.0  # the unit's TimeoutStopSec is 30
 _MIC_RETRY_MAX_S = 30.0
+_FILE_BACKLOG = 16  # windows a file may queue for the embedder (the queue holds 64; one gate step adds <= 30)
 _STORE_RETRY_S = 1.0  # a failing log is tried again this often
 _STORE_TRIES_AFTER_END = 5  # at shutdown, a failing log gets these last tries
 _RECENT_EPISODES = 8
@@ -325,6 +326,11 @@ class Service:
         gate = self.pipeline.gate
         while True:
             me.beat()
+            # A file has no deadline: rather than drop windows the embedder cannot take yet, wait for
+            # it (the playback waits for the gate in turn). A microphone cannot wait: it drops, counted.
+            while not self.source.live and len(self._embed_q) >= _FILE_BACKLOG and not self._stop.is_set():
+                me.beat()
+                time.sleep(_GATE_POLL_S)
             # A file or scenario ends; a lost microphone does not end the stream: the supervisor reopens it.
             finished = self.source.finished and not self.source.live
             output = gate.advance(self.ring, final=finished)

@@ -7,11 +7,14 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
+import soundfile
 
 from monitor.bus import Subscriber
 from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, Heartbeat, WindowScored
 from monitor.pipeline import Models
+from monitor.scenario import render_scenario
 from monitor.service import Service
 from monitor.store import list_episodes, open_engine
 from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick
@@ -267,3 +270,24 @@ def test_a_full_disk_stops_the_log_not_the_alarms_and_nothing_is_lost(settings, 
         assert conn.execute("select count(*) from windows").fetchone()[0] == gated  # the spooled ones too
         lost = conn.execute("select detail from service_events where kind = 'stopped'").fetchone()[0]
     assert '"log_events_lost": 0' in lost
+
+
+class _SlowEmbedder:
+    """As fast as a bedside CPU running HeAR: 0.3 s per call."""
+
+    def __init__(self, like):
+        self.id, self.dim, self._like = like.id, like.dim, like
+
+    def embed(self, windows):
+        time.sleep(0.3)
+        return self._like.embed(windows)
+
+
+def test_a_file_at_full_speed_waits_for_a_slow_embedder_instead_of_dropping(settings, models, tmp_path):
+    path = tmp_path / "three-scenarios.wav"  # 3 min, three cries: far more windows than the embedder queue holds
+    soundfile.write(path, np.tile(render_scenario("nicu").samples, 3), 16000)
+    slow = Models(models.detector, _SlowEmbedder(models.embedder), models.head)
+    service = _service(settings, tmp_path, str(path), speed=0.0, models=slow)
+    summary = service.run()
+    assert summary.failed is None and service.dropped_windows == 0
+    assert 179 <= summary.windows <= 195  # every window, as at real time
