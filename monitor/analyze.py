@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from monitor.audio import load_audio
+from monitor.audio import stream_audio
 from monitor.config import Settings
 from monitor.messages import (
     NOT_CRY,
@@ -20,12 +20,21 @@ from monitor.messages import (
 from monitor.pipeline import Models, Pipeline
 
 
-def analyze_samples(samples: np.ndarray, settings: Settings, models: Models) -> tuple[list[PipelineEvent], dict[str, Any]]:
-    """All events for one recording, and the per-file summary `crywatch analyze` prints."""
+def analyze_samples(samples: np.ndarray | Iterable[np.ndarray], settings: Settings,
+                    models: Models) -> tuple[list[PipelineEvent], dict[str, Any]]:
+    """All events for one recording (an array, or a stream of blocks), and the per-file summary
+    `crywatch analyze` prints."""
     pipeline = Pipeline(settings, models)
     events: list[PipelineEvent] = []
     raws: list[np.ndarray] = []
-    for output in pipeline.gate.outputs_over(samples):
+    heard = [0]
+
+    def counted(parts: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for part in parts:
+            heard[0] += len(part)
+            yield part
+
+    for output in pipeline.gate.outputs_over(counted([samples] if isinstance(samples, np.ndarray) else samples)):
         # Frames first: an episode exists before the windows that type it, as in the live driver.
         new = pipeline.observe(output.activity) if output.activity is not None else []
         new += pipeline.classify(pipeline.embed(output.windows))
@@ -50,7 +59,7 @@ def analyze_samples(samples: np.ndarray, settings: Settings, models: Models) -> 
         for ep in closed.values()
     ]
     summary = {
-        "duration_s": round(len(samples) / SAMPLE_RATE, 3),
+        "duration_s": round(heard[0] / SAMPLE_RATE, 3),
         "windows": sum(isinstance(e, WindowScored) for e in events),
         "gated_windows": len(raws),
         "probs": probs,
@@ -60,7 +69,7 @@ def analyze_samples(samples: np.ndarray, settings: Settings, models: Models) -> 
 
 
 def analyze_file(path: str | Path, settings: Settings, models: Models) -> dict[str, Any]:
-    _events, summary = analyze_samples(load_audio(path), settings, models)
+    _events, summary = analyze_samples(stream_audio(path), settings, models)
     return {"path": str(path), **summary}
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import soundfile
@@ -43,20 +43,46 @@ def to_mono_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def load_audio(path: str | Path) -> np.ndarray:
     """Decode any wav/flac/ogg file to 16 kHz mono float32 in [-1, 1]."""
+    return np.concatenate(list(stream_audio(path)))
+
+
+def stream_audio(path: str | Path, block_s: float = 8.0) -> Iterator[np.ndarray]:
+    """The file as 16 kHz mono float32 blocks, decoded and resampled block by block, so memory does
+    not grow with the file's length. Unreadable or empty files raise AudioError before the first block."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"audio file {path} not found: check the path")
     try:
-        samples, rate = soundfile.read(path, dtype="float32", always_2d=False)
+        handle = soundfile.SoundFile(path)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"audio file {path} is not readable audio ({exc}): use wav, flac or ogg") from exc
-    if samples.size == 0:
+    if handle.frames == 0:
+        handle.close()
         raise AudioError(f"audio file {path} holds no samples: record or choose a non-empty file")
-    bad = ~np.isfinite(samples)
-    if bad.any():  # before resampling, which would smear them over their neighbours
-        _LOGGER.warning("audio file %s: %d non-finite samples (NaN/Inf) set to 0", path, int(bad.sum()))
-        samples = np.where(bad, 0.0, samples).astype(np.float32)
-    return to_mono_16k(samples, rate)
+    return _decoded(handle, path, block_s)
+
+
+def _decoded(handle: soundfile.SoundFile, path: Path, block_s: float) -> Iterator[np.ndarray]:
+    rate = handle.samplerate
+    resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32",
+                                                                        quality="HQ")
+    nonfinite = 0
+    with handle:
+        for block in handle.blocks(blocksize=max(1, int(block_s * rate)), dtype="float32", always_2d=True):
+            mono = block.mean(axis=1, dtype=np.float32)
+            bad = ~np.isfinite(mono)
+            if bad.any():  # zeroed before resampling, which would smear them over their neighbours
+                nonfinite += int(bad.sum())
+                mono[bad] = 0.0
+            out = mono if resampler is None else resampler.resample_chunk(mono)
+            if len(out):
+                yield np.ascontiguousarray(out, dtype=np.float32)
+        if resampler is not None:
+            tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if len(tail):
+                yield np.ascontiguousarray(tail, dtype=np.float32)
+    if nonfinite:
+        _LOGGER.warning("audio file %s: %d non-finite samples (NaN/Inf) set to 0", path, nonfinite)
 
 
 def windows_of(samples: np.ndarray, hop: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -153,9 +179,17 @@ class Source(Protocol):
     def overruns(self) -> int: ...
 
 
-def blocks_of(samples: np.ndarray, block: int) -> Iterator[Block]:
-    for start in range(0, len(samples), block):
-        yield Block(start, samples[start : start + block])
+def blocks_of(samples: np.ndarray | Iterable[np.ndarray], block: int) -> Iterator[Block]:
+    """Blocks of `block` samples (the last may be shorter) from an array or a stream of arrays."""
+    parts = [samples] if isinstance(samples, np.ndarray) else samples
+    start, carry = 0, np.zeros(0, np.float32)
+    for part in parts:
+        carry = np.concatenate([carry, part]) if len(carry) else part
+        while len(carry) >= block:
+            yield Block(start, carry[:block])
+            start, carry = start + block, carry[block:]
+    if len(carry):
+        yield Block(start, carry)
 
 
 class PlaybackSource:
@@ -166,8 +200,8 @@ class PlaybackSource:
 
     live = False
 
-    def __init__(self, samples: np.ndarray, description: str, speed: float, block: int):
-        self._samples = samples
+    def __init__(self, samples: np.ndarray | Iterable[np.ndarray], description: str, speed: float, block: int):
+        self._samples = samples  # an array, or a stream of them (a file decoded as it plays)
         self.description = description
         self._speed = speed
         self._block = block
@@ -175,10 +209,6 @@ class PlaybackSource:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumed: Callable[[], int] = lambda: 0
-
-    @property
-    def duration_s(self) -> float:
-        return len(self._samples) / SAMPLE_RATE
 
     @property
     def finished(self) -> bool:
@@ -356,4 +386,4 @@ def open_source(spec: InputSpec, speed: float, block_ms: int, rescan: bool = Fal
 
         scenario = render_scenario(spec.value)
         return PlaybackSource(scenario.samples, scenario.description, speed, block)
-    return PlaybackSource(load_audio(spec.value), f"file {spec.value}", speed, block)
+    return PlaybackSource(stream_audio(spec.value), f"file {spec.value}", speed, block)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from monitor.audio import RingBuffer
+from monitor.audio import RingBuffer, blocks_of
 from monitor.config import GateSettings
 from monitor.detect import Decision, DetectorModel, FeatureSettings, StreamingDetector
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Activity, CryOnset, Window
@@ -147,16 +147,21 @@ class Gate:
             windows += self._tail_window(ring)
         return GateOutput(activity, windows)
 
-    def outputs_over(self, samples: np.ndarray, block: int = 8 * SAMPLE_RATE) -> Iterator[GateOutput]:
-        """Feeds a whole recording through a private ring block by block, as a source would."""
+    def outputs_over(self, samples: np.ndarray | Iterable[np.ndarray],
+                     block: int = 8 * SAMPLE_RATE) -> Iterator[GateOutput]:
+        """Feeds a recording (an array, or a stream of arrays) through a private ring block by
+        block, as a source would; the last block is decided as final."""
         assert block + WINDOW_SAMPLES <= _HISTORY_S * SAMPLE_RATE
         ring = RingBuffer(block + 2 * WINDOW_SAMPLES)
-        starts = range(0, len(samples), block)
-        for start in starts:
-            ring.write(samples[start : start + block])
-            yield self.advance(ring, final=start == starts[-1])
-        if not len(samples):
-            yield self.advance(ring, final=True)
+        pending = None
+        for piece in blocks_of(samples, block):
+            if pending is not None:
+                ring.write(pending.samples)
+                yield self.advance(ring, final=False)
+            pending = piece
+        if pending is not None:
+            ring.write(pending.samples)
+        yield self.advance(ring, final=True)
 
     def _restart(self, at: int) -> None:
         """After a gap the detector starts afresh; frames in the gap count as no cry."""

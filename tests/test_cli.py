@@ -2,12 +2,14 @@
 import csv
 import io
 import json
+import os
+import subprocess
 
 import numpy as np
 import soundfile
 
 from monitor.classify import Head
-from tests.conftest import cry_path, pick, run_crywatch
+from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, pick, run_crywatch
 
 
 def _one_line_error(result, *needles: str) -> None:
@@ -100,3 +102,24 @@ def test_episodes_command_reads_what_run_logged(tmp_path):
     exported = next(r for r in rows if r["id"] == str(first))
     assert (exported["review_verdict"], exported["review_by"], exported["review_note"]) == ("other", "AB",
                                                                                               "synthetic scenario")
+
+
+def test_an_hour_of_48_khz_stereo_is_analysed_in_bounded_memory(tmp_path):
+    """Decoding and resampling stream block by block: peak memory does not grow with the file."""
+    path = tmp_path / "hour.flac"
+    rng = np.random.default_rng(0)
+    with soundfile.SoundFile(path, "w", 48_000, 2, subtype="PCM_16", format="FLAC") as f:
+        for minute in range(60):  # quiet room noise with a beep now and then: small as FLAC, real to decode
+            t = np.arange(48_000 * 60) / 48_000
+            tone = 0.1 * np.sin(2 * np.pi * 960 * t) * ((t % 20) < 0.3)
+            noise = 0.001 * rng.standard_normal(len(t))
+            f.write(np.stack([tone + noise, noise], axis=1).astype(np.float32))
+    process = subprocess.Popen([*crywatch_command("analyze", "--json", str(path))], cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    output = process.stdout.read()
+    assert os.waitstatus_to_exitcode(status) == 0, process.stderr.read()
+    [result] = json.loads(output)
+    peak_mb = usage.ru_maxrss / 1024
+    print(f"\n1 h of 48 kHz stereo: peak RSS {peak_mb:.0f} MB")
+    assert result["duration_s"] == 3600.0 and peak_mb < 400
