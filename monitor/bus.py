@@ -9,7 +9,7 @@ error, never a KeyError deep in a dashboard.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import msgspec
 import zmq
@@ -108,13 +108,17 @@ def decode(body: bytes) -> Envelope:
 
 
 class Publisher:
-    """Owned by one thread: ZeroMQ sockets are not thread-safe."""
+    """Owned by one thread: ZeroMQ sockets are not thread-safe. `secure` sets CURVE on the socket
+    (monitor/keys.py) before it binds."""
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, context: zmq.Context | None = None,
+                 secure: Callable[[zmq.Socket], None] | None = None):
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.LINGER, 500)
         self._socket.setsockopt(zmq.SNDHWM, 1000)  # a stuck dashboard costs dropped messages, not memory
+        if secure is not None:
+            secure(self._socket)
         try:
             self._socket.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -134,7 +138,8 @@ class Subscriber:
     """One SUB socket per endpoint, so a dashboard knows which endpoint each event came from
     (and which endpoint has never answered)."""
 
-    def __init__(self, endpoints: Iterable[str], context: zmq.Context | None = None):
+    def __init__(self, endpoints: Iterable[str], context: zmq.Context | None = None,
+                 secure: Callable[[zmq.Socket], None] | None = None):
         context = context or zmq.Context.instance()
         self.endpoints = tuple(endpoints)
         self._sockets: dict[zmq.Socket, str] = {}
@@ -143,6 +148,8 @@ class Subscriber:
             socket = context.socket(zmq.SUB)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.SUBSCRIBE, b"")
+            if secure is not None:
+                secure(socket)
             try:
                 socket.connect(endpoint)
             except zmq.ZMQError as exc:

@@ -191,12 +191,24 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     from monitor.bus import Subscriber
+    from monitor.keys import load_dashboard_keys
     from monitor.tui.app import CryWatchApp
 
     settings = _settings(args, store={"url": args.db})
     endpoints = args.connect or [settings.bus.endpoint]
+    folder = args.keys or settings.bus.keys
+    keys = load_dashboard_keys(folder) if folder else None
     Subscriber(endpoints).close()  # a bad endpoint is one line here, not a traceback inside the app
-    CryWatchApp(endpoints, review_db=settings.store.url).run()
+    CryWatchApp(endpoints, review_db=settings.store.url, keys=keys).run()
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from monitor.keys import make_keys
+
+    make_keys(args.folder)
+    print(f"crywatch: CURVE keys for a unit in {args.folder}: on bedside PCs set [bus] keys = \"{args.folder}\" "
+          "(monitor.key_secret stays there); give dashboard PCs a copy without monitor.key_secret")
     return 0
 
 
@@ -265,7 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
     tui = commands.add_parser("tui", help="dashboard for one or more running monitors")
     tui.add_argument("--connect", nargs="+", metavar="ENDPOINT", help="bus endpoints (default: [bus] endpoint)")
     tui.add_argument("--db", help="the log `r` opens for review (default: [store] url)")
+    tui.add_argument("--keys", help="CURVE keys folder for monitors that bind beyond loopback (default: [bus] keys)")
     tui.set_defaults(func=cmd_tui)
+
+    keys = commands.add_parser("keys", help="make CURVE keys so a bus can leave this PC safely")
+    keys.add_argument("folder", help="an empty folder to write the unit's keys into")
+    keys.set_defaults(func=cmd_keys)
 
     devices = commands.add_parser("devices", help="list microphones")
     devices.set_defaults(func=cmd_devices)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import shlex
 import shutil
@@ -9,6 +10,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
+from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config.toml"
@@ -158,11 +160,16 @@ class BusSettings:
     endpoint: str = "tcp://127.0.0.1:5557"  # loopback by default: no bedside audio data leaves the PC
     control: str = "tcp://127.0.0.1:*"  # acknowledgements (REQ/REP); * = a free port, advertised in heartbeats
     heartbeat_s: float = 1.0
+    keys: str = ""  # CURVE keys folder (`crywatch keys DIR`): required to bind beyond loopback
 
     def validate(self, section: str) -> None:
         for key in ("endpoint", "control"):
-            _check(getattr(self, key).startswith(("tcp://", "ipc://", "inproc://")), f"{section}.{key}",
+            endpoint = getattr(self, key)
+            _check(endpoint.startswith(("tcp://", "ipc://", "inproc://")), f"{section}.{key}",
                    "must be a ZeroMQ endpoint such as tcp://127.0.0.1:5557")
+            _check(is_local(endpoint) or bool(self.keys), f"{section}.{key}",
+                   f"{endpoint} listens beyond this PC: anyone on the network could read the beds' events or forge "
+                   "them; set [bus] keys to a folder made by `crywatch keys DIR`, or keep 127.0.0.1")
         _check(self.heartbeat_s > 0, f"{section}.heartbeat_s", "must be > 0")
 
 
@@ -217,6 +224,19 @@ def check_watchdog(settings: Settings, watchdog_usec: str | None) -> None:
            "a healthy monitor")
     _check(settings.service.stall_s < limit, "service.stall_s",
            f"{settings.service.stall_s} s is not under the unit's WatchdogSec ({limit:g} s)")
+
+
+def is_local(endpoint: str) -> bool:
+    """Whether binding `endpoint` keeps the socket on this PC (loopback TCP, IPC, in-process)."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # *, an interface name or a host name: reachable from the network
 
 
 def _project_path(value: str) -> Path:

@@ -46,9 +46,12 @@ Handler = Callable[[ControlRequest], ControlReply]
 class ControlServer:
     """The monitor's side. Owned by one thread, which calls `serve_once` in a loop."""
 
-    def __init__(self, endpoint: str, handler: Handler, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, handler: Handler, context: zmq.Context | None = None,
+                 secure: Callable[[zmq.Socket], None] | None = None):
         self._socket = (context or zmq.Context.instance()).socket(zmq.REP)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if secure is not None:
+            secure(self._socket)
         try:
             self._socket.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -82,13 +85,15 @@ class ControlServer:
 
 
 def send_request(endpoint: str, request: ControlRequest, timeout_s: float = 1.5, retries: int = 2,
-                 context: zmq.Context | None = None) -> ControlReply:
+                 context: zmq.Context | None = None, secure: Callable[[zmq.Socket], None] | None = None) -> ControlReply:
     """Lazy Pirate: one REQ socket per try, closed after a timeout; BusError when no try is answered."""
     context = context or zmq.Context.instance()
     body = msgspec.json.encode(request)
     for _attempt in range(retries):
         socket = context.socket(zmq.REQ)
         socket.setsockopt(zmq.LINGER, 0)
+        if secure is not None:
+            secure(socket)
         try:
             socket.connect(endpoint)
             socket.send(body)

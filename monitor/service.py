@@ -22,6 +22,7 @@ from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Sou
 from monitor.bus import BusError, Envelope, Publisher
 from monitor.config import Settings, check_watchdog
 from monitor.control import ControlReply, ControlRequest, ControlServer
+from monitor.keys import load_monitor_keys, serve_securely, start_authenticator
 from monitor.messages import (
     SAMPLE_RATE,
     Activity,
@@ -109,10 +110,14 @@ class Service:
         self._engine = open_engine(settings.store.url)
         # A run of this bed that died (kill -9, power cut) left episodes and alarms open: close them.
         self._interrupted = close_interrupted(self._engine, self.bed, utc(time.time()))
-        self._publisher = Publisher(settings.bus.endpoint)
+        # Beyond loopback (config refuses it without keys), only dashboards holding a key get in.
+        keys = load_monitor_keys(settings.bus.keys) if settings.bus.keys else None
+        secure = (lambda socket: serve_securely(socket, keys)) if keys else None
+        self._authenticator = start_authenticator(keys) if keys else None
+        self._publisher = Publisher(settings.bus.endpoint, secure=secure)
         self.bus_endpoint = self._publisher.endpoint
         try:
-            self._control = ControlServer(settings.bus.control, self._on_control)
+            self._control = ControlServer(settings.bus.control, self._on_control, secure=secure)
         except BusError:
             self._publisher.close()
             raise
@@ -315,6 +320,8 @@ class Service:
             self._notifier.stop(timeout_s=max(0.1, min(self.settings.alerts.command_timeout_s, deadline - time.monotonic())))
         self._control.close()
         self._publisher.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
         self._engine.dispose()
         sd_notify("STOPPING=1")
 

@@ -18,6 +18,7 @@ from textual.widgets import Footer, Header
 from monitor.alarms import AlarmError, check_initials
 from monitor.bus import BusError, Envelope, Subscriber
 from monitor.control import ControlRequest, Op, send_request
+from monitor.keys import DashboardKeys, connect_securely
 from monitor.messages import Alarm, AlarmAnnounced, AlarmRaised
 from monitor.tui.state import NO_SIGNAL, BedView, apply
 from monitor.tui.widgets import AlertBanner, BedTile, EpisodesTable, InitialsScreen
@@ -44,9 +45,10 @@ class CryWatchApp(App):
     BINDINGS = [("a", "acknowledge", "Acknowledge"), ("s", "silence", "Audio pause"), ("r", "review", "Review"),
                 ("q", "quit", "Quit"), ("ctrl+c", "quit", "Quit")]
 
-    def __init__(self, endpoints: list[str], review_db: str | None = None):
+    def __init__(self, endpoints: list[str], review_db: str | None = None, keys: DashboardKeys | None = None):
         super().__init__()
         self.endpoints = list(endpoints)
+        self._secure = (lambda socket: connect_securely(socket, keys)) if keys else None
         self._review_db = review_db  # the log `r` opens for review
         # Until an endpoint is heard from, its tile is keyed by the endpoint itself.
         self.beds: dict[str, BedView] = {e: BedView(e, health="never heard from") for e in self.endpoints}
@@ -70,7 +72,7 @@ class CryWatchApp(App):
 
     @work(thread=True, exclusive=True)
     def listen(self) -> None:
-        subscriber = Subscriber(self.endpoints)
+        subscriber = Subscriber(self.endpoints, secure=self._secure)
         try:
             while not self._stop_listening.is_set():
                 try:
@@ -185,7 +187,7 @@ class CryWatchApp(App):
     @work(thread=True)
     def _send(self, endpoint: str, request: ControlRequest, bed: str) -> None:
         try:
-            reply = send_request(endpoint, request)
+            reply = send_request(endpoint, request, secure=self._secure)
         except BusError as exc:
             self.call_from_thread(self.notify, f"{bed}: {exc}", severity="error", timeout=10)
             return
@@ -221,7 +223,11 @@ def run_with_service(service) -> Any:
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", service.run()), name="service")
     thread.start()
-    app = CryWatchApp([service.bus_endpoint], review_db=service.settings.store.url)
+    from monitor.keys import load_dashboard_keys
+
+    folder = service.settings.bus.keys
+    app = CryWatchApp([service.bus_endpoint], review_db=service.settings.store.url,
+                      keys=load_dashboard_keys(folder) if folder else None)
     signal.signal(signal.SIGTERM, lambda *_: app.exit())
     try:
         app.run()
