@@ -25,6 +25,7 @@ from monitor.messages import (
     EpisodeUpdated,
     Heartbeat,
     ServiceStatus,
+    WindowEmbedded,
     WindowScored,
     WireEvent,
     seconds,
@@ -59,11 +60,12 @@ class SchemaMismatch(BusError):
 
 @dataclass(frozen=True)
 class Envelope:
-    """An event as it travels: which bed, and the wall-clock time the event refers to."""
+    """An event as it travels: which bed, and the wall-clock time the event refers to. Only wire
+    events are encoded; a WindowEmbedded envelope goes from the service to its log only."""
 
     bed: str
     time: str  # ISO 8601 UTC
-    event: WireEvent
+    event: WireEvent | WindowEmbedded
 
     @property
     def t(self) -> float:

@@ -148,6 +148,7 @@ class EpisodeSettings:
 class StoreSettings:
     url: str = "sqlite:///crywatch.db"  # relative sqlite paths are relative to the working directory
     log_windows: bool = True  # one row per gated window, for review
+    log_embeddings: bool = False  # also each gated window's embedding (not audio), to score new heads on site
 
     def validate(self, section: str) -> None:
         _check("://" in self.url, f"{section}.url", "must be a SQLAlchemy URL such as sqlite:///crywatch.db")

@@ -162,6 +162,17 @@ class WindowScored:
 
 
 @dataclass(frozen=True)
+class WindowEmbedded:
+    """A gated window's embedding, for the log only (`[store] log_embeddings`): never on the bus.
+    A summary of the sound that a head can score again; the sound cannot be played back from it."""
+
+    time: int
+    start_s: float
+    embedder_id: str
+    vector: np.ndarray = field(compare=False)
+
+
+@dataclass(frozen=True)
 class EpisodeOpened:
     time: int
     episode: EpisodeSummary
@@ -305,5 +316,5 @@ class Heartbeat:
 
 AlarmEvent = AlarmRaised | AlarmAnnounced | AlarmAcknowledged | AlarmSilenced | AlarmCleared
 EpisodeEvent = EpisodeOpened | EpisodeUpdated | EpisodeClosed
-PipelineEvent = WindowScored | EpisodeEvent | AlertStarted | AlertEnded
+PipelineEvent = WindowScored | WindowEmbedded | EpisodeEvent | AlertStarted | AlertEnded
 WireEvent = WindowScored | EpisodeEvent | AlarmEvent | ServiceStatus | Heartbeat

@@ -15,7 +15,16 @@ from monitor.detect import DetectorModel
 from monitor.embed import Embedder, make_embedder
 from monitor.episodes import EpisodeTracker
 from monitor.gate import Gate
-from monitor.messages import NOT_CRY, Activity, Embedding, PipelineEvent, Window, WindowScored, seconds
+from monitor.messages import (
+    NOT_CRY,
+    Activity,
+    Embedding,
+    PipelineEvent,
+    Window,
+    WindowEmbedded,
+    WindowScored,
+    seconds,
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class Pipeline:
         self.gate = Gate(settings.gate, models.detector)
         self.classifier = Classifier(models.head, settings.classifier.smoothing, settings.alerts)
         self.episodes = EpisodeTracker(settings.episodes, models.head.classes)
+        self._log_embeddings = settings.store.log_embeddings
         self.last_time = 0  # end of the newest window classified
 
     def observe(self, activity: Activity) -> list[PipelineEvent]:
@@ -73,6 +83,9 @@ class Pipeline:
                 activity=round(window.active_fraction, 3), gated=window.gated, raw=prediction.raw_dict(),
                 smoothed=smoothed, cry=round(1.0 - smoothed[NOT_CRY], 4),
                 alerts=tuple(self.classifier.active_alerts)))
+            if self._log_embeddings and embedding.vector is not None:
+                events.append(WindowEmbedded(window.end, round(seconds(window.start), 3), embedding.embedder_id,
+                                             np.asarray(embedding.vector, np.float32)))
             events.extend(episode_events)
         return events
 

@@ -37,6 +37,7 @@ from monitor.messages import (
     Heartbeat,
     PipelineEvent,
     ServiceStatus,
+    WindowEmbedded,
     WindowScored,
     WireEvent,
     seconds,
@@ -441,6 +442,9 @@ class Service:
         if isinstance(event, (AlertStarted, AlertEnded)):  # a cause; the alarm manager decides what staff see
             cause = event
             self._alarm_events(lambda: self.alarms.alert(cause))
+            return
+        if isinstance(event, WindowEmbedded):  # for the log only, never on the bus
+            self._store_q.put(Envelope(self.bed, self._wall(seconds(event.time)).isoformat(), event))
             return
         match event:
             case WindowScored():

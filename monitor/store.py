@@ -15,11 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, DateTime, ForeignKey, String, create_engine, event, inspect, select, text
+from sqlalchemy import JSON, DateTime, ForeignKey, LargeBinary, String, create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -38,6 +39,7 @@ from monitor.messages import (
     EpisodeUpdated,
     Heartbeat,
     ServiceStatus,
+    WindowEmbedded,
     WindowScored,
 )
 
@@ -82,6 +84,16 @@ class WindowRow(Base):
     raw: Mapped[dict[str, Any]]
     smoothed: Mapped[dict[str, Any]]
     episode_id: Mapped[int | None] = mapped_column(ForeignKey("episodes.id"))
+
+
+class WindowEmbeddingRow(Base):
+    """A gated window's embedding (`[store] log_embeddings`): numbers, not audio."""
+
+    __tablename__ = "window_embeddings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    window_id: Mapped[int] = mapped_column(ForeignKey("windows.id"), index=True)
+    embedder_id: Mapped[str]
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian
 
 
 class AlarmRow(Base):
@@ -213,26 +225,34 @@ class StoreWriter:
         self._episode_ids: dict[int, int] = {}
         self._alarm_ids: dict[int, int] = {}
         self._current_episode: int | None = None
+        self._last_window: tuple[int, float] | None = None  # (row id, start_s) of the newest window row
 
     def write(self, envelopes: list[Envelope]) -> None:
         """One transaction per batch: what was handed over is either all stored or raises, and then
         this writer is as it was before (row ids given out by the failed transaction are forgotten)."""
-        saved = dict(self._episode_ids), dict(self._alarm_ids), self._current_episode
+        saved = dict(self._episode_ids), dict(self._alarm_ids), self._current_episode, self._last_window
         try:
             with Session(self._engine) as session, session.begin():
                 for envelope in envelopes:
                     self._apply(session, envelope)
         except BaseException:
-            self._episode_ids, self._alarm_ids, self._current_episode = saved
+            self._episode_ids, self._alarm_ids, self._current_episode, self._last_window = saved
             raise
 
     def _apply(self, session: Session, envelope: Envelope) -> None:
         match envelope.event:
             case WindowScored() as window:
                 if self._log_windows and window.gated:
-                    session.add(WindowRow(run_id=self._run, bed=self._bed, start=self._clock(window.start_s),
-                                          level_dbfs=window.level_dbfs, activity=window.activity, raw=window.raw,
-                                          smoothed=window.smoothed, episode_id=self._current_episode))
+                    row = WindowRow(run_id=self._run, bed=self._bed, start=self._clock(window.start_s),
+                                    level_dbfs=window.level_dbfs, activity=window.activity, raw=window.raw,
+                                    smoothed=window.smoothed, episode_id=self._current_episode)
+                    session.add(row)
+                    session.flush()
+                    self._last_window = row.id, window.start_s
+            case WindowEmbedded() as embedded:  # follows its WindowScored
+                if self._last_window is not None and self._last_window[1] == embedded.start_s:
+                    session.add(WindowEmbeddingRow(window_id=self._last_window[0], embedder_id=embedded.embedder_id,
+                                                   vector=embedded.vector.astype("<f4").tobytes()))
             case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep) | EpisodeClosed(episode=ep):
                 row_id = self._episode(session, ep)
                 if ep.ongoing:  # a closed episode may be updated late (an alert of its last windows)
@@ -445,3 +465,12 @@ def monitored_seconds(engine: Engine) -> float:
         for moments in spans.values():
             total += (max(moments) - min(moments)).total_seconds()
         return total
+
+
+def episode_embeddings(engine: Engine, episode_id: int, embedder_id: str) -> np.ndarray:
+    """The stored embeddings of an episode's windows from `embedder_id`, (n, dim); (0, 0) if none."""
+    with Session(engine) as session:
+        rows = session.scalars(select(WindowEmbeddingRow.vector).join(WindowRow, WindowRow.id == WindowEmbeddingRow.window_id)
+                               .where(WindowRow.episode_id == episode_id, WindowEmbeddingRow.embedder_id == embedder_id)
+                               .order_by(WindowRow.start)).all()
+    return np.stack([np.frombuffer(v, "<f4") for v in rows]) if rows else np.zeros((0, 0), np.float32)

@@ -18,7 +18,7 @@ def test_a_new_log_built_by_the_migrations_is_exactly_the_models(tmp_path):
     engine = open_engine(f"sqlite:///{tmp_path / 'new.db'}")
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
-        assert MigrationContext.configure(connection).get_current_revision() == "0003"
+        assert MigrationContext.configure(connection).get_current_revision() == "0004"
 
 
 def test_a_log_written_by_the_previous_crywatch_is_upgraded_not_refused(tmp_path, caplog):
@@ -27,7 +27,7 @@ def test_a_log_written_by_the_previous_crywatch_is_upgraded_not_refused(tmp_path
         conn.executescript(SCHEMA_1.read_text())
     with caplog.at_level(logging.WARNING, logger="monitor.store"):
         engine = open_engine(f"sqlite:///{path}")
-    assert "upgraded from schema 0001 to 0003" in caplog.text
+    assert "upgraded from schema 0001 to 0004" in caplog.text
     [old] = list_episodes(engine)
     assert (old["bed"], old["label"], old["alert"], old["review"]) == ("bed-3", "pain", True, None)
     assert monitored_seconds(engine) == 10.0
@@ -51,5 +51,5 @@ def test_a_log_from_a_newer_crywatch_is_refused_by_name(tmp_path):
     open_engine(f"sqlite:///{path}").dispose()
     with sqlite3.connect(path) as conn:
         conn.execute("update alembic_version set version_num = '0099'")
-    with pytest.raises(StoreError, match="written by a newer CryWatch .log schema 0099, this one knows up to 0003"):
+    with pytest.raises(StoreError, match="written by a newer CryWatch .log schema 0099, this one knows up to 0004"):
         open_engine(f"sqlite:///{path}")

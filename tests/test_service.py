@@ -16,8 +16,9 @@ from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, Heartbea
 from monitor.pipeline import Models
 from monitor.scenario import render_scenario
 from monitor.service import Service
-from monitor.store import list_episodes, open_engine
+from monitor.store import annotate, list_episodes, open_engine
 from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick
+from train.site import evaluate_site
 
 
 def _service(settings, tmp_path, source: str, speed: float = 0.0, models=None, on_message=None) -> Service:
@@ -291,3 +292,23 @@ def test_a_file_at_full_speed_waits_for_a_slow_embedder_instead_of_dropping(sett
     summary = service.run()
     assert summary.failed is None and service.dropped_windows == 0
     assert 179 <= summary.windows <= 195  # every window, as at real time
+
+
+def test_stored_embeddings_let_a_unit_score_a_head_on_its_own_reviewed_episodes(settings, models, tmp_path):
+    service = Service(settings.with_overrides(
+        audio={"input": "scenario:nicu", "speed": 0.0}, store={"url": f"sqlite:///{tmp_path / 'log.db'}",
+                                                               "log_embeddings": True},
+        bus={"endpoint": free_endpoint()}, service={"bed": "bed-e"}), models=models)
+    assert service.run().failed is None
+    with sqlite3.connect(tmp_path / "log.db") as conn:
+        windows = conn.execute("select count(*) from windows").fetchone()[0]
+        stored = conn.execute("select embedder_id, length(vector) from window_embeddings").fetchall()
+    assert windows >= 10 and len(stored) == windows  # one per gated window, nothing else
+    assert set(stored) == {(models.embedder.id, 4 * models.embedder.dim)}  # float32 numbers, not audio
+    engine = open_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    first = list_episodes(engine)[0]
+    annotate(engine, first["id"], "not_cry", "AB", "synthetic")
+    candidate = evaluate_site(engine, models.head)["candidate"]
+    assert candidate["scored"] == 1 and candidate["without_embeddings"] == 0
+    [(label, precision)] = candidate["precision_by_type"].items()
+    assert label in models.head.classes and precision["confirmed"] == 0  # staff said: not a cry

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     site = sub.add_parser("evaluate-site", help="the running model on a unit's reviewed episodes (from its log)")
     site.add_argument("--db", required=True, help="SQLAlchemy URL of the monitor's log, e.g. sqlite:///crywatch.db")
+    site.add_argument("--model", type=Path, help="also score this head on the stored embeddings ([store] log_embeddings)")
     site.add_argument("--json", action="store_true")
 
     det = sub.add_parser("detector", help="train the frame-level cry detector on mixtures made on the fly")
@@ -119,7 +120,7 @@ def cmd_evaluate_site(args: argparse.Namespace) -> int:
     from monitor.store import open_engine
     from train.site import describe, evaluate_site
 
-    result = evaluate_site(open_engine(args.db))
+    result = evaluate_site(open_engine(args.db), Head.load(args.model) if args.model else None)
     print(json.dumps(result, indent=1) if args.json else describe(result))
     return 0
 
