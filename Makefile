@@ -37,13 +37,14 @@ run: install
 # Packages the tests need from the system: PortAudio and PulseAudio for the virtual microphone, tmux.
 system-test-deps:
 	@if ! command -v pulseaudio >/dev/null || ! command -v tmux >/dev/null || ! command -v paplay >/dev/null \
-	    || ! command -v systemd-analyze >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \
+	    || ! command -v systemd-analyze >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    || ! ldconfig -p | grep -q libportaudio.so.2; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      libportaudio2 libsndfile1 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux systemd >/dev/null; \
+	      libportaudio2 libsndfile1 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux systemd postgresql >/dev/null; \
 	  else \
-	    echo "tests that need them will skip; to run them: sudo apt-get install libportaudio2 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux systemd"; \
+	    echo "tests that need them will skip; to run them: sudo apt-get install libportaudio2 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux systemd postgresql"; \
 	  fi; \
 	fi
 

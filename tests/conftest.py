@@ -7,7 +7,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -92,3 +94,42 @@ def virtual_mic() -> str:
     if result.returncode != 0:
         pytest.fail(f"virtual microphone set-up failed: {result.stderr or result.stdout}")
     return "virt"
+
+
+def _postgres_bin() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (Debian's postgresql package), on a free loopback port."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("needs PostgreSQL (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="needs psycopg (pip install -e '.[dev]')")
+    as_owner: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="crywatch-postgres-"))  # pytest's own tmp is private to root
+    if os.geteuid() == 0:  # initdb refuses to run as root: use the package's postgres user
+        as_owner = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    subprocess.run([*as_owner, str(bin_dir / "initdb"), "-D", str(data), "-U", "crywatch", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True,
+                   timeout=120)
+    try:
+        subprocess.run([*as_owner, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "crywatch",
+                        "crywatch"], check=True, capture_output=True, timeout=60)
+        yield f"postgresql+psycopg://crywatch@127.0.0.1:{port}/crywatch"
+    finally:
+        subprocess.run([*as_owner, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True,
+                       timeout=60)
+        shutil.rmtree(root, ignore_errors=True)

@@ -50,7 +50,7 @@ def upgrade() -> None:
     op.execute(
         "INSERT INTO alarms (run_id, alarm, bed, label, technical, priority, message, raised, cleared, clear_reason, "
         "announcements, probability, episode_id) "
-        "SELECT run_id, id, bed, label, 0, CASE WHEN label IN ('pain', 'neurological') THEN 'high' ELSE 'medium' END, "
+        "SELECT run_id, id, bed, label, false, CASE WHEN label IN ('pain', 'neurological') THEN 'high' ELSE 'medium' END, "
         "UPPER(label) || ' CRY', raised, cleared, CASE WHEN cleared IS NULL THEN NULL ELSE 'below threshold' END, "
         "1, probability, episode_id FROM alerts")
     op.drop_table("alerts")
