@@ -109,25 +109,34 @@ def decode(body: bytes) -> Envelope:
         raise BusError(f"malformed {raw['type']} message from bed {raw.get('bed', '?')}: {exc}") from exc
 
 
+def bind(kind: int, endpoint: str, role: str, config_key: str, linger_ms: int, context: zmq.Context | None = None,
+         secure: Callable[[zmq.Socket], None] | None = None) -> tuple[zmq.Socket, str]:
+    """A socket of `kind` bound to `endpoint` (CURVE first, if `secure`), and the endpoint it got."""
+    socket = (context or zmq.Context.instance()).socket(kind)
+    socket.setsockopt(zmq.LINGER, linger_ms)
+    if secure is not None:
+        secure(socket)
+    try:
+        socket.bind(endpoint)
+    except zmq.ZMQError as exc:
+        socket.close()
+        raise BusError(f"cannot bind {role} {endpoint} ({exc}): another crywatch may be running; "
+                       f"set [bus] {config_key} to a free port") from exc
+    return socket, socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+
 class Publisher:
     """Owned by one thread: ZeroMQ sockets are not thread-safe. `secure` sets CURVE on the socket
     (monitor/keys.py) before it binds."""
 
     def __init__(self, endpoint: str, context: zmq.Context | None = None,
                  secure: Callable[[zmq.Socket], None] | None = None):
-        self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.PUB)
-        self._socket.setsockopt(zmq.LINGER, 500)
-        self._socket.setsockopt(zmq.SNDHWM, 1000)  # a stuck dashboard costs dropped messages, not memory
-        if secure is not None:
-            secure(self._socket)
-        try:
-            self._socket.bind(endpoint)
-        except zmq.ZMQError as exc:
-            self._socket.close()
-            raise BusError(f"cannot bind event bus {endpoint} ({exc}): another crywatch may be running; "
-                           "set [bus] endpoint to a free port") from exc
-        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        def limited(socket: zmq.Socket) -> None:
+            socket.setsockopt(zmq.SNDHWM, 1000)  # a stuck dashboard costs dropped messages, not memory
+            if secure is not None:
+                secure(socket)
+
+        self._socket, self.endpoint = bind(zmq.PUB, endpoint, "event bus", "endpoint", 500, context, limited)
 
     def publish(self, envelope: Envelope) -> None:
         self._socket.send_multipart(list(encode(envelope)))

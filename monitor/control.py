@@ -16,7 +16,7 @@ from typing import Callable, Literal
 import msgspec
 import zmq
 
-from monitor.bus import SCHEMA_VERSION, BusError
+from monitor.bus import SCHEMA_VERSION, BusError, bind
 from monitor.messages import Alarm
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,17 +48,7 @@ class ControlServer:
 
     def __init__(self, endpoint: str, handler: Handler, context: zmq.Context | None = None,
                  secure: Callable[[zmq.Socket], None] | None = None):
-        self._socket = (context or zmq.Context.instance()).socket(zmq.REP)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        if secure is not None:
-            secure(self._socket)
-        try:
-            self._socket.bind(endpoint)
-        except zmq.ZMQError as exc:
-            self._socket.close()
-            raise BusError(f"cannot bind control endpoint {endpoint} ({exc}): another crywatch may be running; "
-                           "set [bus] control to a free port") from exc
-        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._socket, self.endpoint = bind(zmq.REP, endpoint, "control endpoint", "control", 0, context, secure)
         self._handler = handler
 
     def serve_once(self, timeout_ms: int) -> bool:

@@ -173,21 +173,24 @@ class WindowEmbedded:
 
 
 @dataclass(frozen=True)
-class EpisodeOpened:
+class _EpisodeChange:
     time: int
     episode: EpisodeSummary
 
 
 @dataclass(frozen=True)
-class EpisodeUpdated:
-    time: int
-    episode: EpisodeSummary
+class EpisodeOpened(_EpisodeChange):
+    """The detector confirmed a cry run: the episode starts at its first frame."""
 
 
 @dataclass(frozen=True)
-class EpisodeClosed:
-    time: int
-    episode: EpisodeSummary
+class EpisodeUpdated(_EpisodeChange):
+    """A window typed it (or, for a closed one, a late alert marked it)."""
+
+
+@dataclass(frozen=True)
+class EpisodeClosed(_EpisodeChange):
+    """Quiet for [episodes] quiet_s after its last cry frame, or the input ended."""
 
 
 @dataclass(frozen=True)
@@ -251,36 +254,34 @@ class Alarm:
 
 
 @dataclass(frozen=True)
-class AlarmRaised:
+class _AlarmChange:
     time: int
-    alarm: Alarm
+    alarm: Alarm  # its state after the change
 
 
 @dataclass(frozen=True)
-class AlarmAnnounced:
+class AlarmRaised(_AlarmChange):
+    """A cause started: a new alarm."""
+
+
+@dataclass(frozen=True)
+class AlarmAnnounced(_AlarmChange):
     """An unacknowledged alarm sounds again (its repeat interval or its audio pause ran out)."""
 
-    time: int
-    alarm: Alarm
+
+@dataclass(frozen=True)
+class AlarmAcknowledged(_AlarmChange):
+    """Staff acknowledged it (initials and time in the alarm)."""
 
 
 @dataclass(frozen=True)
-class AlarmAcknowledged:
-    time: int
-    alarm: Alarm
+class AlarmSilenced(_AlarmChange):
+    """Audio paused until alarm.silenced_until."""
 
 
 @dataclass(frozen=True)
-class AlarmSilenced:
-    time: int
-    alarm: Alarm
-
-
-@dataclass(frozen=True)
-class AlarmCleared:
-    time: int
-    alarm: Alarm
-    reason: str
+class AlarmCleared(_AlarmChange):
+    reason: str = ""
 
 
 @dataclass(frozen=True)
