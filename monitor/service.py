@@ -121,6 +121,8 @@ class Service:
             self._control = ControlServer(settings.bus.control, self._on_control, secure=secure)
         except BusError:
             self._publisher.close()
+            if self._authenticator is not None:
+                self._authenticator.stop()
             raise
         self.control_endpoint = self._control.endpoint
         self.alarms = AlarmManager(settings.alerts)
@@ -139,7 +141,6 @@ class Service:
         self._bus_q: DropOldestQueue = DropOldestQueue(maxlen=1000)
         self._store_q: DropOldestQueue = DropOldestQueue(maxlen=None)  # nothing may be lost
         self._stop = threading.Event()
-        self._stopped_at: int | None = None
         self._classified_to = 0
         self.recent: list[EpisodeSummary] = []
         self.windows = 0
@@ -300,7 +301,6 @@ class Service:
             return not worker.is_alive()
 
         self._stop.set()
-        self._stopped_at = self.ring.end
         self.source.stop()
         if not join("gate", 5) or failed:  # a dead stage must not keep END from the ones after it
             self._embed_q.put(END)
