@@ -39,6 +39,7 @@ DEFAULT_PRIORITIES = {
     "microphone_silent": Priority.HIGH, "microphone_lost": Priority.HIGH, "monitor_failed": Priority.HIGH,
     "bad_audio": Priority.HIGH, "stage_hung": Priority.HIGH, "microphone_muted": Priority.HIGH,
     "log_failing": Priority.MEDIUM,  # alerting goes on; only the record is at risk
+    "disk_nearly_full": Priority.LOW,
 }
 TECHNICAL_MESSAGES = {
     "microphone_silent": "MICROPHONE SILENT: no audio is arriving",
@@ -48,6 +49,7 @@ TECHNICAL_MESSAGES = {
     "bad_audio": "BAD AUDIO: the input delivers NaN/Inf samples (set to silence)",
     "stage_hung": "MONITOR STUCK: a processing stage stopped (systemd will restart the service)",
     "log_failing": "LOG NOT WRITING: events are kept in memory until the database takes them again",
+    "disk_nearly_full": "DISK NEARLY FULL: the log will soon stop being written",
 }
 _INITIALS = re.compile(r"[A-Za-z][A-Za-z0-9.\-]{0,15}")
 

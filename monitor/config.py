@@ -149,9 +149,11 @@ class StoreSettings:
     url: str = "sqlite:///crywatch.db"  # relative sqlite paths are relative to the working directory
     log_windows: bool = True  # one row per gated window, for review
     log_embeddings: bool = False  # also each gated window's embedding (not audio), to score new heads on site
+    min_free_mb: float = 200.0  # less free space than this beside a SQLite log = technical alarm (0 = off)
 
     def validate(self, section: str) -> None:
         _check("://" in self.url, f"{section}.url", "must be a SQLAlchemy URL such as sqlite:///crywatch.db")
+        _check(self.min_free_mb >= 0, f"{section}.min_free_mb", "must be >= 0 (0 turns the check off)")
         _check(":memory:" not in self.url and self.url.rstrip("/") not in ("sqlite:", "sqlite:/"), f"{section}.url",
                "an in-memory database loses the log (and each thread would see its own): use a file")
 

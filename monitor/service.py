@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Callable
 
 from monitor.alarms import AlarmError, AlarmManager
@@ -52,6 +54,7 @@ _GATE_POLL_S = 0.02
 _BAD_AUDIO_CLEARS_S = 5.0  # no NaN/Inf samples for this long: the bad-audio alarm's cause has gone
 _STOP_BUDGET_S = 20.0  # the unit's TimeoutStopSec is 30
 _MIC_RETRY_MAX_S = 30.0
+_DISK_CHECK_S = 10.0
 _FILE_BACKLOG = 16  # windows a file may queue for the embedder (the queue holds 64; one gate step adds <= 30)
 _STORE_RETRY_S = 1.0  # a failing log is tried again this often
 _STORE_TRIES_AFTER_END = 5  # at shutdown, a failing log gets these last tries
@@ -83,6 +86,8 @@ class _Watch:
     lost_since: float | None = None  # the microphone is gone since then
     retry_at: float = 0.0
     retry_delay: float = 1.0
+    disk_checked: float = float("-inf")
+    disk_low: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class Service:
         self.ring = RingBuffer(int(audio.ring_seconds * SAMPLE_RATE))
         self.pipeline = Pipeline(settings, self.models)
         self._engine = open_engine(settings.store.url)
+        database = self._engine.url.database if self._engine.dialect.name == "sqlite" else None
+        self._log_folder = Path(database).resolve().parent if database else None  # a server's disk is its own
         # A run of this bed that died (kill -9, power cut) left episodes and alarms open: close them.
         self._interrupted = close_interrupted(self._engine, self.bed, utc(time.time()))
         # Beyond loopback (config refuses it without keys), only dashboards holding a key get in.
@@ -210,6 +217,7 @@ class Service:
                 self._recover_microphone(watch, now)
             self._check_audio(watch, now)
             self._check_stages(watch, now)
+            self._check_disk(watch, now)
             problems = (["microphone lost"] if watch.lost_since else []) + (["audio stalled"] if watch.stalled else []) \
                 + (["microphone muted"] if watch.muted else []) \
                 + (["bad audio"] if watch.bad_since else []) + [f"{name} hung" for name in sorted(watch.hung)]
@@ -287,6 +295,22 @@ class Service:
                 watch.hung.discard(worker.name)
                 if not watch.hung:
                     self._alarm_events(lambda: self.alarms.fault("stage_hung", False, self.ring.end))
+
+    def _check_disk(self, watch: _Watch, now: float) -> None:
+        """Warn before the log's disk fills (the spool then keeps alerting going, but only so long)."""
+        folder, limit = self._log_folder, self.settings.store.min_free_mb
+        if folder is None or not limit or now < watch.disk_checked + _DISK_CHECK_S:
+            return
+        watch.disk_checked = now
+        try:
+            free_mb = shutil.disk_usage(folder).free / 1e6
+        except OSError:
+            return  # the log's own writes report an unusable folder
+        low = free_mb < limit
+        if low != watch.disk_low:
+            watch.disk_low = low
+            detail = f"{free_mb:.0f} MB free beside {folder}"
+            self._alarm_events(lambda: self.alarms.fault("disk_nearly_full", low, self.ring.end, detail))
 
     def _shutdown(self, failed: str | None) -> None:
         """In order, so the last episode is closed and flushed, and within _STOP_BUDGET_S whatever
