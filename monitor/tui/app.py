@@ -134,8 +134,9 @@ class CryWatchApp(App):
             if name not in self.beds:
                 tile.remove()
         order = [tiles[v.bed] for v in views]
-        for before, tile in zip(order, order[1:]):
-            grid.move_child(tile, after=before)
+        if [t.name for t in grid.query(BedTile)] != [t.name for t in order]:  # re-order only on a change of urgency
+            for before, tile in zip(order, order[1:]):
+                grid.move_child(tile, after=before)
         # Tiles of at least 40 columns: two on an 80-column bedside terminal, four on a wall screen.
         grid.styles.grid_size_columns = max(1, min(len(views), self.size.width // 40 or 1))
         self.query_one(EpisodesTable).show(views)
