@@ -20,7 +20,7 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, DateTime, ForeignKey, LargeBinary, String, create_engine, event, inspect, select, text
+from sqlalchemy import JSON, DateTime, ForeignKey, LargeBinary, String, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -182,23 +182,22 @@ def _create_private(path: str | None) -> None:
 def _migrate(engine: Engine) -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
+    scripts = ScriptDirectory.from_config(config)
+    head = scripts.get_current_head()
+    shown = engine.url.render_as_string(hide_password=True)
     with engine.begin() as connection:
+        config.attributes["connection"] = connection
         current = MigrationContext.configure(connection).get_current_revision()
         if current is None and "episodes" in inspect(connection).get_table_names():
             current = _PRE_MIGRATION_REVISION
-            config.attributes["connection"] = connection
             alembic_command.stamp(config, current)
-        known = {s.revision for s in ScriptDirectory.from_config(config).walk_revisions()}
-        if current is not None and current not in known:
-            raise StoreError(f"{engine.url.render_as_string(hide_password=True)} was written by a newer CryWatch "
+        if current is not None and current not in {s.revision for s in scripts.walk_revisions()}:
+            raise StoreError(f"{shown} was written by a newer CryWatch "
                              f"(log schema {current}, this one knows up to {head}): upgrade CryWatch, or use another log")
         if current != head:
-            config.attributes["connection"] = connection
             alembic_command.upgrade(config, "head")
             if current is not None:
-                _LOGGER.warning("log %s upgraded from schema %s to %s", engine.url.render_as_string(hide_password=True),
-                                current, head)
+                _LOGGER.warning("log %s upgraded from schema %s to %s", shown, current, head)
         # A write now, before the service says it is ready: a read-only log must fail here, not at the first episode.
         connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
 
@@ -385,9 +384,8 @@ def list_episodes(engine: Engine, where: EpisodeFilter = EpisodeFilter()) -> lis
         query = query.where(EpisodeRow.label == where.label)
     if where.alarm is not None:
         query = query.where(EpisodeRow.alerted.is_(where.alarm))
-    reviewed = select(AnnotationRow.episode_id)
     if where.unreviewed:
-        query = query.where(EpisodeRow.id.not_in(reviewed))
+        query = query.where(EpisodeRow.id.not_in(select(AnnotationRow.episode_id)))
     with Session(engine) as session:
         rows = session.scalars(query).all()
         reviews: dict[int, AnnotationRow] = {}
@@ -455,16 +453,14 @@ def close_interrupted(engine: Engine, bed: str, now: datetime) -> tuple[int, int
 def monitored_seconds(engine: Engine) -> float:
     """Time the monitors were running, from each run's first to last logged moment (a run that
     crashed ends at its last window or episode)."""
-    with Session(engine) as session:
-        total = 0.0
-        spans: dict[str, list[datetime]] = {}
-        for run_id, moment in [*session.execute(select(ServiceEventRow.run_id, ServiceEventRow.time)),
-                               *session.execute(select(WindowRow.run_id, WindowRow.start)),
-                               *session.execute(select(EpisodeRow.run_id, EpisodeRow.end).where(EpisodeRow.end.is_not(None)))]:
-            spans.setdefault(run_id, []).append(_as_utc(moment))
-        for moments in spans.values():
-            total += (max(moments) - min(moments)).total_seconds()
-        return total
+    spans: dict[str, list[datetime]] = {}
+    with Session(engine) as session:  # the database finds each table's first and last moment per run
+        for run_id, moment in (ServiceEventRow.run_id, ServiceEventRow.time), (WindowRow.run_id, WindowRow.start), \
+                (EpisodeRow.run_id, EpisodeRow.end):
+            for run, first, last in session.execute(select(run_id, func.min(moment), func.max(moment))
+                                                    .where(moment.is_not(None)).group_by(run_id)):
+                spans.setdefault(run, []).extend(_as_utc(m) for m in (first, last) if m is not None)
+    return sum((max(moments) - min(moments)).total_seconds() for moments in spans.values())
 
 
 def episode_embeddings(engine: Engine, episode_id: int, embedder_id: str) -> np.ndarray:
