@@ -475,14 +475,13 @@ class Service:
                 self.windows += 1
             case AlarmRaised(alarm=alarm) if not alarm.technical:
                 self.alerts += 1
-            case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep) if ep.ongoing:
-                event = replace(event, episode=self._with_wall_times(ep))
-            case EpisodeUpdated(episode=ep):  # closed, updated late
-                event = replace(event, episode=self._with_wall_times(ep))
-                self.recent = [event.episode if r.number == ep.number else r for r in self.recent]
-            case EpisodeClosed(episode=ep):
-                event = replace(event, episode=self._with_wall_times(ep))
-                self.recent = (self.recent + [event.episode])[-_RECENT_EPISODES:]
+            case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep) | EpisodeClosed(episode=ep):
+                stamped = self._with_wall_times(ep)
+                event = replace(event, episode=stamped)
+                if isinstance(event, EpisodeClosed):
+                    self.recent = (self.recent + [stamped])[-_RECENT_EPISODES:]
+                elif not ep.ongoing:  # a closed episode updated late
+                    self.recent = [stamped if r.number == ep.number else r for r in self.recent]
         when = utc(time.time()) if isinstance(event, Heartbeat) else self._wall(seconds(event.time))
         envelope = Envelope(self.bed, when.isoformat(), event)
         if not isinstance(event, Heartbeat):

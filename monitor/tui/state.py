@@ -49,10 +49,15 @@ class BedView:
     def urgency(self) -> tuple[int, int]:
         """Sort key, most urgent first: (acknowledged, priority rank) of its most urgent alarm.
         Anything unacknowledged comes before anything acknowledged; beds without alarms come last."""
-        keys = [(int(a.acknowledged_by is not None), a.priority.rank) for a in self.alarms]
+        keys = [alarm_urgency(a.acknowledged_by, a.priority) for a in self.alarms]
         if self.silent:
-            keys.append((int(self.silent_acknowledged_by is not None), Priority.HIGH.rank))
+            keys.append(alarm_urgency(self.silent_acknowledged_by, Priority.HIGH))
         return min(keys, default=(1, len(Priority)))
+
+
+def alarm_urgency(acknowledged_by: str | None, priority: Priority) -> tuple[int, int]:
+    """One alarm's sort key, most urgent first: unacknowledged before acknowledged, then by priority."""
+    return int(acknowledged_by is not None), priority.rank
 
 
 def _with_alarm(alarms: tuple[Alarm, ...], alarm: Alarm) -> tuple[Alarm, ...]:

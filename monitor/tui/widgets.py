@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
 from monitor.messages import Alarm, EpisodeSummary, Priority
-from monitor.tui.state import NO_SIGNAL, BedView
+from monitor.tui.state import NO_SIGNAL, BedView, alarm_urgency
 
 _BAR = 14  # bars, labels and values fit a half-width panel of an 80-column terminal
 PRIORITY_CLASSES = ("priority-high", "priority-medium", "priority-low")
@@ -56,11 +56,9 @@ class AlertBanner(Static):
         lines = []
         for view in sorted(views, key=lambda v: (v.urgency, v.bed)):
             if view.silent:
-                lines.append((view.urgency, f"{view.bed}: HIGH {NO_SIGNAL}"
+                lines.append((alarm_urgency(view.silent_acknowledged_by, Priority.HIGH), f"{view.bed}: HIGH {NO_SIGNAL}"
                               + (f" (ack {view.silent_acknowledged_by})" if view.silent_acknowledged_by else "")))
-            for alarm in view.alarms:
-                lines.append(((int(alarm.acknowledged_by is not None), alarm.priority.rank),
-                              f"{view.bed}: {alarm_text(alarm)}"))
+            lines += [(alarm_urgency(a.acknowledged_by, a.priority), f"{view.bed}: {alarm_text(a)}") for a in view.alarms]
         lines.sort(key=lambda item: item[0])
         highlight(self, min(views, key=lambda v: v.urgency, default=None))
         if lines:
