@@ -16,7 +16,7 @@ import pytest
 
 from monitor.config import HearSettings
 from monitor.embed.base import Embedder, EmbedderError
-from monitor.embed.hear import load_hear
+from monitor.embed.hear import HearWeights, TorchHear, _read_vit, load_hear
 from tests.hear_standins import (
     HEAR_VIT,
     REVISION,
@@ -96,10 +96,15 @@ def test_full_model_from_offline_hub_cache(full: dict[str, Any], clips: np.ndarr
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("precision", ["bf16", "int8", "bf16-weights"])
 def test_reduced_precision_stays_close_to_fp32(full: dict[str, Any], full_fp32: np.ndarray, clips: np.ndarray,
                                                precision: str) -> None:
-    embedder = load_hear(settings(model_dir=str(full["folder"]), precision=precision, device="cpu"))
+    if precision == "bf16-weights":  # what bf16 means on CUDA (weights stored in bf16), run on the CPU
+        weights = HearWeights("torch", full["folder"], REVISION)
+        embedder = TorchHear.from_vit(_read_vit(weights), weights, "bf16", "cpu", bf16_weights=True)
+        assert all(p.dtype == torch.bfloat16 for p in embedder._vit.parameters())
+    else:
+        embedder = load_hear(settings(model_dir=str(full["folder"]), precision=precision, device="cpu"))
     vectors = embedder.embed(clips)
     similarity = cosine(vectors, full_fp32)
     print(f"{precision}: cosine to fp32 min {similarity.min():.6f} mean {similarity.mean():.6f}")

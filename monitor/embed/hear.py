@@ -20,7 +20,8 @@ from monitor.messages import WINDOW_SAMPLES
 REPOS = {"torch": "google/hear-pytorch", "tf": "google/hear"}
 MARKERS = {"torch": "model.safetensors", "tf": "saved_model.pb"}  # the file that says "these are the weights"
 DIM = 512
-CHUNK = 64  # windows per forward pass: bounds memory when a backlog is embedded at once
+CHUNK = 64  # windows per forward pass on the CPU: bounds memory when a backlog is embedded at once
+GPU_CHUNK = 512  # on a GPU, where batches of 64 leave throughput unused (docs/serving.md)
 _SHA_LENGTH = 40
 
 
@@ -294,6 +295,7 @@ class TorchHear:
         self._vit = vit
         self._device = device
         self._precision = precision
+        self._stored_bf16 = False
         self.weights = weights
         self.id = weights.embedder_id
         self.dim = self._vit.config.pooler_output_size
@@ -303,26 +305,44 @@ class TorchHear:
         return cls.from_vit(_read_vit(weights), weights, precision, device)
 
     @classmethod
-    def from_vit(cls, vit: Any, weights: HearWeights, precision: str = "fp32", device: str = "auto") -> "TorchHear":
-        """Wrap an fp32 HearViT (also used by bench/bench_hear.py with random weights)."""
+    def from_vit(cls, vit: Any, weights: HearWeights, precision: str = "fp32", device: str = "auto",
+                 bf16_weights: bool | None = None) -> "TorchHear":
+        """Wrap an fp32 HearViT (also used by bench/bench_hear.py with random weights).
+
+        bf16 on CUDA stores the weights in bf16: autocast would cast every weight again on every
+        call (docs/serving.md). `bf16_weights` chooses either way elsewhere (the tests, on the CPU).
+        """
+        import torch
+
         from monitor.hear import HearFrontend, quantize_int8
 
         target = _torch_device(device, precision)
         if precision == "int8":
             vit = quantize_int8(vit)
-        return cls(HearFrontend().to(target), vit.to(target), target, precision, weights)
+        stored_bf16 = precision == "bf16" and (target.type == "cuda" if bf16_weights is None else bf16_weights)
+        vit = vit.to(target, torch.bfloat16) if stored_bf16 else vit.to(target)
+        embedder = cls(HearFrontend().to(target), vit, target, precision, weights)
+        embedder._stored_bf16 = stored_bf16
+        return embedder
 
     def embed(self, windows: np.ndarray) -> np.ndarray:
         import torch
 
         batch = check_windows(windows)
+        cuda = self._device.type == "cuda"
+        chunk = GPU_CHUNK if cuda else CHUNK
         outputs = [np.zeros((0, self.dim), np.float32)]
         with torch.inference_mode():
-            for start in range(0, len(batch), CHUNK):
-                audio = torch.from_numpy(batch[start:start + CHUNK]).to(self._device)
+            for start in range(0, len(batch), chunk):
+                audio = torch.from_numpy(batch[start:start + chunk])
+                # Page-locked host memory lets the copy to the GPU run without a staging copy.
+                audio = audio.pin_memory().to(self._device, non_blocking=True) if cuda else audio
                 spec = self._frontend(audio)  # fp32 always: PCEN's dynamic range does not survive bf16
-                with torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._precision == "bf16"):
-                    vectors = self._vit(spec)
+                if self._stored_bf16:
+                    vectors = self._vit(spec.to(torch.bfloat16))
+                else:
+                    with torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._precision == "bf16"):
+                        vectors = self._vit(spec)
                 outputs.append(vectors.float().cpu().numpy())
         return np.concatenate(outputs)
 
