@@ -40,6 +40,7 @@ DEFAULT_PRIORITIES = {
     "bad_audio": Priority.HIGH, "stage_hung": Priority.HIGH, "microphone_muted": Priority.HIGH,
     "log_failing": Priority.MEDIUM,  # alerting goes on; only the record is at risk
     "disk_nearly_full": Priority.LOW,
+    "embedding_server_down": Priority.MEDIUM,  # cries are still typed, by the offline fallback
 }
 TECHNICAL_MESSAGES = {
     "microphone_silent": "MICROPHONE SILENT: no audio is arriving",
@@ -50,6 +51,7 @@ TECHNICAL_MESSAGES = {
     "stage_hung": "MONITOR STUCK: a processing stage stopped (systemd will restart the service)",
     "log_failing": "LOG NOT WRITING: events are kept in memory until the database takes them again",
     "disk_nearly_full": "DISK NEARLY FULL: the log will soon stop being written",
+    "embedding_server_down": "EMBEDDING SERVER DOWN: cries are typed by the offline fallback meanwhile",
 }
 _INITIALS = re.compile(r"[A-Za-z][A-Za-z0-9.\-]{0,15}")
 

@@ -78,8 +78,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(line, flush=True)
 
     service = Service(settings, on_message=print_event if headless else None)
+    models = service.models
+    served = (f" from {models.failover.remote.url} (fallback {models.failover.fallback.id}, head "
+              f"{models.fallback_head.name})" if models.failover is not None and models.fallback_head is not None else "")
     print(f"crywatch: bed {service.bed}, {service.source.description}\n"
-          f"crywatch: embedder {service.models.embedder.id}, head {service.models.head.name}, "
+          f"crywatch: embedder {models.embedder.id}{served}, head {models.head.name}, "
           f"events on {service.bus_endpoint}, control on {service.control_endpoint}, log {redact_url(settings.store.url)}",
           flush=True)
     for label in service.pipeline.classifier.unsupported_alert_classes:
@@ -219,6 +222,18 @@ def cmd_devices(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve_embedder(args: argparse.Namespace) -> int:
+    try:
+        from monitor.serve import serve_embedder
+    except ImportError as exc:
+        raise ConfigError(f"serve-embedder needs Ray Serve ({exc.name} is not installed): "
+                          "pip install 'crywatch[serve]'") from exc
+
+    settings = _settings(args, serve={"host": args.host, "port": args.port})
+    serve_embedder(settings, on_ready=lambda line: print(f"crywatch: {line}", flush=True))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from train.cli import main as train_main
 
@@ -286,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     devices = commands.add_parser("devices", help="list microphones")
     devices.set_defaults(func=cmd_devices)
+
+    serve = commands.add_parser("serve-embedder", help="serve HeAR to the monitors of a unit ([serve], [hear])")
+    serve.add_argument("--host", help="address to listen on (default: [serve] host)")
+    serve.add_argument("--port", type=int, help="port (default: [serve] port)")
+    serve.set_defaults(func=cmd_serve_embedder)
 
     model_cmd.add_parser(commands)
 

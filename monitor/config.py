@@ -69,17 +69,37 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class HearSettings:
-    backend: str = "auto"  # auto | tf | torch
+    backend: str = "auto"  # auto | tf | torch | remote
     model_dir: str = ""  # a local copy of the weights; "" = the Hugging Face cache
     revision: str = HEAR_DEFAULT_REVISION
     cache_dir: str = ""  # "" = huggingface_hub's default cache
     precision: str = "fp32"  # fp32 | bf16 | int8
     device: str = "auto"  # auto | cpu | cuda
+    url: str = ""  # remote: the embedding server (`crywatch serve-embedder`)
+    timeout_s: float = 2.0  # remote: a request slower than this is a fault
+    ca_file: str = ""  # remote over https: the CA that signed the server's certificate ("" = the system's)
+    fallback_head: str = "models/acoustic-v2"  # remote: typed with this head and its offline embedder meanwhile
 
     def validate(self, section: str) -> None:
-        _check(self.backend in ("auto", "tf", "torch"), f"{section}.backend", "must be auto, tf or torch")
+        _check(self.backend in ("auto", "tf", "torch", "remote"), f"{section}.backend",
+               "must be auto, tf, torch or remote")
         _check(self.precision in ("fp32", "bf16", "int8"), f"{section}.precision", "must be fp32, bf16 or int8")
         _check(self.device in ("auto", "cpu", "cuda"), f"{section}.device", "must be auto, cpu or cuda")
+        _check(0.05 <= self.timeout_s <= 30, f"{section}.timeout_s", "must be 0.05..30 seconds")
+        if self.backend != "remote":
+            return
+        parts = urlsplit(self.url)
+        _check(parts.scheme in ("http", "https") and bool(parts.hostname), f"{section}.url",
+               "backend remote needs the server's address, e.g. http://127.0.0.1:8500 (see `crywatch serve-embedder`)")
+        _check(parts.scheme == "https" or is_local(f"tcp://{parts.hostname}:0"), f"{section}.url",
+               f"{self.url} would send infants' audio across the network unencrypted: use https:// (the server's "
+               "[serve] tls_cert and tls_key) or a server on this PC")
+        _check(bool(self.fallback_head), f"{section}.fallback_head",
+               "backend remote needs a fallback head (e.g. \"models/acoustic-v2\"): cries must still be typed while "
+               "the server is down")
+
+    def fallback_head_path(self) -> Path:
+        return _project_path(self.fallback_head)
 
 
 @dataclass(frozen=True)
@@ -192,6 +212,33 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """`crywatch serve-embedder`: one HeAR ([hear] backend torch) for many monitors."""
+
+    host: str = "127.0.0.1"
+    port: int = 8500
+    max_batch: int = 64  # clips in one forward pass
+    queue_delay_ms: float = 5.0  # how long a request may wait for others to share its forward pass
+    replicas: int = 1  # model copies (one per GPU)
+    tls_cert: str = ""  # PEM certificate and key: required to listen beyond this machine
+    tls_key: str = ""
+
+    def validate(self, section: str) -> None:
+        _check(1 <= self.port <= 65535, f"{section}.port", "must be 1..65535")
+        _check(1 <= self.max_batch <= 4096, f"{section}.max_batch", "must be 1..4096 clips")
+        _check(0 <= self.queue_delay_ms <= 1000, f"{section}.queue_delay_ms", "must be 0..1000 ms")
+        _check(1 <= self.replicas <= 64, f"{section}.replicas", "must be 1..64")
+        _check(bool(self.tls_cert) == bool(self.tls_key), f"{section}.tls_cert",
+               "tls_cert and tls_key go together (PEM files)")
+        for key in ("tls_cert", "tls_key"):
+            path = getattr(self, key)
+            _check(not path or Path(path).expanduser().is_file(), f"{section}.{key}", f"{path} is not a file")
+        _check(is_local(f"tcp://{self.host}:0") or bool(self.tls_cert), f"{section}.host",
+               f"{self.host} listens beyond this machine: beds' audio would cross the network unencrypted; set "
+               "[serve] tls_cert and tls_key, or keep 127.0.0.1")
+
+
+@dataclass(frozen=True)
 class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     detector: DetectorSettings = field(default_factory=DetectorSettings)
@@ -203,6 +250,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     bus: BusSettings = field(default_factory=BusSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     def with_overrides(self, **sections: dict[str, Any]) -> "Settings":
         """Command-line overrides, validated like the file: {"audio": {"input": "mic"}}."""

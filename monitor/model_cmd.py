@@ -57,7 +57,7 @@ def pull(settings: Settings, backend: str | None = None, revision: str | None = 
          folder: str | None = None) -> str:
     """Download (or find) one backend's weights and say where they are and how to use them."""
     hear = settings.hear
-    backend = backend or (hear.backend if hear.backend != "auto" else "torch")
+    backend = backend or (hear.backend if hear.backend in ("tf", "torch") else "torch")
     revision = revision or revision_for(backend, hear)
     path = download(backend, revision, hear.cache_dir, local_dir=folder or "")
     commit = dir_commit(path, MARKERS[backend], revision) if folder else path.name  # snapshots are named by commit

@@ -59,6 +59,7 @@ _FILE_BACKLOG = 16  # windows a file may queue for the embedder (the queue holds
 _STORE_RETRY_S = 1.0  # a failing log is tried again this often
 _STORE_TRIES_AFTER_END = 5  # at shutdown, a failing log gets these last tries
 _RECENT_EPISODES = 8
+_SERVER_PROBE_S = 2.0  # with [hear] timeout_s (2 s), a dead embedding server is noticed within 5 s
 
 
 def sd_notify(state: str) -> None:
@@ -88,6 +89,7 @@ class _Watch:
     retry_delay: float = 1.0
     disk_checked: float = float("-inf")
     disk_low: bool = False
+    server_fault: str | None = None  # the embedding server's, as last reported
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ class Service:
             Worker("embedder", self._embed_loop),
             Worker("gate", self._gate_loop),
             Worker("control", self._control_loop),
-        ]
+        ] + ([Worker("server-probe", self._probe_loop)] if self.models.failover is not None else [])
         if self._notifier is not None:
             self._notifier.start()
         for worker in self._workers:
@@ -218,8 +220,9 @@ class Service:
             self._check_audio(watch, now)
             self._check_stages(watch, now)
             self._check_disk(watch, now)
+            self._check_server(watch)
             problems = (["microphone lost"] if watch.lost_since else []) + (["audio stalled"] if watch.stalled else []) \
-                + (["microphone muted"] if watch.muted else []) \
+                + (["microphone muted"] if watch.muted else []) + (["embedding server down"] if watch.server_fault else []) \
                 + (["bad audio"] if watch.bad_since else []) + [f"{name} hung" for name in sorted(watch.hung)]
             self._health = ", ".join(problems) or "ok"
             self._alarm_events(lambda: self.alarms.tick(self.ring.end))
@@ -312,6 +315,15 @@ class Service:
             detail = f"{free_mb:.0f} MB free beside {folder}"
             self._alarm_events(lambda: self.alarms.fault("disk_nearly_full", low, self.ring.end, detail))
 
+    def _check_server(self, watch: _Watch) -> None:
+        """The embedding server failed or came back (the failover has already switched embedders)."""
+        failover = self.models.failover
+        fault = failover.fault if failover is not None else None
+        if (fault is None) != (watch.server_fault is None):
+            watch.server_fault = fault
+            self._alarm_events(lambda: self.alarms.fault("embedding_server_down", fault is not None, self.ring.end,
+                                                         fault or ""))
+
     def _shutdown(self, failed: str | None) -> None:
         """In order, so the last episode is closed and flushed, and within _STOP_BUDGET_S whatever
         hangs: systemd kills a unit that overruns its stop timeout, losing what was not written."""
@@ -333,6 +345,8 @@ class Service:
             self._classify_q.put(END)
         join("classifier", 5)
         join("control", 1)
+        if self.models.failover is not None:
+            join("server-probe", 3)
         self._alarm_events(lambda: self.alarms.finish(self.ring.end, "monitor stopped"))
         self._emit(ServiceStatus(self.ring.end, "failed" if failed else "stopped", {
             "reason": failed or "stopped", "overruns": self.source.overruns, "dropped_windows": self.dropped_windows,
@@ -443,6 +457,15 @@ class Service:
             me.beat()
             self._control.serve_once(timeout_ms=100)
 
+    def _probe_loop(self, me: Worker) -> None:
+        failover = self.models.failover
+        assert failover is not None
+        while not self._stop.is_set():
+            me.beat()
+            failover.probe()
+            me.beat()
+            self._stop.wait(_SERVER_PROBE_S)
+
     def _on_control(self, request: ControlRequest) -> ControlReply:
         """A dashboard acknowledges or silences (runs in the control thread; the manager locks)."""
         try:
@@ -498,6 +521,10 @@ class Service:
         return replace(episode, start_time=self._wall(episode.start_s).isoformat(),
                        end_time=None if end is None else self._wall(end).isoformat())
 
+    def _embedder_in_use(self) -> str:
+        failover = self.models.failover
+        return failover.fallback.id if failover is not None and failover.fault else self.models.embedder.id
+
     def _heartbeat(self) -> Heartbeat:
         current = self.pipeline.episodes.current
         return Heartbeat(
@@ -505,7 +532,7 @@ class Service:
             health=self._health,
             source=self.source.description,
             detector=self.models.detector.id,
-            embedder=self.models.embedder.id,
+            embedder=self._embedder_in_use(),
             head=self.models.head.name,
             classes=self.models.head.classes,
             control=self.control_endpoint,

@@ -27,7 +27,7 @@ def test_unknown_section_is_named():
     ("audio", "block_ms", True, "must be an integer"),
     ("alerts", "classes", "pain", "list of strings"),
     ("alerts", "thresholds", {"pain": 1.5}, "alerts.thresholds.pain"),
-    ("hear", "backend", "onnx", "auto, tf or torch"),
+    ("hear", "backend", "onnx", "auto, tf, torch or remote"),
     ("store", "url", "crywatch.db", "SQLAlchemy URL"),
     ("bus", "endpoint", "127.0.0.1:5557", "ZeroMQ endpoint"),
     ("bus", "control", "localhost", "ZeroMQ endpoint"),

@@ -4,17 +4,26 @@ from __future__ import annotations
 from monitor.config import Settings
 from monitor.embed.base import Embedder, EmbedderError, check_windows
 
-__all__ = ["Embedder", "EmbedderError", "check_windows", "make_embedder", "OFFLINE_EMBEDDERS"]
+__all__ = ["Embedder", "EmbedderError", "check_windows", "make_embedder", "offline_embedder", "OFFLINE_EMBEDDERS"]
 
 OFFLINE_EMBEDDERS = ("acoustic-v1", "acoustic-v2")
 
 
 def make_embedder(settings: Settings) -> Embedder:
     name = settings.classifier.embedder
+    if name == "hear" and settings.hear.backend == "remote":
+        from monitor.embed.remote import RemoteEmbedder
+
+        hear = settings.hear
+        return RemoteEmbedder(hear.url, hear.timeout_s, hear.ca_file)  # asks the server which model it serves
     if name == "hear":
         from monitor.embed.hear import load_hear  # torch/TF are imported only when HeAR is asked for
 
         return load_hear(settings.hear)
+    return offline_embedder(name)
+
+
+def offline_embedder(name: str) -> Embedder:
     if name == "acoustic-v1":
         from monitor.embed.acoustic import AcousticEmbedder
 
