@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -87,12 +88,40 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as a unit's own CA would issue (PEM)."""
+    pytest.importorskip("cryptography", reason="cryptography (a dependency of ray[serve]) makes the test certificate")
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "crywatch-test-embedder")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "server.pem", folder / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
 class EmbeddingServer:
     """A real `crywatch serve-embedder` (Ray Serve) in its own session, so a kill takes all of Ray with it."""
 
     def __init__(self, folder: Path, weights: Path, **serve: Any):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if serve.get('tls_cert') else 'http'}://127.0.0.1:{self.port}"
+        self.ca_file = str(serve.get("tls_cert", ""))
         self.config = write_config(folder / "server.toml", hear=hear_settings(weights),
                                    serve={"port": self.port, "max_batch": 32, **serve})
         self.process: subprocess.Popen[str] | None = None
@@ -140,7 +169,10 @@ class EmbeddingServer:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, weights: Path) -> Iterator[EmbeddingServer]:
-    running = EmbeddingServer(tmp_path_factory.mktemp("server"), weights).start()
+    """As a unit would run it: TLS, with a certificate the monitors check against their CA file."""
+    folder = tmp_path_factory.mktemp("server")
+    cert, key = self_signed(folder)
+    running = EmbeddingServer(folder, weights, tls_cert=str(cert), tls_key=str(key)).start()
     yield running
     assert running.stop() == 0, "".join(running.output[-20:])
 
@@ -150,7 +182,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, weights: Path) -> Iterator[
 
 @pytest.mark.slow
 def test_served_vectors_are_the_local_backend_s(server: EmbeddingServer, local: Any) -> None:
-    remote = RemoteEmbedder(server.url, timeout_s=30)
+    remote = RemoteEmbedder(server.url, timeout_s=30, ca_file=server.ca_file)
     assert (remote.id, remote.dim) == (local.id, local.dim) == (STANDIN_ID, 512)  # the commit travels in the id
     clips = sample_clips(6)
     served, own = remote.embed(clips), local.embed(clips)
@@ -161,7 +193,7 @@ def test_served_vectors_are_the_local_backend_s(server: EmbeddingServer, local: 
 
 @pytest.mark.slow
 def test_concurrent_requests_share_forward_passes(server: EmbeddingServer) -> None:
-    remote = RemoteEmbedder(server.url, timeout_s=30)
+    remote = RemoteEmbedder(server.url, timeout_s=30, ca_file=server.ca_file)
     before = remote.info()["served"]
     clips = sample_clips(4)
     with ThreadPoolExecutor(24) as pool:
@@ -175,15 +207,16 @@ def test_concurrent_requests_share_forward_passes(server: EmbeddingServer) -> No
 
 
 @pytest.mark.slow
-def test_malformed_requests_get_a_reason(server: EmbeddingServer) -> None:
+def test_malformed_requests_get_a_reason_and_an_unknown_certificate_is_refused(server: EmbeddingServer) -> None:
     def post(body: bytes, path: str = EMBED_PATH) -> tuple[int, str]:
         request = urllib.request.Request(server.url + path, data=body, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+            with urllib.request.urlopen(request, timeout=30, context=trusting) as response:
                 return response.status, ""
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
+    trusting = ssl.create_default_context(cafile=server.ca_file)
     status, text = post(np.zeros(16_000, "<f4").tobytes())
     assert status == 400 and "32000 float32" in text
     status, text = post(np.full(WINDOW_SAMPLES, np.nan, "<f4").tobytes())
@@ -191,14 +224,16 @@ def test_malformed_requests_get_a_reason(server: EmbeddingServer) -> None:
     status, text = post(b"", path="/v2/other")
     assert status == 404 and INFO_PATH in text
     with pytest.raises(EmbedderError, match=r"answered 413.*at most 32"):
-        RemoteEmbedder(server.url, timeout_s=30).embed(np.zeros((33, WINDOW_SAMPLES), np.float32))
+        RemoteEmbedder(server.url, timeout_s=30, ca_file=server.ca_file).embed(np.zeros((33, WINDOW_SAMPLES), np.float32))
+    with pytest.raises(EmbedderError, match="CERTIFICATE_VERIFY_FAILED"):  # a server the unit's CA did not sign
+        RemoteEmbedder(server.url, timeout_s=30)
 
 
 @pytest.mark.slow
 def test_a_monitor_types_cries_with_the_served_model(server: EmbeddingServer, head: Path, tmp_path: Path,
                                                      cries_index: list[dict[str, str]]) -> None:
     config = write_config(tmp_path / "monitor.toml", classifier={"embedder": "hear", "head": str(head)},
-                          hear={"backend": "remote", "url": server.url, "timeout_s": 30.0},
+                          hear={"backend": "remote", "url": server.url, "timeout_s": 30.0, "ca_file": server.ca_file},
                           store={"log_embeddings": True})
     settings = load_settings(config)
     models = Models.load(settings)
