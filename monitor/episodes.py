@@ -81,6 +81,9 @@ class EpisodeTracker:
         """Detector frames: open at a confirmed onset, extend on cry frames, close after the quiet period."""
         events: list[PipelineEvent] = []
         for onset in activity.onsets:
+            # In order: the runs this span confirmed before this one extend the episode first (the batch
+            # driver's 8 s spans hold several runs of one cry).
+            self._extend(activity.last_active_end(before=onset.confirmed))
             if self.current is not None and onset.start - self.current.end >= self._quiet:
                 events.append(self._close())
             if self.current is None:
@@ -89,11 +92,13 @@ class EpisodeTracker:
                 self.current = Episode(self._count, onset.start, onset.start, onset.confirmed, self._classes,
                                        np.zeros(n), np.zeros(n))
                 events.append(EpisodeOpened(onset.confirmed, self.current.summary(open_=True)))
-        last = activity.last_active_end()
-        if self.current is not None and last is not None:
-            self.current.end = max(self.current.end, last)
+        self._extend(activity.last_active_end())
         events.extend(self._close_if_over(activity.end))
         return events
+
+    def _extend(self, last_cry_end: int | None) -> None:
+        if self.current is not None and last_cry_end is not None:
+            self.current.end = max(self.current.end, last_cry_end)
 
     def classify(self, prediction: Prediction, alert_events: list[AlertStarted | AlertEnded]) -> list[PipelineEvent]:
         """A typed window: it adds to the open episode it overlaps; alerts carry the number of the

@@ -60,9 +60,10 @@ class Activity:
         """Sample index up to which cry activity is decided."""
         return self.start + len(self.probs) * self.frame_hop
 
-    def last_active_end(self) -> int | None:
-        """End of the newest cry frame in this span, if any."""
-        hits = np.flatnonzero(self.active)
+    def last_active_end(self, before: int | None = None) -> int | None:
+        """End of the newest cry frame in this span, if any (of those ending before sample `before`)."""
+        active = self.active if before is None else self.active[: max(0, (before - self.start - 1) // self.frame_hop)]
+        hits = np.flatnonzero(active)
         return None if not len(hits) else self.start + (int(hits[-1]) + 1) * self.frame_hop
 
 

@@ -81,6 +81,36 @@ def test_crying_within_the_quiet_period_continues_the_episode():
     assert events[-1].episode.end_s == 5.0
 
 
+def _span(start_s: float, end_s: float, runs: list[tuple[float, float, float]]) -> Activity:
+    """Frames as the gate marks them: each run (first frame, confirmed, end) is active from its confirming frame on."""
+    def frame(t: float) -> int:
+        return int(round((t - start_s) * SAMPLE_RATE / HOP))
+
+    flags = np.zeros(frame(end_s), bool)
+    for _, confirmed, run_end in runs:
+        flags[frame(confirmed) - 1 : frame(run_end)] = True
+    return Activity(int(start_s * SAMPLE_RATE), HOP, flags.astype(np.float32), flags,
+                    tuple(CryOnset(int(first * SAMPLE_RATE), int(confirmed * SAMPLE_RATE)) for first, confirmed, _ in runs))
+
+
+def test_runs_confirmed_in_one_span_extend_the_episode_in_order():
+    """A long span (the batch driver's) may confirm several runs: each one's frames count before the next
+    is judged, and a run's own frames never count for the episode it might continue."""
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    events = tracker.observe(_frames(1.0, 2.0, True, onset=True))
+    # The second run ends 1.5 s before the third begins, which is 3.5 s after the first run's end.
+    events += tracker.observe(_span(2.0, 8.0, [(3.0, 3.5, 4.0), (5.5, 6.0, 7.0)]))
+    events += tracker.finish()
+    assert _kinds(events) == [("EpisodeOpened", 1), ("EpisodeClosed", 1)]
+    assert events[-1].episode.start_s == 1.0 and events[-1].episode.end_s == 7.0
+
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    events = tracker.observe(_frames(1.0, 2.0, True, onset=True))
+    events += tracker.observe(_span(2.0, 8.0, [(5.0, 5.5, 7.0)]))  # confirmed in this span, 3 s after the end
+    assert _kinds(events) == [("EpisodeOpened", 1), ("EpisodeClosed", 1), ("EpisodeOpened", 2)]
+    assert events[1].episode.end_s == 2.0
+
+
 def test_a_new_run_after_the_quiet_period_is_a_new_episode():
     tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
     events = tracker.observe(_frames(1.0, 2.0, True, onset=True))
