@@ -5,7 +5,8 @@ is extended while crying goes on, ends `quiet_s` after the last cry frame, and i
 review. Its type is the mean of the head's smoothed probabilities over the windows that overlap
 it. Windows reach the tracker later than frames (the embedder is slow), so an episode whose
 quiet period is over waits for the windows that cover it before it closes, for at most
-`_MAX_TYPE_WAIT_S`.
+`_MAX_TYPE_WAIT_S`, and for a run the detector is still deciding that would continue it, for at
+most `_MAX_PENDING_HOLD_S`.
 """
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ from monitor.messages import (
 
 UNTYPED = "cry"  # the label of an episode no window has typed yet
 _MAX_TYPE_WAIT_S = 20.0
+# How long past its quiet period a run still being decided may hold an episode open. A run is
+# confirmed at most 3 s after the start it is given (the gate's bridge looks back 3 s; all 222 runs
+# of the development benchmark) unless one stretch between `off` and `on` lasts longer: this bounds that.
+_MAX_PENDING_HOLD_S = 3.0
 
 
 @dataclass
@@ -71,6 +76,7 @@ class EpisodeTracker:
     def __init__(self, settings: EpisodeSettings, classes: tuple[str, ...]):
         self._quiet = int(settings.quiet_s * SAMPLE_RATE)
         self._max_wait = int(_MAX_TYPE_WAIT_S * SAMPLE_RATE)
+        self._max_hold = int(_MAX_PENDING_HOLD_S * SAMPLE_RATE)
         self._classes = classes
         self._count = 0
         self._typed_to = 0  # end of the newest window classified
@@ -93,7 +99,7 @@ class EpisodeTracker:
                                        np.zeros(n), np.zeros(n))
                 events.append(EpisodeOpened(onset.confirmed, self.current.summary(open_=True)))
         self._extend(activity.last_active_end())
-        events.extend(self._close_if_over(activity.end))
+        events.extend(self._close_if_over(activity.end, activity.pending_since))
         return events
 
     def _extend(self, last_cry_end: int | None) -> None:
@@ -129,9 +135,13 @@ class EpisodeTracker:
             return last
         return self.current
 
-    def _close_if_over(self, now: int) -> list[PipelineEvent]:
+    def _close_if_over(self, now: int, pending_since: int | None) -> list[PipelineEvent]:
         ep = self.current
         if ep is None or now - ep.end < self._quiet:
+            return []
+        # A run not confirmed yet that would start within the quiet period continues this episode once
+        # confirmed (its end stays the last confirmed cry frame): closing now would split one cry in two.
+        if pending_since is not None and pending_since - ep.end < self._quiet and now - ep.end < self._quiet + self._max_hold:
             return []
         typed = self._typed_to >= ep.end or now - ep.end >= self._quiet + self._max_wait
         return [self._close()] if typed else []

@@ -54,6 +54,15 @@ class RunDecider:
             return self._bridged_start(self._above_off_since, index)
         return None
 
+    def pending_start(self, index: int) -> int | None:
+        """After frame `index`: the earliest first frame a run not confirmed yet could still be given (an
+        unconfirmed stretch at or above `off`, or the last one while a new stretch could bridge back to it);
+        None inside a confirmed run or when no such run can follow."""
+        if self.active:
+            return None
+        first = self._bridged_start(self._above_off_since if self._above_off_since is not None else index + 1, index)
+        return first if first <= index else None
+
     def _bridged_start(self, start: int, now: int) -> int:
         """Walk back from `start` over gaps below `off` of at most `bridge` frames, stretch by stretch."""
         oldest = now - len(self._above) + 1
@@ -188,7 +197,11 @@ class Gate:
                 self._backfill(run_first, first + i)
                 self._place_window_at(self.frame_time(run_first) - self._lead)
             windows += self._windows(ring, self.frame_time(first + i + 1))
-        activity = Activity(self.frame_time(first), self.frame_hop, probs, active, tuple(onsets)) if len(probs) else None
+        if not len(probs):
+            return None, windows
+        pending = self._decider.pending_start(self._frames - 1)
+        activity = Activity(self.frame_time(first), self.frame_hop, probs, active, tuple(onsets),
+                            None if pending is None else self.frame_time(pending))
         return activity, windows
 
     def _backfill(self, run_first: int, confirmed_at: int) -> None:

@@ -46,7 +46,9 @@ class Activity:
     [start + i * frame_hop, start + (i + 1) * frame_hop).
 
     `active` marks frames inside confirmed cry runs; `onsets` are the runs confirmed by these
-    frames (a run's start may lie in frames an earlier Activity carried).
+    frames (a run's start may lie in frames an earlier Activity carried). `pending_since`: after
+    the last frame, the earliest start a run not yet confirmed may still be given (a confirmed
+    run's start reaches back over its first frames and earlier bouts), None when none can come.
     """
 
     start: int
@@ -54,6 +56,7 @@ class Activity:
     probs: np.ndarray
     active: np.ndarray
     onsets: tuple[CryOnset, ...] = ()
+    pending_since: int | None = None
 
     @property
     def end(self) -> int:

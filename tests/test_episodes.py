@@ -1,4 +1,6 @@
 """Episodes: timing from detector frames, type from the head's windows, closing after the quiet period."""
+from dataclasses import replace
+
 import numpy as np
 
 from monitor.config import EpisodeSettings
@@ -109,6 +111,47 @@ def test_runs_confirmed_in_one_span_extend_the_episode_in_order():
     events += tracker.observe(_span(2.0, 8.0, [(5.0, 5.5, 7.0)]))  # confirmed in this span, 3 s after the end
     assert _kinds(events) == [("EpisodeOpened", 1), ("EpisodeClosed", 1), ("EpisodeOpened", 2)]
     assert events[1].episode.end_s == 2.0
+
+
+def _pending(activity: Activity, since_s: float | None) -> Activity:
+    return replace(activity, pending_since=None if since_s is None else int(since_s * SAMPLE_RATE))
+
+
+def _typed_episode(quiet_s: float = 3.0) -> EpisodeTracker:
+    """An episode of crying from 1 s to 2 s, typed by a window."""
+    tracker = EpisodeTracker(EpisodeSettings(quiet_s=quiet_s), CLASSES)
+    tracker.observe(_frames(1.0, 2.0, True, onset=True))
+    tracker.classify(_prediction(0.5, (0.1, 0.7, 0.2)), [])
+    return tracker
+
+
+def test_a_run_still_being_decided_within_the_quiet_period_holds_the_episode_open():
+    """The gate gives a confirmed run its first frames and earlier bouts, up to 3 s before it confirms
+    it: one that starts within the quiet period can be confirmed after it has passed."""
+    tracker = _typed_episode()
+    assert tracker.observe(_pending(_frames(2.0, 5.5, False), 4.5)) == []  # quiet 3.5 s, a run pending since 4.5 s
+    assert tracker.current is not None and tracker.current.end == 2 * SAMPLE_RATE  # pending frames do not extend it
+    events = tracker.observe(_activity(5.5, [True] * 25, onsets_s=(4.5,), confirmed_s=5.52))  # confirmed: continues it
+    events += tracker.classify(_prediction(4.5, (0.1, 0.7, 0.2)), [])
+    events += tracker.observe(_frames(6.0, 9.5, False))
+    assert _kinds(events) == [("EpisodeUpdated", 1), ("EpisodeClosed", 1)]
+    assert events[-1].episode.start_s == 1.0 and events[-1].episode.end_s == 6.0
+
+    tracker = _typed_episode()
+    assert tracker.observe(_pending(_frames(2.0, 5.5, False), 4.5)) == []
+    [closed] = tracker.observe(_frames(5.5, 5.6, False))  # the pending run was dropped: closed at the next frames
+    assert isinstance(closed, EpisodeClosed) and closed.episode.end_s == 2.0
+
+
+def test_a_run_pending_after_the_quiet_period_or_for_too_long_does_not_hold_the_episode():
+    tracker = _typed_episode()
+    [closed] = tracker.observe(_pending(_frames(2.0, 5.5, False), 5.2))  # would start 3.2 s after the end: a new episode
+    assert isinstance(closed, EpisodeClosed) and closed.episode.end_s == 2.0
+
+    tracker = _typed_episode()  # the detector hovers between its thresholds: held 3 s past the quiet period at most
+    assert tracker.observe(_pending(_frames(2.0, 7.9, False), 4.5)) == []
+    [closed] = tracker.observe(_pending(_frames(7.9, 8.0, False), 4.5))
+    assert isinstance(closed, EpisodeClosed) and closed.episode.end_s == 2.0
 
 
 def test_a_new_run_after_the_quiet_period_is_a_new_episode():

@@ -1,12 +1,16 @@
 """The gate with the shipped detector on real recordings outside its training groups."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from monitor.audio import RingBuffer, load_audio
-from monitor.config import DetectorSettings, GateSettings
+from monitor.config import DetectorSettings, EpisodeSettings, GateSettings
 from monitor.detect import Decision, DetectorModel
-from monitor.gate import Gate, decide_runs, gate_recording
-from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES
+from monitor.episodes import EpisodeTracker
+from monitor.gate import Gate, RunDecider, decide_runs, gate_recording
+from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, EpisodeClosed, Prediction
+from monitor.scenario import render_scenario
 from tests.conftest import CRIES, cry_path, pick
 
 
@@ -32,6 +36,84 @@ def test_a_confirmed_run_reaches_back_over_short_gaps_to_its_first_bout():
     assert decide_runs(probs, Decision(on=0.9, off=0.4, min_on_s=0.06), frame_s=0.02)[1] == [5, 12]
     active, _ = decide_runs(probs, bridged, frame_s=0.02)
     assert active[1:8].all() and not active[8:12].any()
+
+
+def test_a_run_not_yet_confirmed_is_pending_from_the_start_it_would_get():
+    probs = [0.1, 0.5, 0.5, 0.1, 0.1, 0.1, 0.95, 0.95, 0.95, 0.1, 0.1, 0.1]
+    #        -    stretch   gap 1 2 3       confirmed on the 3rd   gap 1 2 3
+    decider = RunDecider(Decision(on=0.9, off=0.4, min_on_s=0.06, bridge_s=0.04), frame_s=0.02)
+    pending = []
+    for i, p in enumerate(probs):
+        decider.step(i, p)
+        pending.append(decider.pending_start(i))
+    # A stretch that may still reach `on`, then while a new one could bridge back to it (gaps of up to 2 frames);
+    # nothing inside the confirmed run; its own start just after it, for a run that would reach back to it.
+    assert pending == [None, 1, 1, 1, 1, None, 6, 6, None, 6, 6, None]
+
+
+def test_no_run_is_confirmed_with_a_start_before_the_pending_one(detector):
+    """On the demo scenario's detector track: outside a confirmed run, the next run confirmed starts no
+    earlier than the pending start (or the next frame when none is pending). The episode tracker relies on it."""
+    from train.detector import track
+
+    probs = track(detector, render_scenario("nicu").samples)
+    decider, states, runs = RunDecider(detector.decision, detector.features.hop_s), [], []
+    for i, p in enumerate(probs):
+        first = decider.step(i, float(p))
+        if first is not None:
+            runs.append((i, first))
+        states.append((decider.active, decider.pending_start(i)))
+    assert len(runs) >= 3
+    for i, (active, earliest) in enumerate(states):
+        later = [first for at, first in runs if at > i]
+        if not active and later:
+            assert later[0] >= (i + 1 if earliest is None else earliest), (i, earliest, later[0])
+    # Tight: the frame before a run was confirmed, it was pending from the start it was then given (a frame
+    # earlier where that start is where the 3 s look-back ended, which moves on by a frame).
+    assert all(states[at - 1][1] in (first, first - 1) for at, first in runs), [(states[at - 1][1], first) for at, first in runs]
+
+
+class _ScriptedNetwork:
+    """Stands in for the streaming detector: one scripted probability per frame's worth of samples fed."""
+
+    def __init__(self, probs: np.ndarray, frame_hop: int):
+        self._probs, self._hop, self._fed, self._out = probs, frame_hop, 0, 0
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        self._fed += len(samples)
+        n = min(len(self._probs), self._fed // self._hop)
+        out, self._out = self._probs[self._out : n], n
+        return out
+
+    def flush(self) -> np.ndarray:
+        return self._probs[:0]
+
+
+@pytest.mark.parametrize("block_s", [0.1, 8.0])
+def test_a_run_confirmed_after_the_quiet_period_but_starting_within_it_continues_the_episode(
+        detector, monkeypatch, block_s):
+    """A bout, 3 s of quiet, then 3.5 s above `off` before the detector reaches `on`: the run starts 3 s after
+    the episode's last cry frame but is confirmed 6.5 s after it, past the 6 s quiet period. One episode in the
+    live gate's 0.1 s spans (which closed the first at 8 s when nothing waited for pending runs) and in the
+    batch driver's 8 s ones."""
+    probs = np.full(1000, 0.05, np.float32)  # 20 s of frames
+    probs[50:100] = 0.99  # 1-2 s: a bout
+    probs[250:425] = 0.5  # 5-8.5 s: above `off`, below `on`
+    probs[425:475] = 0.99  # 8.5-9.5 s: a run, confirmed at once
+    scripted = replace(detector, decision=Decision(on=0.97, off=0.2, min_on_s=0.3, bridge_s=1.0))
+    monkeypatch.setattr("monitor.gate.StreamingDetector", lambda _: _ScriptedNetwork(probs, scripted.features.frame_hop))
+    gate, ring, samples = Gate(GateSettings(), scripted), RingBuffer(20 * SAMPLE_RATE), np.zeros(20 * SAMPLE_RATE, np.float32)
+    classes = ("not_cry", "pain")
+    tracker, events, block = EpisodeTracker(EpisodeSettings(quiet_s=6.0), classes), [], int(block_s * SAMPLE_RATE)
+    for start in range(0, len(samples), block):
+        ring.write(samples[start : start + block])
+        output = gate.advance(ring, final=start + block >= len(samples))
+        events += tracker.observe(output.activity) if output.activity is not None else []
+        for window in output.windows:  # after their span's frames, as both drivers type them
+            events += tracker.classify(Prediction(window, classes, None, np.array([1.0, 0.0])), [])
+    events += tracker.finish()
+    closed = [(e.episode.start_s, e.episode.end_s) for e in events if isinstance(e, EpisodeClosed)]
+    assert closed == [(gate.frame_time(50) / SAMPLE_RATE, gate.frame_time(475) / SAMPLE_RATE)]
 
 
 def test_real_cries_pass_the_gate_and_speech_does_not(held_out, detector):
