@@ -221,3 +221,35 @@ def test_evaluate_events_end_to_end(cries_index, tmp_path, capsys):
     assert result["files"] == 4 and result["cry_files"] == 2
     assert set(result["ci95"]) == {"er", "f1", "false_episodes_per_hour"}
     assert result["overall"]["Nref"] == 2
+
+
+def test_the_shipped_detector_s_hard_negatives_are_its_known_confusions(records):
+    """Mining on training groups: every training cat is a confusion of v1; sea waves and rain are not."""
+    from monitor.config import DetectorSettings
+    from monitor.detect import DetectorModel
+    from train.detector import mine_hard_negatives
+
+    train = detector_split(records, seed=0)["train"]
+    cats = [r for r in train if r.label == "cat"]
+    calm = [r for r in train if r.label in ("sea_waves", "rain", "wind")]
+    assert cats and calm
+    hard = mine_hard_negatives(DetectorModel.load(DetectorSettings().model_path()), cats + calm)
+    assert {r.key for r in hard} >= {r.key for r in cats} and len([r for r in hard if r in calm]) <= 1
+
+
+def test_hard_negatives_change_only_their_share_of_examples(records):
+    train = detector_split(records, seed=0)["train"]
+    cries = [r for r in train if r.target != "not_cry"][:6]
+    negatives = [r for r in train if r.target == "not_cry"][::40]
+    cats = [r for r in train if r.label == "cat"]
+    plain = TrainingMixer(cries, negatives, seed=0, p_cry=0.0)
+    unused = TrainingMixer(cries, negatives, seed=0, p_cry=0.0, hard=cats, p_hard=0.0)
+    always = TrainingMixer(cries, negatives, seed=0, p_cry=0.0, hard=cats, p_hard=1.0)
+    level = {"plain": [], "always": []}
+    for _ in range(16):
+        a, b, c = (m.example(8.0)[0] for m in (plain, unused, always))
+        np.testing.assert_array_equal(a, b)  # without hard negatives, v1's examples are reproduced exactly
+        level["plain"].append(20 * np.log10(np.sqrt(np.mean(a ** 2))))
+        level["always"].append(20 * np.log10(np.sqrt(np.mean(c ** 2))))
+    # A meow at -35..-10 dBFS over backgrounds whose clips sit at -40..-20 (both under a random +-10 dB gain).
+    assert np.mean(level["always"]) - np.mean(level["plain"]) >= 3.0, level

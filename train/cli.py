@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--tuning-mixtures", type=int, default=120,
                      help="30 s validation-group mixtures on which the run thresholds are chosen")
     det.add_argument("--seed", type=int, default=0)
+    det.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
+    det.add_argument("--init", type=Path, help="continue training this detector (its architecture; same split seed)")
+    det.add_argument("--hard-negatives", type=float, default=0.0,
+                     help="share of examples with one training negative the --init detector mistakes for a cry")
     det.add_argument("--split-seed", type=int, default=0, help="detector split seed (mixtures must use the same)")
     det.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
     det.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (not_cry = background)")

@@ -36,10 +36,11 @@ from monitor.detect import (
 from monitor.gate import decide_runs, frame_time
 from monitor.messages import SAMPLE_RATE
 from train.datasets import Record
-from train.mixing import TrainingMixer
+from train.mixing import ClipCache, TrainingMixer, _db, active_rms, room_noise
 
 _LOGGER = logging.getLogger(__name__)
 _CHUNK = 50  # examples per job: one job = one mixer seed
+HARD_THRESHOLD = 0.5  # a negative clip the detector scores this high somewhere is a hard negative
 
 
 class CryCRNN(nn.Module):
@@ -95,6 +96,7 @@ class DetectorConfig:
     spec_masks: bool = True  # SpecAugment-style band and time masks
     seed: int = 0
     architecture: Architecture = Architecture()
+    p_hard: float = 0.0  # share of examples with one mined hard negative (needs a detector to mine with)
 
 
 @dataclass(frozen=True)
@@ -111,9 +113,10 @@ def frame_targets(labels: np.ndarray, n_frames: int) -> np.ndarray:
     return (0.5 * (padded[:n_frames] + padded[1 : n_frames + 1])).astype(np.float32)
 
 
-def _make_chunk(job: tuple[list[Record], list[Record], int, int, float]) -> tuple[np.ndarray, np.ndarray]:
-    cries, negatives, seed, count, seconds = job
-    mixer = TrainingMixer(cries, negatives, seed=seed)
+def _make_chunk(job: tuple[list[Record], list[Record], int, int, float, list[Record], float]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    cries, negatives, seed, count, seconds, hard, p_hard = job
+    mixer = TrainingMixer(cries, negatives, seed=seed, hard=hard, p_hard=p_hard)
     logmel = LogMel(FeatureSettings())
     feats, targets = [], []
     for _ in range(count):
@@ -125,9 +128,9 @@ def _make_chunk(job: tuple[list[Record], list[Record], int, int, float]) -> tupl
 
 
 def build_bank(cries: list[Record], negatives: list[Record], count: int, seconds: float, seed: int,
-               workers: int, desc: str) -> Bank:
+               workers: int, desc: str, hard: list[Record] | None = None, p_hard: float = 0.0) -> Bank:
     """`count` examples, deterministic for a seed whatever the number of workers."""
-    jobs = [(cries, negatives, seed * 100_003 + i, min(_CHUNK, count - i * _CHUNK), seconds)
+    jobs = [(cries, negatives, seed * 100_003 + i, min(_CHUNK, count - i * _CHUNK), seconds, hard or [], p_hard)
             for i in range(-(-count // _CHUNK))]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         parts = list(tqdm(pool.map(_make_chunk, jobs), total=len(jobs), desc=desc, unit="chunk"))
@@ -162,15 +165,25 @@ def _predict(network: CryCRNN, features: np.ndarray, arch: Architecture, batch: 
                                for start in range(0, len(features), batch)])
 
 
-def train_network(train: Bank, val: Bank, config: DetectorConfig) -> tuple[CryCRNN, dict[str, Any]]:
-    """Adam with a one-cycle schedule; the epoch with the best validation frame loss is kept."""
+def train_network(train: Bank, val: Bank, config: DetectorConfig,
+                  initial: dict[str, np.ndarray] | None = None) -> tuple[CryCRNN, dict[str, Any]]:
+    """Adam with a one-cycle schedule; the epoch with the best validation frame loss is kept.
+
+    `initial` (a detector's weights) continues its training, band statistics included.
+    """
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     n_mels = train.features.shape[2]
     network = CryCRNN(n_mels, config.architecture)
-    flat = train.features.reshape(-1, n_mels)
-    network.band_mean.copy_(torch.from_numpy(flat.mean(axis=0)))
-    network.band_std.copy_(torch.from_numpy(np.maximum(flat.std(axis=0), 1e-3)))
+    if initial is not None:
+        # BatchNorm's step counters are not exported; the weights and statistics are.
+        missing, unexpected = network.load_state_dict({k: torch.from_numpy(v) for k, v in initial.items()}, strict=False)
+        if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+            raise ValueError(f"the initial detector does not fit this architecture (missing {missing}, extra {unexpected})")
+    else:
+        flat = train.features.reshape(-1, n_mels)
+        network.band_mean.copy_(torch.from_numpy(flat.mean(axis=0)))
+        network.band_std.copy_(torch.from_numpy(np.maximum(flat.std(axis=0), 1e-3)))
     steps = config.epochs * -(-len(train.features) // config.batch)
     optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=steps)
@@ -278,16 +291,41 @@ def tune_decision(tracks: list[np.ndarray], mixtures: list[TuningMixture], quiet
     return decision, {"chosen": dataclasses.asdict(decision), "val_events": scores, "grid_points": len(grid)}
 
 
+def mine_hard_negatives(model: DetectorModel, negatives: list[Record], threshold: float = HARD_THRESHOLD,
+                        seed: int = 0) -> list[Record]:
+    """The negatives `model` calls a cry somewhere: each alone at -25 dBFS over a quiet room floor."""
+    rng, cache, hard = np.random.default_rng(seed), ClipCache(), []
+    for record in tqdm(negatives, desc="mining hard negatives", unit="clip"):
+        clip = cache(record)
+        scene = room_noise(rng, len(clip) / SAMPLE_RATE + 2.0) * _db(-50.0)
+        scene[SAMPLE_RATE:SAMPLE_RATE + len(clip)] += clip * (_db(-25.0) / active_rms(clip))
+        if float(track(model, scene.astype(np.float32)).max()) >= threshold:
+            hard.append(record)
+    return hard
+
+
 def fit_detector(splits: dict[str, list[Record]], tuning: list[TuningMixture], config: DetectorConfig, name: str,
-                 workers: int, quiet_s: float) -> tuple[DetectorModel, dict[str, Any]]:
+                 workers: int, quiet_s: float, initial: DetectorModel | None = None) -> tuple[DetectorModel, dict[str, Any]]:
+    """Trains on the training groups (continuing `initial` if given, and mining hard negatives with it
+    when config.p_hard > 0), then tunes the run decisions on the validation mixtures."""
     def pools(side: str) -> tuple[list[Record], list[Record]]:
         records = splits[side]
         return [r for r in records if r.target != "not_cry"], [r for r in records if r.target == "not_cry"]
 
     started = time.time()
-    train = build_bank(*pools("train"), config.train_examples, config.seconds, config.seed, workers, "train mixtures")
+    hard: list[Record] = []
+    if config.p_hard > 0:
+        if initial is None:
+            raise ValueError("hard negatives are mined with a trained detector: give the one to continue (--init)")
+        hard = mine_hard_negatives(initial, pools("train")[1])  # training groups only
+        _LOGGER.info("%d hard negatives of %d: %s", len(hard), len(pools("train")[1]),
+                     ", ".join(sorted({r.label for r in hard})))
+    train = build_bank(*pools("train"), config.train_examples, config.seconds, config.seed, workers, "train mixtures",
+                       hard, config.p_hard)
     val = build_bank(*pools("val"), config.val_examples, config.seconds, config.seed + 1, workers, "val mixtures")
-    network, log = train_network(train, val, config)
+    network, log = train_network(train, val, config, initial.weights if initial is not None else None)
+    log |= {"initial": initial.id if initial is not None else None,
+            "hard_negatives": sorted(r.key for r in hard)}
     features = FeatureSettings()
     model = DetectorModel(name, features, config.architecture, Decision(), exported(network))
     tracks = [track(model, m.samples) for m in tqdm(tuning, desc="tuning tracks", unit="mixture")]
@@ -318,11 +356,14 @@ def run_command(args: Any) -> int:
     tuning = [TuningMixture(load_audio(tuning_dir / row["filename"]),
                             float(row["onset_s"]) if row["cry"] == "1" else None)
               for row in read_mixtures(tuning_dir)]
-    config = DetectorConfig(train_examples=args.examples, epochs=args.epochs, seed=args.seed,
-                            architecture=Architecture(tuple(int(c) for c in args.channels.split(",")), args.hidden,
-                                                      args.delay_frames))
+    initial = DetectorModel.load(args.init) if args.init else None
+    architecture = initial.architecture if initial is not None else Architecture(
+        tuple(int(c) for c in args.channels.split(",")), args.hidden, args.delay_frames)
+    config = DetectorConfig(train_examples=args.examples, epochs=args.epochs, seed=args.seed, lr=args.lr,
+                            architecture=architecture, p_hard=args.hard_negatives)
     quiet_s = load_settings(args.config).episodes.quiet_s
-    model, info = fit_detector(splits, tuning, config, args.out.name, args.workers or os.cpu_count() or 1, quiet_s)
+    model, info = fit_detector(splits, tuning, config, args.out.name, args.workers or os.cpu_count() or 1, quiet_s,
+                               initial)
     info.update(command=args.invocation, data=str(args.data), split_seed=args.split_seed,
                 split_groups={side: sorted({r.key for r in rs}) for side, rs in splits.items()},
                 created=time.strftime("%Y-%m-%d %H:%M:%S"))

@@ -27,6 +27,7 @@ GAIN_RANGE_DB = (-10.0, 10.0)
 P_CRY = 0.55
 P_ALARM = 0.4
 P_OTHER_NICU = 0.25  # each of cpap, fan, pump, knock
+HARD_LEVEL_DBFS = (-35.0, -10.0)  # a mined hard negative: up to as loud as a near cry
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,13 +384,16 @@ def band_limit(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class TrainingMixer:
     """On-the-fly training examples: a background, a cry at random EBR in about half of them, augmentations."""
 
-    def __init__(self, cries: list[Record], negatives: list[Record], seed: int = 0, p_cry: float = P_CRY):
+    def __init__(self, cries: list[Record], negatives: list[Record], seed: int = 0, p_cry: float = P_CRY,
+                 hard: list[Record] | None = None, p_hard: float = 0.0):
         if not cries:
             raise ValueError("no cry clips to mix")
         self.cries = cries
         self.cache = ClipCache()
         self.backgrounds = BackgroundMaker(negatives, self.cache)
         self.p_cry = p_cry
+        self.hard = hard or []  # negatives the detector mistook for cries: drawn more often, and louder
+        self.p_hard = p_hard
         self.rng = np.random.default_rng(seed)
 
     def example(self, seconds: float, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -401,6 +405,10 @@ class TrainingMixer:
         frames = int(seconds * SAMPLE_RATE) // FRAME_HOP
         n = frames * FRAME_HOP
         mixture, _ = self.backgrounds.make(rng, n / SAMPLE_RATE)
+        if self.hard and self.p_hard > 0 and rng.random() < self.p_hard:  # no draw otherwise: v1 reproduces
+            clip = self.cache(self.hard[int(rng.integers(len(self.hard)))])
+            _place(mixture, clip * (_db(rng.uniform(*HARD_LEVEL_DBFS)) / active_rms(clip)),
+                   int(rng.integers(-len(clip) // 2, n)))
         labels = np.zeros(frames, np.float32)
         if rng.random() < self.p_cry:
             cry = self.cache(self.cries[int(rng.integers(len(self.cries)))])
