@@ -18,6 +18,7 @@ from monitor.messages import (
     WindowScored,
 )
 from monitor.pipeline import Models, Pipeline
+from monitor.scenario import render_scenario
 
 
 def analyze_samples(samples: np.ndarray | Iterable[np.ndarray], settings: Settings,
@@ -69,7 +70,12 @@ def analyze_samples(samples: np.ndarray | Iterable[np.ndarray], settings: Settin
 
 
 def analyze_file(path: str | Path, settings: Settings, models: Models) -> dict[str, Any]:
-    _events, summary = analyze_samples(stream_audio(path), settings, models)
+    """A recording, or a built-in scenario (scenario:NAME) as `crywatch run --input` takes it."""
+    if str(path).startswith("scenario:"):
+        samples: np.ndarray | Iterable[np.ndarray] = render_scenario(str(path).split(":", 1)[1]).samples
+    else:
+        samples = stream_audio(path)
+    _events, summary = analyze_samples(samples, settings, models)
     return {"path": str(path), **summary}
 
 

@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     analyze = commands.add_parser("analyze", help="run the pipeline over recordings as fast as possible")
-    analyze.add_argument("paths", nargs="+", metavar="PATH")
+    analyze.add_argument("paths", nargs="+", metavar="PATH", help="audio files, or scenario:NAME (nicu, quiet)")
     analyze.add_argument("--json", action="store_true", help="one JSON object per file")
     analyze.set_defaults(func=cmd_analyze)
 

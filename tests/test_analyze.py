@@ -74,6 +74,16 @@ def test_the_demo_scenarios_one_cry_is_one_episode_whatever_the_block_size(setti
     assert live == [(episode["start_s"], episode["end_s"])]
 
 
+def test_analyze_takes_the_built_in_scenarios_like_run_does():
+    result = run_crywatch("analyze", "scenario:nicu", "scenario:quiet", "--json")
+    assert result.returncode == 0, result.stderr
+    nicu, quiet = json.loads(result.stdout)
+    [(cry_start, _)] = render_scenario("nicu").cry_spans_s
+    assert [abs(e["start_s"] - cry_start) <= 0.5 for e in nicu["episodes"]] == [True] and quiet["episodes"] == []
+    unknown = run_crywatch("analyze", "scenario:nope")
+    assert unknown.returncode == 2 and "scenario:nicu, scenario:quiet" in unknown.stderr
+
+
 def test_cries_in_benchmark_mixtures_are_found_even_at_minus_6_db(dev_mixtures):
     """Held-out cries in everyday and NICU sounds (README: the benchmark's figures over 240 mixtures)."""
     found, total = _hits(dev_mixtures)
