@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.hear_standins (the stand-in builders) when run as a script
 
+from bench.machine import cpu_model, load_average  # noqa: E402
 from monitor.embed.hear import HearWeights, TfHear, TorchHear  # noqa: E402
 from tests.hear_standins import CRIES, cry_clips, randomize, save_tf_standin  # noqa: E402
 
@@ -34,16 +34,9 @@ PRECISIONS = ("fp32", "bf16", "int8")
 def machine() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA GPU"
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), {gpu}; load average {load} at start")
+    return (f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), {gpu}; load average {load_average()} at start")
 
 
 def random_vit(seed: int = 0) -> Any:

@@ -9,25 +9,22 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from monitor.analyze import analyze_samples
-from monitor.audio import RingBuffer
-from monitor.config import load_settings
-from monitor.gate import Gate, gate_recording
-from monitor.messages import SAMPLE_RATE
-from monitor.pipeline import Models
-from monitor.scenario import render_scenario
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.machine when run as a script
 
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
+from bench.machine import cpu_model  # noqa: E402
+from monitor.analyze import analyze_samples  # noqa: E402
+from monitor.audio import RingBuffer  # noqa: E402
+from monitor.config import load_settings  # noqa: E402
+from monitor.gate import Gate, gate_recording  # noqa: E402
+from monitor.messages import SAMPLE_RATE  # noqa: E402
+from monitor.pipeline import Models  # noqa: E402
+from monitor.scenario import render_scenario  # noqa: E402
 
 
 def _best_of(repeats: int, fn) -> float:
@@ -68,7 +65,7 @@ def main() -> None:
     head_s = _best_of(3, lambda: models.head.predict_proba(vectors)) / len(vectors)
     total = _best_of(3, lambda: analyze_samples(samples, settings, models))
 
-    print(f"machine: {_cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"detector {models.detector.id}, embedder {models.embedder.id} (dim {models.embedder.dim}), "
           f"head {models.head.name}")
     print(f"scenario: {seconds:.0f} s audio, {n} windows, {len(gated)} gated")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for tests.hear_standins (the stand-in builders) when run as a script
 
+from bench.machine import cpu_model, load_average  # noqa: E402
 from monitor.config import is_local  # noqa: E402
 from monitor.embed import EmbedderError  # noqa: E402
 from monitor.embed.remote import RemoteEmbedder  # noqa: E402
@@ -43,16 +43,6 @@ from tests.hear_standins import HEAR_VIT, REVISION, SMALL_VIT, hf_vit, write_con
 MAX_SECONDS = 120  # per measurement
 MAX_BEDS = 5000
 MAX_CALLERS = 512
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs; load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
 
 
 def percentiles(latencies: list[float]) -> str:
@@ -180,7 +170,8 @@ def main() -> None:
             embedder.embed(clip)  # warm-up
             what = "" if args.url else f"{args.model} stand-in model, {args.device}, {args.precision}, "
             print(f"{embedder.id} at {url}: {what}max batch {args.max_batch}, queue delay {args.queue_delay_ms} ms")
-            print(f"{machine()}; {args.seconds:g} s per row\n")
+            print(f"{cpu_model()}, {os.cpu_count()} logical CPUs; load average {load_average()}; "
+                  f"{args.seconds:g} s per row\n")
             if args.concurrency:
                 print("| callers | clips/s | mean batch | p50 ms | p95 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
                 for callers in args.concurrency:

@@ -407,15 +407,20 @@ def _cry_sequence(cries_index: list[dict[str, str]], tmp_path: Path, count: int)
     return path
 
 
-def _remote_service(tmp_path: Path, head: Path, url: str, source: Path, speed: float,
-                    on_message: Any) -> Service:
+def _start_remote_service(tmp_path: Path, head: Path, url: str,
+                          source: Path) -> tuple[Service, threading.Thread, list[tuple[float, Any]]]:
+    """A monitor on `source` in real time, typing through `url`; every event with when it arrived."""
     config = write_config(tmp_path / "monitor.toml", classifier={"embedder": "hear", "head": str(head)},
                           hear={"backend": "remote", "url": url, "timeout_s": 1.0},
                           alerts={"technical_min_s": 0.0}, store={"log_embeddings": True})
     settings = load_settings(config).with_overrides(
-        audio={"input": str(source), "speed": speed}, store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+        audio={"input": str(source), "speed": 1.0}, store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
         bus={"endpoint": free_endpoint()}, service={"bed": "bed-remote"})
-    return Service(settings, on_message=on_message)
+    received: list[tuple[float, Any]] = []
+    service = Service(settings, on_message=lambda envelope: received.append((time.monotonic(), envelope.event)))
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    return service, runner, received
 
 
 def _window_rows(tmp_path: Path) -> list[tuple[str, str]]:
@@ -429,12 +434,7 @@ def _window_rows(tmp_path: Path) -> list[tuple[str, str]]:
 @pytest.mark.slow
 def test_a_stalled_server_is_a_technical_alarm_within_5_s_and_its_return_is_seen(
         standin: StandinServer, head: Path, tmp_path: Path, cries_index: list[dict[str, str]]) -> None:
-    source = _cry_sequence(cries_index, tmp_path, 4)
-    received: list[tuple[float, Any]] = []
-    service = _remote_service(tmp_path, head, standin.url, source, 1.0,
-                              lambda envelope: received.append((time.monotonic(), envelope.event)))
-    runner = threading.Thread(target=service.run)
-    runner.start()
+    _service, runner, received = _start_remote_service(tmp_path, head, standin.url, _cry_sequence(cries_index, tmp_path, 4))
     time.sleep(6)
     standin.mode, stalled_at = "slow", time.monotonic()
     time.sleep(24)  # over the third cry
@@ -457,12 +457,7 @@ def test_a_stalled_server_is_a_technical_alarm_within_5_s_and_its_return_is_seen
 def test_a_killed_server_falls_back_alarms_and_is_used_again_when_restarted(
         tmp_path: Path, weights: Path, head: Path, cries_index: list[dict[str, str]]) -> None:
     server = EmbeddingServer(tmp_path, weights).start()
-    source = _cry_sequence(cries_index, tmp_path, 6)
-    received: list[tuple[float, Any]] = []
-    service = _remote_service(tmp_path, head, server.url, source, 1.0,
-                              lambda envelope: received.append((time.monotonic(), envelope.event)))
-    runner = threading.Thread(target=service.run)
-    runner.start()
+    service, runner, received = _start_remote_service(tmp_path, head, server.url, _cry_sequence(cries_index, tmp_path, 6))
     try:
         time.sleep(10)
         server.kill()
