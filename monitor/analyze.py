@@ -16,6 +16,7 @@ from monitor.messages import (
     EpisodeUpdated,
     PipelineEvent,
     WindowScored,
+    type_probability,
 )
 from monitor.pipeline import Models, Pipeline
 from monitor.scenario import render_scenario
@@ -89,10 +90,6 @@ def describe(result: dict[str, Any]) -> str:
     for ep in episodes:
         alert = " ALERT" if ep["alert"] else ""
         parts.append(f"  {ep['start_s']:7.1f}-{ep['end_s']:7.1f} s  {ep['label']:<12} "
-                     f"p={_type_probability(ep)}{alert}")
+                     f"p={type_probability(ep['probs'], ep['label'])}{alert}")
     return "\n".join(parts)
 
-
-def _type_probability(episode: dict[str, Any]) -> str:
-    p = episode["probs"].get(episode["label"])
-    return "-" if p is None else f"{p:.2f}"

@@ -25,6 +25,7 @@ from monitor.messages import (
     EpisodeClosed,
     EpisodeOpened,
     ServiceStatus,
+    type_probability,
 )
 from monitor.store import EpisodeFilter, StoreError, redact_url
 
@@ -165,7 +166,7 @@ def cmd_episodes(args: argparse.Namespace) -> int:
             end += " (interrupted)"
         review = f"  reviewed: {ep['review']['verdict']} ({ep['review']['by']})" if ep["review"] else ""
         print(f"{ep['id']:>5} {ep['start']}  {end:<32}  {ep['bed']:<10} {ep['label']:<12} "
-              f"p={ep['probs'].get(ep['label'], 0):.2f}{'  ALERT' if ep['alert'] else ''}{review}")
+              f"p={type_probability(ep['probs'], ep['label'])}{'  ALERT' if ep['alert'] else ''}{review}")
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -123,6 +123,12 @@ class Prediction:
 # kind; monitor/bus.py gives each its wire name and is the only place that encodes them.
 
 
+def type_probability(probs: Mapping[str, float | None], label: str) -> str:
+    """An episode's mean probability of its own type for people to read, or "-" while no window has typed it."""
+    p = probs.get(label)
+    return "-" if p is None else f"{p:.2f}"
+
+
 @dataclass(frozen=True)
 class EpisodeSummary:
     """A cry episode as known so far: timing from detector frames, type from the windows."""
@@ -145,9 +151,7 @@ class EpisodeSummary:
         return self.end_s is None
 
     def type_probability(self) -> str:
-        """The mean probability of its own type, or "-" while no window has typed it."""
-        p = self.probs.get(self.label)
-        return "-" if p is None else f"{p:.2f}"
+        return type_probability(self.probs, self.label)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
 from monitor.alarms import AlarmError, check_initials
+from monitor.messages import type_probability
 from monitor.review import to_csv
 from monitor.store import EpisodeFilter, StoreError, annotate, episode_windows, list_episodes
 from monitor.tui.widgets import InitialsScreen, clock
@@ -50,7 +51,7 @@ class ReviewScreen(Screen):
         for ep in reversed(episodes):  # newest first
             key = str(ep["id"])
             cells = (ep["id"], ep["bed"], clock(ep["start"]), clock(ep["end"]) if ep["end"] else "ongoing",
-                     ep["label"], f"{ep['probs'].get(ep['label'], 0):.2f}", "ALARM" if ep["alert"] else "",
+                     ep["label"], type_probability(ep["probs"], ep["label"]), "ALARM" if ep["alert"] else "",
                      f"{ep['review']['verdict']} ({ep['review']['by']})" if ep["review"] else "")
             if key in table.rows:
                 table.update_cell(key, "review", cells[-1], update_width=True)
