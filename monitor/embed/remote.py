@@ -11,9 +11,9 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-import urllib.error
-import urllib.request
+import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -38,8 +38,13 @@ class RemoteEmbedder:
 
     def __init__(self, url: str, timeout_s: float, ca_file: str = "", expected_id: str | None = None, dim: int = 512):
         self.url = url.rstrip("/")
+        parts = urlsplit(self.url)
+        self._host, self._port, self._prefix = parts.hostname or "", parts.port, parts.path
         self._timeout = timeout_s
-        self._context = ssl.create_default_context(cafile=ca_file or None) if self.url.startswith("https:") else None
+        self._context = ssl.create_default_context(cafile=ca_file or None) if parts.scheme == "https" else None
+        # One kept-alive connection per calling thread (the embedder's, the probe's): a TLS handshake per
+        # window would cost the server more than the window's vector.
+        self._connections = threading.local()
         self._id = expected_id
         self.dim = dim
         if expected_id is None:
@@ -53,7 +58,7 @@ class RemoteEmbedder:
 
     def info(self) -> dict[str, Any]:
         """What the server serves (and how much it has served): a cheap liveness check."""
-        body, _ = self._call(urllib.request.Request(self.url + INFO_PATH))
+        body, _ = self._call("GET", INFO_PATH)
         try:
             info = json.loads(body)
             served_id, dim, samples = str(info["id"]), int(info["dim"]), int(info["window_samples"])
@@ -69,9 +74,7 @@ class RemoteEmbedder:
         batch = check_windows(windows)
         if not len(batch):
             return np.zeros((0, self.dim), np.float32)
-        request = urllib.request.Request(self.url + EMBED_PATH, data=batch.astype("<f4").tobytes(), method="POST",
-                                         headers={"Content-Type": "application/octet-stream"})
-        body, headers = self._call(request)
+        body, headers = self._call("POST", EMBED_PATH, batch.astype("<f4").tobytes())
         self._check_model(headers.get(ID_HEADER, ""))
         if len(body) != len(batch) * self.dim * 4:
             raise EmbedderError(f"{self.url} returned {len(body) // 4} numbers for {len(batch)} windows, expected "
@@ -90,20 +93,50 @@ class RemoteEmbedder:
             raise ServedModelMismatch(f"{self.url} serves {served_id or 'an unnamed model'}, but the head was trained on "
                                 f"{self._id}: serve that model, or use a head trained on {served_id}")
 
-    def _call(self, request: urllib.request.Request) -> tuple[bytes, Any]:
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout, context=self._context) as response:
-                return response.read(), response.headers
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(200).decode("utf-8", "replace").strip().splitlines()
-            raise EmbedderError(f"{self.url} answered {exc.code} {exc.reason}"
-                                + (f": {detail[0]}" if detail else "")) from exc
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, TimeoutError):
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._connections, "current", None)
+        if connection is None:
+            if self._context is not None:
+                connection = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout,
+                                                         context=self._context)
+            else:
+                connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            self._connections.current = connection
+        return connection
+
+    def _drop_connection(self) -> None:
+        connection = getattr(self._connections, "current", None)
+        if connection is not None:
+            connection.close()
+        self._connections.current = None
+
+    def _call(self, method: str, path: str, body: bytes | None = None) -> tuple[bytes, Any]:
+        """One request on this thread's connection; a kept-alive one the server has since closed is
+        opened again once (embedding has no side effects, so asking twice is safe)."""
+        while True:
+            reused = getattr(self._connections, "current", None) is not None
+            connection = self._connection()
+            try:
+                connection.request(method, self._prefix + path, body=body,
+                                   headers={"Content-Type": "application/octet-stream"} if body is not None else {})
+                response = connection.getresponse()
+                data = response.read()
+            except TimeoutError as exc:
+                self._drop_connection()
                 raise EmbedderError(f"{self.url} did not answer within {self._timeout:g} s") from exc
-            raise EmbedderError(f"{self.url} is unreachable ({reason})") from exc
-        except TimeoutError as exc:  # the response itself was slower than the timeout
-            raise EmbedderError(f"{self.url} did not answer within {self._timeout:g} s") from exc
-        except (OSError, ValueError, http.client.HTTPException) as exc:  # resets, cut or malformed answers
-            raise EmbedderError(f"{self.url} failed mid-answer ({type(exc).__name__}: {exc})") from exc
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                self._drop_connection()
+                if reused:  # once at most: the next try is on a new connection
+                    continue
+                raise EmbedderError(f"{self.url} closed the connection ({type(exc).__name__}: {exc})") from exc
+            except OSError as exc:  # refused, unresolvable, a certificate this monitor does not trust
+                self._drop_connection()
+                raise EmbedderError(f"{self.url} is unreachable ({exc})") from exc
+            except (http.client.HTTPException, ValueError) as exc:  # cut or malformed answers
+                self._drop_connection()
+                raise EmbedderError(f"{self.url} failed mid-answer ({type(exc).__name__}: {exc})") from exc
+            if response.status != 200:
+                detail = data[:200].decode("utf-8", "replace").strip().splitlines()
+                raise EmbedderError(f"{self.url} answered {response.status} {response.reason}"
+                                    + (f": {detail[0]}" if detail else ""))
+            return data, response.headers
