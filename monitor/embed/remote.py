@@ -1,6 +1,6 @@
 """The monitor's side of a shared embedding server (`crywatch serve-embedder`, monitor/serve.py).
 
-Plain HTTP, so a bedside PC needs no serving engine: POST {url}/v1/embed with the windows as
+Plain HTTP (or HTTPS), so a bedside PC needs no serving engine: POST {url}/v1/embed with the windows as
 little-endian float32 bytes (N x 32000) returns N x dim float32 bytes, and the id of the model
 that made them in the X-Embedder-Id header; GET {url}/v1/info describes the served model. Every
 fault (refused, slow, wrong shape, another model) is an EmbedderError naming the server and the
@@ -90,8 +90,8 @@ class RemoteEmbedder:
 
     def _check_model(self, served_id: str) -> None:
         if self._id is not None and served_id != self._id:
-            raise ServedModelMismatch(f"{self.url} serves {served_id or 'an unnamed model'}, but the head was trained on "
-                                f"{self._id}: serve that model, or use a head trained on {served_id}")
+            raise ServedModelMismatch(f"{self.url} serves {served_id or 'an unnamed model'}, but the head was trained "
+                                      f"on {self._id}: serve that model, or use a head trained on {served_id}")
 
     def _connection(self) -> http.client.HTTPConnection:
         connection = getattr(self._connections, "current", None)
