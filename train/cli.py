@@ -307,6 +307,10 @@ def _trained_gate(head: Head, folder: Path) -> GateSettings:
 def cmd_detector(args: argparse.Namespace) -> int:
     from train.detector import run_command  # torch is imported only for training
 
+    if args.hard_negatives and not args.init:
+        raise DataError("--hard-negatives needs --init: the hard negatives are the ones that detector mistakes for cries")
+    if not 0 <= args.hard_negatives <= 1:
+        raise DataError(f"--hard-negatives {args.hard_negatives}: a share of the examples, 0..1")
     return run_command(args)
 
 

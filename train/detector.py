@@ -36,7 +36,7 @@ from monitor.detect import (
 from monitor.gate import decide_runs, frame_time
 from monitor.messages import SAMPLE_RATE
 from train.datasets import Record
-from train.mixing import ClipCache, TrainingMixer, _db, active_rms, room_noise
+from train.mixing import ClipCache, TrainingMixer, active_rms, db_gain, room_noise
 
 _LOGGER = logging.getLogger(__name__)
 _CHUNK = 50  # examples per job: one job = one mixer seed
@@ -297,8 +297,8 @@ def mine_hard_negatives(model: DetectorModel, negatives: list[Record], threshold
     rng, cache, hard = np.random.default_rng(seed), ClipCache(), []
     for record in tqdm(negatives, desc="mining hard negatives", unit="clip"):
         clip = cache(record)
-        scene = room_noise(rng, len(clip) / SAMPLE_RATE + 2.0) * _db(-50.0)
-        scene[SAMPLE_RATE:SAMPLE_RATE + len(clip)] += clip * (_db(-25.0) / active_rms(clip))
+        scene = room_noise(rng, len(clip) / SAMPLE_RATE + 2.0) * db_gain(-50.0)
+        scene[SAMPLE_RATE:SAMPLE_RATE + len(clip)] += clip * (db_gain(-25.0) / active_rms(clip))
         if float(track(model, scene.astype(np.float32)).max()) >= threshold:
             hard.append(record)
     return hard
@@ -314,9 +314,7 @@ def fit_detector(splits: dict[str, list[Record]], tuning: list[TuningMixture], c
 
     started = time.time()
     hard: list[Record] = []
-    if config.p_hard > 0:
-        if initial is None:
-            raise ValueError("hard negatives are mined with a trained detector: give the one to continue (--init)")
+    if config.p_hard > 0 and initial is not None:
         hard = mine_hard_negatives(initial, pools("train")[1])  # training groups only
         _LOGGER.info("%d hard negatives of %d: %s", len(hard), len(pools("train")[1]),
                      ", ".join(sorted({r.label for r in hard})))

@@ -130,7 +130,7 @@ def active_rms(samples: np.ndarray) -> float:
 # Synthesised NICU sounds
 
 
-def _db(db: float) -> float:
+def db_gain(db: float) -> float:
     return float(10 ** (db / 20))
 
 
@@ -171,7 +171,7 @@ def _alarm(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     # high priority pulses 75-200 ms, medium/low 125-250 ms; >= 4 harmonics within 15 dB of the fundamental
     pulse = rng.uniform(0.125, 0.2) if kind == "alarm_high" else rng.uniform(0.125, 0.25)
     f0 = rng.uniform(150, 1000)
-    weights = np.array([_db(-rng.uniform(0, 15)) if k else 1.0 for k in range(int(rng.integers(4, 7)))])
+    weights = np.array([db_gain(-rng.uniform(0, 15)) if k else 1.0 for k in range(int(rng.integers(4, 7)))])
     tone = _harmonic_pulse(rng, f0, pulse, weights)
     onsets, period = _alarm_onsets(kind, rng, pulse)
     out = np.zeros(n)
@@ -199,12 +199,12 @@ def _fan(rng: np.random.Generator, n: int) -> np.ndarray:
     """Mains hum harmonics, a blade-pass tone with slow wobble, and low broadband air noise."""
     t = np.arange(n) / SAMPLE_RATE
     mains = rng.choice([50.0, 60.0]) * rng.uniform(0.98, 1.02)  # motor slip shifts it
-    hum = sum(_db(-rng.uniform(0, 20)) * np.sin(2 * np.pi * mains * k * t + rng.uniform(0, 6.3)) for k in (1, 2, 3))
+    hum = sum(db_gain(-rng.uniform(0, 20)) * np.sin(2 * np.pi * mains * k * t + rng.uniform(0, 6.3)) for k in (1, 2, 3))
     blade_hz = rng.uniform(20, 40) * rng.integers(5, 10)
     wobble = 1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.2, 2) * t)
-    blade = _db(-rng.uniform(0, 10)) * wobble * np.sin(2 * np.pi * blade_hz * t)
+    blade = db_gain(-rng.uniform(0, 10)) * wobble * np.sin(2 * np.pi * blade_hz * t)
     sos = signal.butter(2, rng.uniform(400, 1500), "lowpass", fs=SAMPLE_RATE, output="sos")
-    air = _db(-rng.uniform(0, 10)) * signal.sosfilt(sos, rng.standard_normal(n))
+    air = db_gain(-rng.uniform(0, 10)) * signal.sosfilt(sos, rng.standard_normal(n))
     return hum + blade + air / max(float(np.std(air)), 1e-12) * 0.3
 
 
@@ -224,7 +224,7 @@ def _pump(rng: np.random.Generator, n: int) -> np.ndarray:
             _place(out, beep, int((t + repeat * 0.25) * SAMPLE_RATE))
         t += rng.uniform(2, 8)
     click_len = int(rng.uniform(0.002, 0.005) * SAMPLE_RATE)
-    click = rng.standard_normal(click_len) * np.exp(-np.arange(click_len) / (click_len / 4)) * _db(-rng.uniform(3, 12))
+    click = rng.standard_normal(click_len) * np.exp(-np.arange(click_len) / (click_len / 4)) * db_gain(-rng.uniform(3, 12))
     period = rng.uniform(0.5, 2.0)
     for at in np.arange(rng.uniform(0, period), n / SAMPLE_RATE, period):
         _place(out, click, int(at * SAMPLE_RATE))
@@ -241,7 +241,7 @@ def _knock(rng: np.random.Generator, n: int) -> np.ndarray:
     impulse[:40] += rng.standard_normal(40) * np.exp(-np.arange(40) / 8)
     for at in rng.uniform(0, n / SAMPLE_RATE, int(rng.integers(1, 4))):
         for k in range(int(rng.integers(1, 5))):
-            _place(out, impulse * _db(-rng.uniform(0, 6)), int((at + k * rng.uniform(0.15, 0.3)) * SAMPLE_RATE))
+            _place(out, impulse * db_gain(-rng.uniform(0, 6)), int((at + k * rng.uniform(0.15, 0.3)) * SAMPLE_RATE))
     return out
 
 
@@ -317,12 +317,12 @@ class BackgroundMaker:
     def make(self, rng: np.random.Generator, seconds: float) -> tuple[np.ndarray, list[str]]:
         """Samples and the background class names used (esc50 categories, speech, NICU kinds; the room floor is always there)."""
         n = int(seconds * SAMPLE_RATE)
-        out = room_noise(rng, seconds) * _db(rng.uniform(-60, -45))
+        out = room_noise(rng, seconds) * db_gain(rng.uniform(-60, -45))
         classes: list[str] = []
         for _ in range(rng.poisson(0.12 * seconds)):
             record = self.negatives[int(rng.integers(len(self.negatives)))]
             clip = self.cache(record)
-            level = _db(rng.uniform(-40, -20)) / active_rms(clip)
+            level = db_gain(rng.uniform(-40, -20)) / active_rms(clip)
             _place(out, clip * level, int(rng.integers(-len(clip) // 2, n)))
             classes.append(record.label)
         kinds = [str(rng.choice(["alarm_high", "alarm_medium", "alarm_low"]))] if rng.random() < P_ALARM else []
@@ -330,7 +330,7 @@ class BackgroundMaker:
         peak_db = {"cpap": (-40, -25), "fan": (-40, -25), "pump": (-35, -15), "knock": (-30, -10)}
         for kind in kinds:
             lo, hi = peak_db.get(kind, (-30, -10))
-            out += nicu_sound(kind, rng, seconds) * _db(rng.uniform(lo, hi))
+            out += nicu_sound(kind, rng, seconds) * db_gain(rng.uniform(lo, hi))
         return out.astype(np.float32), sorted(set(classes + kinds))
 
 
@@ -407,7 +407,7 @@ class TrainingMixer:
         mixture, _ = self.backgrounds.make(rng, n / SAMPLE_RATE)
         if self.hard and self.p_hard > 0 and rng.random() < self.p_hard:  # no draw otherwise: v1 reproduces
             clip = self.cache(self.hard[int(rng.integers(len(self.hard)))])
-            _place(mixture, clip * (_db(rng.uniform(*HARD_LEVEL_DBFS)) / active_rms(clip)),
+            _place(mixture, clip * (db_gain(rng.uniform(*HARD_LEVEL_DBFS)) / active_rms(clip)),
                    int(rng.integers(-len(clip) // 2, n)))
         labels = np.zeros(frames, np.float32)
         if rng.random() < self.p_cry:
@@ -431,6 +431,6 @@ class TrainingMixer:
             mixture = band_limit(mixture, rng)
         if rng.random() < 0.5:
             mixture = colour(mixture, rng)
-        mixture = mixture * _db(rng.uniform(*GAIN_RANGE_DB))
+        mixture = mixture * db_gain(rng.uniform(*GAIN_RANGE_DB))
         peak = float(np.max(np.abs(mixture)))
         return (mixture / peak * 0.99 if peak > 0.99 else mixture).astype(np.float32), labels
