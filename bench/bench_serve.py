@@ -52,71 +52,67 @@ def percentiles(latencies: list[float]) -> str:
     return " | ".join(f"{1000 * cuts[p - 1]:.1f}" for p in (50, 95, 99))
 
 
-def served_counts(embedder: RemoteEmbedder) -> tuple[int, int]:
-    served = embedder.info()["served"]
-    return int(served["clips"]), int(served["batches"])
+class Tally:
+    """One row's measurements: the server's counters before it, and each request's latency or failure."""
+
+    def __init__(self, embedder: RemoteEmbedder):
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        self.latencies: list[float] = []
+        self.errors = 0
+        self._clips, self._batches = self._served()
+
+    def _served(self) -> tuple[int, int]:
+        served = self._embedder.info()["served"]
+        return int(served["clips"]), int(served["batches"])
+
+    def send(self, clip: np.ndarray, since: float) -> None:
+        """One request; its latency counts from `since`."""
+        try:
+            self._embedder.embed(clip)
+        except EmbedderError:
+            with self._lock:
+                self.errors += 1
+            return
+        with self._lock:
+            self.latencies.append(time.monotonic() - since)
+
+    def row(self, label: int, elapsed: float) -> str:
+        clips, batches = self._served()
+        mean_batch = (clips - self._clips) / max(1, batches - self._batches)
+        return (f"| {label} | {len(self.latencies) / elapsed:.1f} | {mean_batch:.1f} | {percentiles(self.latencies)} "
+                f"| {self.errors} |")
 
 
 def closed_loop(embedder: RemoteEmbedder, callers: int, seconds: float, clip: np.ndarray) -> str:
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
+    tally = Tally(embedder)
     deadline = time.monotonic() + seconds
 
     def caller() -> None:
         while time.monotonic() < deadline:
-            started = time.monotonic()
-            try:
-                embedder.embed(clip)
-            except EmbedderError:
-                errors[0] += 1
-                continue
-            with lock:
-                latencies.append(time.monotonic() - started)
+            tally.send(clip, time.monotonic())
 
-    clips_before, batches_before = served_counts(embedder)
     started = time.monotonic()
     threads = [threading.Thread(target=caller) for _ in range(callers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    elapsed = time.monotonic() - started
-    clips, batches = served_counts(embedder)
-    mean_batch = (clips - clips_before) / max(1, batches - batches_before)
-    return (f"| {callers} | {len(latencies) / elapsed:.1f} | {mean_batch:.1f} | {percentiles(latencies)} "
-            f"| {errors[0]} |")
+    return tally.row(callers, time.monotonic() - started)
 
 
 def beds(embedder: RemoteEmbedder, count: int, seconds: float, clip: np.ndarray) -> str:
     """Each bed sends one clip a second; bed i's clips are due at i/count + k seconds."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
+    tally = Tally(embedder)
     start = time.monotonic() + 0.5
     due = sorted(start + k + i / count for k in range(int(seconds)) for i in range(count))
-
-    def send(when: float) -> None:
-        try:
-            embedder.embed(clip)
-        except EmbedderError:
-            errors[0] += 1
-            return
-        with lock:
-            latencies.append(time.monotonic() - when)  # from when it was due: a late send counts
-
-    clips_before, batches_before = served_counts(embedder)
     with ThreadPoolExecutor(min(count, MAX_CALLERS)) as pool:
         for when in due:
             delay = when - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            pool.submit(send, when)
-    elapsed = time.monotonic() - start
-    clips, batches = served_counts(embedder)
-    mean_batch = (clips - clips_before) / max(1, batches - batches_before)
-    return (f"| {count} | {len(latencies) / elapsed:.1f} | {mean_batch:.1f} | {percentiles(latencies)} "
-            f"| {errors[0]} |")
+            pool.submit(tally.send, clip, when)  # from when it was due: a late send counts
+    return tally.row(count, time.monotonic() - start)
 
 
 def start_server(folder: Path, model: str, device: str, precision: str, max_batch: int,
