@@ -67,14 +67,13 @@ class Models:
                             f"but the head has {', '.join(head.classes)}: the alarms would change meaning when the "
                             "server fails; use heads with the same classes")
         remote = RemoteEmbedder(hear.url, hear.timeout_s, hear.ca_file, expected_id=head.embedder_id, dim=head.dim)
+        failover = Failover(remote, offline_embedder(fallback_head.embedder_id))
         try:
             remote.info()
         except ServedModelMismatch as exc:
             raise HeadError(f"[hear] url: {exc}") from exc  # a setup error, not a fault to ride out
-        except EmbedderError:
-            pass  # down at start: the failover's first probe says so and the service raises the alarm
-        failover = Failover(remote, offline_embedder(fallback_head.embedder_id))
-        failover.probe()
+        except EmbedderError as exc:
+            failover.failed(str(exc))  # down at start: the monitor starts on the fallback, the service raises the alarm
         return Models(detector, remote, head, failover, fallback_head)
 
     def head_for(self, embedder_id: str) -> Head:

@@ -45,7 +45,7 @@ class Failover:
             try:
                 vectors = self.remote.embed(windows)
             except EmbedderError as exc:
-                self._failed(str(exc))
+                self.failed(str(exc))
             else:
                 self._answered()
                 return vectors, self.remote.id
@@ -59,11 +59,12 @@ class Failover:
             else:
                 self.remote.probe()
         except EmbedderError as exc:
-            self._failed(str(exc))
+            self.failed(str(exc))
         else:
             self._answered()
 
-    def _failed(self, reason: str) -> None:
+    def failed(self, reason: str) -> None:
+        """The server failed (here, or in a check made elsewhere, such as the one at start-up)."""
         with self._lock:
             self._retry_at = self._clock() + self._retry_s
             if self._fault is None:
