@@ -253,3 +253,39 @@ def test_hard_negatives_change_only_their_share_of_examples(records):
         level["always"].append(20 * np.log10(np.sqrt(np.mean(c ** 2))))
     # A meow at -35..-10 dBFS over backgrounds whose clips sit at -40..-20 (both under a random +-10 dB gain).
     assert np.mean(level["always"]) - np.mean(level["plain"]) >= 3.0, level
+
+
+def _first_cry_frame(labels: np.ndarray) -> int | None:
+    active = np.flatnonzero(labels >= 0.5)
+    return int(active[0]) if len(active) else None
+
+
+def test_late_onsets_put_cry_onsets_after_background_and_keep_v1_without_them(records):
+    train = detector_split(records, seed=0)["train"]
+    cries = [r for r in train if r.target != "not_cry"][::12]
+    negatives = [r for r in train if r.target == "not_cry"][::40]
+    plain, unused, late = (TrainingMixer(cries, negatives, seed=0, p_cry=1.0, p_late=p) for p in (0.0, 0.0, 1.0))
+    onsets: dict[str, list[int]] = {"plain": [], "late": []}
+    for _ in range(24):
+        (a, la), (b, _), (c, lc) = (m.example(8.0) for m in (plain, unused, late))
+        np.testing.assert_array_equal(a, b)  # p_late 0 draws nothing: v1's examples are reproduced exactly
+        assert len(c) == len(lc) * FRAME_HOP == 8 * SAMPLE_RATE
+        for key, labels in (("plain", la), ("late", lc)):
+            if (first := _first_cry_frame(labels)) is not None:
+                onsets[key].append(first)
+    # Long cries can only start early when placed whole; placed late, onsets spread over the example.
+    assert np.median(onsets["late"]) * 0.02 >= 2.5 and max(onsets["late"]) >= 300, onsets
+    assert np.median(onsets["late"]) >= np.median(onsets["plain"]) + 50, onsets
+
+
+def test_onset_weights_cover_each_onset_only():
+    from train.detector import ONSET_AFTER, ONSET_BEFORE, onset_weights
+
+    targets = np.zeros((2, 200), np.float32)
+    targets[0, 100:180] = 1.0
+    targets[1, 0:40] = 1.0  # a cry already under way when the example starts has no onset to weight
+    weights = onset_weights(targets, 3.0)
+    assert (weights[0, 100 - ONSET_BEFORE: 100 + ONSET_AFTER] == 3.0).all()
+    assert (weights[0, : 100 - ONSET_BEFORE] == 1.0).all() and (weights[0, 100 + ONSET_AFTER:] == 1.0).all()
+    assert (weights[1] == 1.0).all()
+    assert (onset_weights(targets, 1.0) == 1.0).all()

@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import sys
 import time
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--init", type=Path, help="continue training this detector (its architecture; same split seed)")
     det.add_argument("--hard-negatives", type=float, default=0.0,
                      help="share of examples with one training negative the --init detector mistakes for a cry")
+    det.add_argument("--late-onsets", type=float, default=0.0,
+                     help="share of cries placed anywhere in their example, the tail cut (onsets after background)")
+    det.add_argument("--onset-weight", type=float, default=1.0,
+                     help="loss weight of the frames from 0.2 s before to 1 s after each cry onset")
     det.add_argument("--split-seed", type=int, default=0, help="detector split seed (mixtures must use the same)")
     det.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
     det.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (not_cry = background)")
@@ -311,6 +316,10 @@ def cmd_detector(args: argparse.Namespace) -> int:
         raise DataError("--hard-negatives needs --init: the hard negatives are the ones that detector mistakes for cries")
     if not 0 <= args.hard_negatives <= 1:
         raise DataError(f"--hard-negatives {args.hard_negatives}: a share of the examples, 0..1")
+    if not 0 <= args.late_onsets <= 1:
+        raise DataError(f"--late-onsets {args.late_onsets}: a share of the cries, 0..1")
+    if not math.isfinite(args.onset_weight) or args.onset_weight <= 0:
+        raise DataError(f"--onset-weight {args.onset_weight}: a positive loss weight")
     return run_command(args)
 
 

@@ -41,6 +41,7 @@ from train.mixing import ClipCache, TrainingMixer, active_rms, db_gain, room_noi
 _LOGGER = logging.getLogger(__name__)
 _CHUNK = 50  # examples per job: one job = one mixer seed
 HARD_THRESHOLD = 0.5  # a negative clip the detector scores this high somewhere is a hard negative
+ONSET_BEFORE, ONSET_AFTER = 10, 50  # frames (0.2 s before, 1 s after) weighted by DetectorConfig.onset_weight
 
 
 class CryCRNN(nn.Module):
@@ -97,6 +98,8 @@ class DetectorConfig:
     seed: int = 0
     architecture: Architecture = Architecture()
     p_hard: float = 0.0  # share of examples with one mined hard negative (needs a detector to mine with)
+    p_late: float = 0.0  # share of cries placed anywhere, their tails cut (TrainingMixer)
+    onset_weight: float = 1.0  # loss weight of the frames around each cry onset (the benchmark scores onsets)
 
 
 @dataclass(frozen=True)
@@ -113,10 +116,22 @@ def frame_targets(labels: np.ndarray, n_frames: int) -> np.ndarray:
     return (0.5 * (padded[:n_frames] + padded[1 : n_frames + 1])).astype(np.float32)
 
 
-def _make_chunk(job: tuple[list[Record], list[Record], int, int, float, list[Record], float]
+def onset_weights(targets: np.ndarray, weight: float) -> np.ndarray:
+    """Per-frame loss weights: `weight` from ONSET_BEFORE frames before each cry onset to ONSET_AFTER after it."""
+    weights = np.ones_like(targets)
+    if weight == 1.0:
+        return weights
+    active = targets >= 0.5
+    rising = np.argwhere(active[:, 1:] & ~active[:, :-1]) + [0, 1]
+    for row, frame in rising:
+        weights[row, max(0, frame - ONSET_BEFORE): frame + ONSET_AFTER] = weight
+    return weights
+
+
+def _make_chunk(job: tuple[list[Record], list[Record], int, int, float, list[Record], float, float]
                 ) -> tuple[np.ndarray, np.ndarray]:
-    cries, negatives, seed, count, seconds, hard, p_hard = job
-    mixer = TrainingMixer(cries, negatives, seed=seed, hard=hard, p_hard=p_hard)
+    cries, negatives, seed, count, seconds, hard, p_hard, p_late = job
+    mixer = TrainingMixer(cries, negatives, seed=seed, hard=hard, p_hard=p_hard, p_late=p_late)
     logmel = LogMel(FeatureSettings())
     feats, targets = [], []
     for _ in range(count):
@@ -128,9 +143,11 @@ def _make_chunk(job: tuple[list[Record], list[Record], int, int, float, list[Rec
 
 
 def build_bank(cries: list[Record], negatives: list[Record], count: int, seconds: float, seed: int,
-               workers: int, desc: str, hard: list[Record] | None = None, p_hard: float = 0.0) -> Bank:
+               workers: int, desc: str, hard: list[Record] | None = None, p_hard: float = 0.0,
+               p_late: float = 0.0) -> Bank:
     """`count` examples, deterministic for a seed whatever the number of workers."""
-    jobs = [(cries, negatives, seed * 100_003 + i, min(_CHUNK, count - i * _CHUNK), seconds, hard or [], p_hard)
+    jobs = [(cries, negatives, seed * 100_003 + i, min(_CHUNK, count - i * _CHUNK), seconds, hard or [], p_hard,
+             p_late)
             for i in range(-(-count // _CHUNK))]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         parts = list(tqdm(pool.map(_make_chunk, jobs), total=len(jobs), desc=desc, unit="chunk"))
@@ -188,6 +205,7 @@ def train_network(train: Bank, val: Bank, config: DetectorConfig,
     optimiser = torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=config.lr, total_steps=steps)
     loss_fn = nn.BCEWithLogitsLoss()
+    weights = onset_weights(train.targets, config.onset_weight)
     val_truth = val.targets.ravel() >= 0.5
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     history = []
@@ -203,7 +221,8 @@ def train_network(train: Bank, val: Bank, config: DetectorConfig,
             if config.spec_masks:
                 x = _masked(x, generator)
             logits = network(x)[0][:, config.architecture.delay_frames:]
-            loss = loss_fn(logits, torch.from_numpy(train.targets[idx]))
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                logits, torch.from_numpy(train.targets[idx]), weight=torch.from_numpy(weights[idx]))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -319,7 +338,7 @@ def fit_detector(splits: dict[str, list[Record]], tuning: list[TuningMixture], c
         _LOGGER.info("%d hard negatives of %d: %s", len(hard), len(pools("train")[1]),
                      ", ".join(sorted({r.label for r in hard})))
     train = build_bank(*pools("train"), config.train_examples, config.seconds, config.seed, workers, "train mixtures",
-                       hard, config.p_hard)
+                       hard, config.p_hard, config.p_late)
     val = build_bank(*pools("val"), config.val_examples, config.seconds, config.seed + 1, workers, "val mixtures")
     network, log = train_network(train, val, config, initial.weights if initial is not None else None)
     log |= {"initial": initial.id if initial is not None else None,
@@ -358,7 +377,8 @@ def run_command(args: Any) -> int:
     architecture = initial.architecture if initial is not None else Architecture(
         tuple(int(c) for c in args.channels.split(",")), args.hidden, args.delay_frames)
     config = DetectorConfig(train_examples=args.examples, epochs=args.epochs, seed=args.seed, lr=args.lr,
-                            architecture=architecture, p_hard=args.hard_negatives)
+                            architecture=architecture, p_hard=args.hard_negatives, p_late=args.late_onsets,
+                            onset_weight=args.onset_weight)
     quiet_s = load_settings(args.config).episodes.quiet_s
     model, info = fit_detector(splits, tuning, config, args.out.name, args.workers or os.cpu_count() or 1, quiet_s,
                                initial)

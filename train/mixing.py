@@ -27,6 +27,7 @@ GAIN_RANGE_DB = (-10.0, 10.0)
 P_CRY = 0.55
 P_ALARM = 0.4
 P_OTHER_NICU = 0.25  # each of cpap, fan, pump, knock
+LATE_TAIL_FRAMES = 50  # a late-placed cry keeps at least its first second (or all of a shorter one)
 HARD_LEVEL_DBFS = (-35.0, -10.0)  # a mined hard negative: up to as loud as a near cry
 
 
@@ -385,7 +386,7 @@ class TrainingMixer:
     """On-the-fly training examples: a background, a cry at random EBR in about half of them, augmentations."""
 
     def __init__(self, cries: list[Record], negatives: list[Record], seed: int = 0, p_cry: float = P_CRY,
-                 hard: list[Record] | None = None, p_hard: float = 0.0):
+                 hard: list[Record] | None = None, p_hard: float = 0.0, p_late: float = 0.0):
         if not cries:
             raise ValueError("no cry clips to mix")
         self.cries = cries
@@ -394,6 +395,10 @@ class TrainingMixer:
         self.p_cry = p_cry
         self.hard = hard or []  # negatives the detector mistook for cries: drawn more often, and louder
         self.p_hard = p_hard
+        # Share of cries whose onset may fall anywhere up to LATE_TAIL_S before the end, the tail cut
+        # off: otherwise a long cry can only start in an example's first seconds, while a monitor
+        # meets every onset after a long stretch of background.
+        self.p_late = p_late
         self.rng = np.random.default_rng(seed)
 
     def example(self, seconds: float, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -416,11 +421,15 @@ class TrainingMixer:
                 ratio = 2 ** (rng.uniform(-1, 1) / 12)
                 cry = soxr.resample(cry, SAMPLE_RATE, SAMPLE_RATE / ratio, quality="LQ").astype(np.float32)
             active = cry_frames(cry)  # labels follow the (possibly resampled) clip
-            if len(active) > frames:  # a random HOP-aligned crop of a long clip
-                start = int(rng.integers(len(active) - frames + 1))
-                cry, active = cry[start * FRAME_HOP: (start + frames) * FRAME_HOP], active[start: start + frames]
+            if self.p_late > 0 and rng.random() < self.p_late:  # no draw otherwise: v1 reproduces
+                at = int(rng.integers(frames - min(len(active), LATE_TAIL_FRAMES) + 1))
+                cry, active = cry[: (frames - at) * FRAME_HOP], active[: frames - at]
+            else:
+                if len(active) > frames:  # a random HOP-aligned crop of a long clip
+                    start = int(rng.integers(len(active) - frames + 1))
+                    cry, active = cry[start * FRAME_HOP: (start + frames) * FRAME_HOP], active[start: start + frames]
+                at = int(rng.integers(frames - len(active) + 1)) if len(active) else 0
             if len(active):
-                at = int(rng.integers(frames - len(active) + 1))
                 background = mixture
                 mixture = mix_at_ebr(background, cry, at * FRAME_HOP, rng.uniform(*EBR_RANGE_DB))
                 labels[at: at + len(active)] = active
