@@ -395,7 +395,7 @@ class TrainingMixer:
         self.p_cry = p_cry
         self.hard = hard or []  # negatives the detector mistook for cries: drawn more often, and louder
         self.p_hard = p_hard
-        # Share of cries whose onset may fall anywhere up to LATE_TAIL_S before the end, the tail cut
+        # Share of cries whose onset may fall anywhere up to LATE_TAIL_FRAMES before the end, the tail cut
         # off: otherwise a long cry can only start in an example's first seconds, while a monitor
         # meets every onset after a long stretch of background.
         self.p_late = p_late
