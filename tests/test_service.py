@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from monitor.bus import Subscriber
-from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, Heartbeat, WindowScored
+from monitor.bus import Envelope, Subscriber
+from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, Heartbeat, ServiceStatus, WindowScored
 from monitor.pipeline import Models
 from monitor.scenario import render_scenario
 from monitor.service import Service
@@ -43,12 +43,22 @@ def test_a_real_cry_file_gives_an_episode_row_and_bus_events(settings, models, c
 
     listener = threading.Thread(target=listen)
     listener.start()
-    time.sleep(0.3)  # let the subscription land before the first event (PUB/SUB slow joiner)
+    # PUB/SUB drops what is sent before the subscription lands (slow joiner), and at speed 0 the episode
+    # opens within ~0.1 s: probe on the service's own socket (no other thread uses it before run) until heard.
+    deadline = time.monotonic() + 10
+    while not received:
+        assert time.monotonic() < deadline, "the subscription never landed"
+        service._publisher.publish(Envelope("bed-test", "2026-11-27T08:00:00+00:00", ServiceStatus(0, "probe", {})))
+        time.sleep(0.05)
     summary = service.run()
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10  # "stopped" is the last event: everything before it has arrived too
+    while not any(isinstance(m.event, ServiceStatus) and m.event.state == "stopped" for m in received):
+        assert time.monotonic() < deadline, "the last events never arrived"
+        time.sleep(0.05)
     stop.set()
     listener.join()
     subscriber.close()
+    received[:] = [m for m in received if not (isinstance(m.event, ServiceStatus) and m.event.state == "probe")]
 
     assert summary.failed is None and summary.episodes
     [episode] = list_episodes(open_engine(f"sqlite:///{tmp_path / 'log.db'}"))
@@ -125,6 +135,11 @@ def test_signals_stop_the_service_cleanly_with_everything_flushed(tmp_path, sig)
         assert conn.execute("select count(*) from alarms where cleared is null").fetchone() == (0,)
 
 
+def _open_alarms(db) -> int:
+    with sqlite3.connect(db) as conn:  # WAL: a reader does not block the monitor writing
+        return conn.execute("select count(*) from alarms where cleared is null").fetchone()[0]
+
+
 def test_after_kill_9_the_next_start_closes_what_was_left_open(tmp_path):
     db = tmp_path / "log.db"
     run = ("run", "--headless", "--db", f"sqlite:///{db}", "--bus", "tcp://127.0.0.1:*", "--bed", "bed-5")
@@ -134,7 +149,10 @@ def test_after_kill_9_the_next_start_closes_what_was_left_open(tmp_path):
         for line in process.stdout:
             if "ALARM" in line:  # a latched alarm is open until someone acknowledges it
                 break
-        time.sleep(1.0)  # the store writes in batches: let the alarm reach the file
+        deadline = time.monotonic() + 30  # the store writes in batches: wait until the alarm is in the file
+        while not _open_alarms(db):
+            assert time.monotonic() < deadline and process.poll() is None, "the alarm never reached the log"
+            time.sleep(0.1)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     finally:
@@ -245,14 +263,20 @@ def test_a_full_disk_stops_the_log_not_the_alarms_and_nothing_is_lost(settings, 
     runner = threading.Thread(target=service.run)
     runner.start()
     seen: list = []
+    # Both technical alarms are raised within ~0.1 s of the start, possibly before this subscription
+    # has landed (PUB/SUB slow joiner): heartbeats carry them as well, since they stay latched.
+    beats: list[Heartbeat] = []
     try:
         deadline = time.monotonic() + 40
         while not any(isinstance(e, AlarmRaised) and not e.alarm.technical for e in seen):
             assert time.monotonic() < deadline, f"no cry alarm on the bus with the disk full: {seen[-3:]}"
             got = subscriber.receive(100)
-            if got is not None and not isinstance(got.event, Heartbeat):
+            if got is not None and isinstance(got.event, Heartbeat):
+                beats.append(got.event)
+            elif got is not None:
                 seen.append(got.event)
-        technical = {e.alarm.label: e.alarm.priority.value for e in seen if isinstance(e, AlarmRaised) and e.alarm.technical}
+        technical = {a.label: a.priority.value for a in [e.alarm for e in seen if isinstance(e, AlarmRaised)]
+                     + [a for b in beats for a in b.alarms] if a.technical}
         assert technical == {"disk_nearly_full": "low", "log_failing": "medium"}  # said so, below the cry itself
         filler.unlink()  # space returns
         while runner.is_alive():
