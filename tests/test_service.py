@@ -106,6 +106,11 @@ def test_a_crashed_worker_stops_the_service_loudly_and_is_logged(settings, model
     assert alarm[4] == "monitor stopped"
 
 
+def _open_alarms(db) -> int:
+    with sqlite3.connect(db) as conn:  # WAL: a reader does not block the monitor writing
+        return conn.execute("select count(*) from alarms where cleared is null").fetchone()[0]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signals_stop_the_service_cleanly_with_everything_flushed(tmp_path, sig):
     db = tmp_path / "log.db"
@@ -132,12 +137,7 @@ def test_signals_stop_the_service_cleanly_with_everything_flushed(tmp_path, sig)
         assert len(ends) == 1 and ends[0][0] is not None  # the open episode was closed and written
         kinds = [k for (k,) in conn.execute("select kind from service_events order by id")]
         assert kinds[-1] == "stopped"
-        assert conn.execute("select count(*) from alarms where cleared is null").fetchone() == (0,)
-
-
-def _open_alarms(db) -> int:
-    with sqlite3.connect(db) as conn:  # WAL: a reader does not block the monitor writing
-        return conn.execute("select count(*) from alarms where cleared is null").fetchone()[0]
+    assert _open_alarms(db) == 0
 
 
 def test_after_kill_9_the_next_start_closes_what_was_left_open(tmp_path):
@@ -159,16 +159,16 @@ def test_after_kill_9_the_next_start_closes_what_was_left_open(tmp_path):
         process.kill()
     with sqlite3.connect(db) as conn:
         [(open_episodes,)] = conn.execute("select count(*) from episodes where end is null").fetchall()
-        assert conn.execute("select count(*) from alarms where cleared is null").fetchone() == (1,)
+    assert _open_alarms(db) == 1
     again = subprocess.run(crywatch_command(*run, "--input", "scenario:quiet", "--speed", "0"), cwd=PROJECT_ROOT,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert f"recovered (interrupted_episodes={open_episodes}, interrupted_alarms=1)" in again.stdout
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from episodes where end is null").fetchone() == (0,)
-        assert conn.execute("select count(*) from alarms where cleared is null").fetchone() == (0,)
         assert conn.execute("select count(*) from episodes where interrupted and end >= start").fetchone() == (open_episodes,)
         assert conn.execute("select clear_reason from alarms").fetchone()[0].startswith("interrupted")
+    assert _open_alarms(db) == 0
 
 
 class _HungEmbedder:
