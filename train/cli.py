@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     card = sub.add_parser("card", help="re-render MODEL_CARD.md and report.md of a head folder from its report.json")
     card.add_argument("--model", type=Path, required=True)
+
+    yamnet = sub.add_parser("yamnet-export", help="Coral's YAMNet .tflite → a numpy model folder (needs tensorflow)")
+    yamnet.add_argument("--tflite", type=Path, required=True, help="yamnet_spectra_in.tflite (LICENSE and class map beside it)")
+    yamnet.add_argument("--out", type=Path, default=Path("models/yamnet"), help="model folder to write")
     return parser
 
 
@@ -134,6 +138,12 @@ def cmd_evaluate_site(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_yamnet_export(args: argparse.Namespace) -> int:
+    from train.yamnet_export import run_command  # tensorflow is imported only for the export
+
+    return run_command(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
@@ -142,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"fit": cmd_fit, "evaluate": cmd_evaluate, "card": cmd_card, "mixtures": cmd_mixtures,
                 "detector": cmd_detector, "evaluate-events": cmd_evaluate_events,
-                "evaluate-site": cmd_evaluate_site}[args.command](args)
+                "evaluate-site": cmd_evaluate_site, "yamnet-export": cmd_yamnet_export}[args.command](args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
