@@ -180,6 +180,22 @@ def test_mixtures_are_deterministic(mixtures, tmp_path):
     assert meta["seed"] == 0 and meta["split"] == "test" and set(meta["cry_groups_used"]) <= set(meta["split_groups"])
 
 
+TODAY_S_MIXTURES = """\
+filename,ebr_db,cry,onset_s,offset_s,cry_path,cry_group,backgrounds
+mix0000.flac,-6,1,17.624,22.624,esc50/4-185575-B-20.flac,esc50/185575,fan;snoring;speech;toilet_flush
+mix0001.flac,,0,,,,,church_bells;cpap;snoring
+mix0002.flac,0,1,15.779,20.579,esc50/3-152007-E-20.flac,esc50/152007,alarm_low;cpap;speech
+mix0003.flac,,0,,,,,fan;sea_waves;speech;water_drops
+mix0004.flac,6,1,14.177,18.937,corvin/BEL_D04.flac,corvin/BEL,chirping_birds;cpap;frog;pig;speech
+mix0005.flac,,0,,,,,alarm_low;hen;siren;speech;vacuum_cleaner
+"""
+
+
+def test_default_mixtures_are_what_they_were_before_the_hard_benchmark(mixtures):
+    """Written before the second collection, the cross-collection groups and the --hard kinds existed (2026-11)."""
+    assert (mixtures / "mixtures.csv").read_text().replace("\r\n", "\n") == TODAY_S_MIXTURES
+
+
 def test_mixture_rows_cover_the_ebrs_and_use_only_test_groups(mixtures, records):
     rows = _read(mixtures)
     assert [r["cry"] for r in rows] == ["1", "0"] * 3

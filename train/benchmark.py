@@ -41,19 +41,24 @@ TOP_CLASSES = 15  # of the background table in the human summary; --json has all
 
 
 def write_mixtures(records: list[Record], out: Path, count: int, split: str, seed: int, command: str,
-                   split_seed: int = 0) -> list[dict]:
+                   split_seed: int = 0, more: list[Record] | None = None,
+                   extra_kinds: tuple[str, ...] = ()) -> list[dict]:
     """`count` mixtures of the `split` groups into `out`: even indices hold one cry (EBR cycling -6/0/+6), odd none.
 
     The split has its own seed: mixtures with another mixing seed still come from the same groups
-    the detector was (not) trained on.
+    the detector was (not) trained on. `more` (the second collection) adds its `split`-group non-cries to
+    the backgrounds and `extra_kinds` adds synthesised kinds (the --hard benchmark); cries come from
+    `records` only, as their labels are not a model's guess. Without either, nothing changes.
     """
-    chosen = detector_split(records, split_seed)[split]
-    cries = [r for r in chosen if r.target != "not_cry"]
-    negatives = [r for r in chosen if r.target == "not_cry"]
+    chosen = detector_split(records, split_seed, more)[split]
+    extra = set(more or [])
+    cries = [r for r in chosen if r.target != "not_cry" and r not in extra]
+    negatives = [r for r in chosen if r.target == "not_cry" and r not in extra]
+    extra_negatives = [r for r in chosen if r.target == "not_cry" and r in extra]
     if not cries or not negatives:
         raise DataError(f"split {split!r} has {len(cries)} cry and {len(negatives)} non-cry clips: need both")
     cache = ClipCache()
-    backgrounds = BackgroundMaker(negatives, cache)
+    backgrounds = BackgroundMaker(negatives, cache, extra_negatives, extra_kinds)
     order = [cries[i] for i in np.random.default_rng(seed).permutation(len(cries))]  # each cry once before repeats
     n = int(MIXTURE_SECONDS * SAMPLE_RATE)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +89,8 @@ def write_mixtures(records: list[Record], out: Path, count: int, split: str, see
     meta = {"seed": seed, "split": split, "split_seed": split_seed, "count": count, "seconds": MIXTURE_SECONDS,
             "command": command,
             "split_groups": sorted({r.key for r in chosen}), "cry_groups_used": sorted(used)}
+    if more is not None or extra_kinds:
+        meta |= {"more_negatives": len(extra_negatives), "extra_kinds": list(extra_kinds)}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return rows
 

@@ -20,10 +20,10 @@ from monitor.embed import EmbedderError
 from monitor.store import StoreError
 from train.cache import DEFAULT_CACHE, EmbeddingCache
 from train.card import model_card
-from train.datasets import DataError, Record, read_dataset
+from train.datasets import DataError, Record, more_index, read_dataset
 from train.evaluate import evaluate, score
 from train.labels import CRYWATCH, KeywordMap, LabelError, load_label_map
-from train.mixing import SIDES
+from train.mixing import HARD_KINDS, SIDES
 from train.report import plot_set, report_markdown, write_json
 from train.splits import LeakageError
 
@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     mix.add_argument("--seed", type=int, default=0, help="mixing seed")
     mix.add_argument("--split-seed", type=int, default=0, help="detector split seed (the detector's own is 0)")
     mix.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (not_cry = background)")
+    mix.add_argument("--hard", action="store_true",
+                     help="harder backgrounds: add the second collection's non-cries of the split and the synthesised "
+                          "confusers (monitor, oximeter, ventilator and pump beeps, machine buzz)")
+    mix.add_argument("--more", type=Path,
+                     help="index.csv of the second collection, read with --hard (default: ../more/index.csv beside --data)")
 
     events = sub.add_parser("evaluate-events", help="run the monitor over mixtures and score its episodes with sed_eval")
     events.add_argument("--mixtures", type=Path, required=True, help="folder written by `mixtures`")
@@ -112,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (not_cry = background)")
     det.add_argument("--workers", type=int, default=0, help="processes for mixing (0 = all cores)")
     det.add_argument("--config", help="config.toml whose [episodes] quiet_s the tuning uses (default: the project's)")
+    det.add_argument("--hard-backgrounds", action="store_true",
+                     help="train and tune on the --hard backgrounds of `mixtures` (the second collection's non-cries "
+                          "and the synthesised confusers)")
+    det.add_argument("--more", type=Path, help="index.csv of the second collection, read with --hard-backgrounds "
+                                               "(default: ../more/index.csv beside --data)")
 
     card = sub.add_parser("card", help="re-render MODEL_CARD.md and report.md of a head folder from its report.json")
     card.add_argument("--model", type=Path, required=True)
@@ -330,6 +340,8 @@ def cmd_detector(args: argparse.Namespace) -> int:
         raise DataError(f"--late-onsets {args.late_onsets}: a share of the cries, 0..1")
     if not math.isfinite(args.onset_weight) or args.onset_weight <= 0:
         raise DataError(f"--onset-weight {args.onset_weight}: a positive loss weight")
+    if args.more is not None and not args.hard_backgrounds:
+        raise DataError("--more is read only with --hard-backgrounds: add it, or drop --more")
     return run_command(args)
 
 
@@ -338,8 +350,13 @@ def cmd_mixtures(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise DataError(f"--count {args.count}: need at least 1 mixture")
-    records = read_dataset(args.data, load_label_map(args.label_map))
-    rows = write_mixtures(records, args.out, args.count, args.split, args.seed, args.invocation, args.split_seed)
+    if args.more is not None and not args.hard:
+        raise DataError("--more is read only with --hard: add --hard, or drop --more")
+    label_map = load_label_map(args.label_map)
+    records = read_dataset(args.data, label_map)
+    more = read_dataset(more_index(args.data, args.more), label_map) if args.hard else None
+    rows = write_mixtures(records, args.out, args.count, args.split, args.seed, args.invocation, args.split_seed,
+                          more, HARD_KINDS if args.hard else ())
     print(f"{len(rows)} mixtures ({sum(r['cry'] for r in rows)} with a cry) of split {args.split} written to {args.out}")
     return 0
 

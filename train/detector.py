@@ -36,7 +36,7 @@ from monitor.detect import (
 from monitor.gate import decide_runs, frame_time
 from monitor.messages import SAMPLE_RATE
 from train.datasets import Record
-from train.mixing import ClipCache, TrainingMixer, active_rms, db_gain, room_noise
+from train.mixing import HARD_KINDS, ClipCache, TrainingMixer, active_rms, db_gain, room_noise
 
 _LOGGER = logging.getLogger(__name__)
 _CHUNK = 50  # examples per job: one job = one mixer seed
@@ -100,6 +100,7 @@ class DetectorConfig:
     p_hard: float = 0.0  # share of examples with one mined hard negative (needs a detector to mine with)
     p_late: float = 0.0  # share of cries placed anywhere, their tails cut (TrainingMixer)
     onset_weight: float = 1.0  # loss weight of the frames around each cry onset (the benchmark scores onsets)
+    hard_backgrounds: bool = False  # the second collection's non-cries and HARD_KINDS in backgrounds (--hard mixtures)
 
 
 @dataclass(frozen=True)
@@ -128,10 +129,11 @@ def onset_weights(targets: np.ndarray, weight: float) -> np.ndarray:
     return weights
 
 
-def _make_chunk(job: tuple[list[Record], list[Record], int, int, float, list[Record], float, float]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    cries, negatives, seed, count, seconds, hard, p_hard, p_late = job
-    mixer = TrainingMixer(cries, negatives, seed=seed, hard=hard, p_hard=p_hard, p_late=p_late)
+def _make_chunk(job: tuple[list[Record], list[Record], int, int, float, list[Record], float, float, list[Record],
+                           tuple[str, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    cries, negatives, seed, count, seconds, hard, p_hard, p_late, extra_negatives, extra_kinds = job
+    mixer = TrainingMixer(cries, negatives, seed=seed, hard=hard, p_hard=p_hard, p_late=p_late,
+                          extra_negatives=extra_negatives, extra_kinds=extra_kinds)
     logmel = LogMel(FeatureSettings())
     feats, targets = [], []
     for _ in range(count):
@@ -144,10 +146,11 @@ def _make_chunk(job: tuple[list[Record], list[Record], int, int, float, list[Rec
 
 def build_bank(cries: list[Record], negatives: list[Record], count: int, seconds: float, seed: int,
                workers: int, desc: str, hard: list[Record] | None = None, p_hard: float = 0.0,
-               p_late: float = 0.0) -> Bank:
+               p_late: float = 0.0, extra_negatives: list[Record] | None = None,
+               extra_kinds: tuple[str, ...] = ()) -> Bank:
     """`count` examples, deterministic for a seed whatever the number of workers."""
     jobs = [(cries, negatives, seed * 100_003 + i, min(_CHUNK, count - i * _CHUNK), seconds, hard or [], p_hard,
-             p_late)
+             p_late, extra_negatives or [], extra_kinds)
             for i in range(-(-count // _CHUNK))]
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         parts = list(tqdm(pool.map(_make_chunk, jobs), total=len(jobs), desc=desc, unit="chunk"))
@@ -324,9 +327,11 @@ def mine_hard_negatives(model: DetectorModel, negatives: list[Record], threshold
 
 
 def fit_detector(splits: dict[str, list[Record]], tuning: list[TuningMixture], config: DetectorConfig, name: str,
-                 workers: int, quiet_s: float, initial: DetectorModel | None = None) -> tuple[DetectorModel, dict[str, Any]]:
+                 workers: int, quiet_s: float, initial: DetectorModel | None = None,
+                 extra_negatives: dict[str, list[Record]] | None = None) -> tuple[DetectorModel, dict[str, Any]]:
     """Trains on the training groups (continuing `initial` if given, and mining hard negatives with it
-    when config.p_hard > 0), then tunes the run decisions on the validation mixtures."""
+    when config.p_hard > 0), then tunes the run decisions on the validation mixtures. `extra_negatives`
+    (per side, the second collection's) join the backgrounds when config.hard_backgrounds."""
     def pools(side: str) -> tuple[list[Record], list[Record]]:
         records = splits[side]
         return [r for r in records if r.target != "not_cry"], [r for r in records if r.target == "not_cry"]
@@ -337,9 +342,12 @@ def fit_detector(splits: dict[str, list[Record]], tuning: list[TuningMixture], c
         hard = mine_hard_negatives(initial, pools("train")[1])  # training groups only
         _LOGGER.info("%d hard negatives of %d: %s", len(hard), len(pools("train")[1]),
                      ", ".join(sorted({r.label for r in hard})))
+    extra_kinds = HARD_KINDS if config.hard_backgrounds else ()
+    extra = (extra_negatives or {}) if config.hard_backgrounds else {}
     train = build_bank(*pools("train"), config.train_examples, config.seconds, config.seed, workers, "train mixtures",
-                       hard, config.p_hard, config.p_late)
-    val = build_bank(*pools("val"), config.val_examples, config.seconds, config.seed + 1, workers, "val mixtures")
+                       hard, config.p_hard, config.p_late, extra.get("train"), extra_kinds)
+    val = build_bank(*pools("val"), config.val_examples, config.seconds, config.seed + 1, workers, "val mixtures",
+                     extra_negatives=extra.get("val"), extra_kinds=extra_kinds)
     network, log = train_network(train, val, config, initial.weights if initial is not None else None)
     log |= {"initial": initial.id if initial is not None else None,
             "hard_negatives": sorted(r.key for r in hard)}
@@ -362,14 +370,23 @@ def run_command(args: Any) -> int:
     """Train on the training groups, tune on validation mixtures, write the detector folder."""
     from monitor.config import load_settings
     from train.benchmark import read_mixtures, write_mixtures
-    from train.datasets import read_dataset
+    from train.datasets import more_index, read_dataset
     from train.labels import load_label_map
     from train.mixing import detector_split
 
-    records = read_dataset(args.data, load_label_map(args.label_map))
-    splits = detector_split(records, args.split_seed)
+    label_map = load_label_map(args.label_map)
+    records = read_dataset(args.data, label_map)
+    hard_backgrounds = args.hard_backgrounds
+    more = read_dataset(more_index(args.data, args.more), label_map) if hard_backgrounds else None
+    splits = detector_split(records, args.split_seed, more)
+    # The second collection gives negatives only: its cries are a model's guess, and the run trains on the
+    # same cries (the cries collection's) as before.
+    extra = set(more or [])
+    extra_negatives = {side: [r for r in rs if r in extra and r.target == "not_cry"] for side, rs in splits.items()}
+    own = {side: [r for r in rs if r not in extra] for side, rs in splits.items()}
     tuning_dir = args.runs / f"{args.out.name}-val-mixtures"
-    write_mixtures(records, tuning_dir, args.tuning_mixtures, "val", args.seed, args.invocation, args.split_seed)
+    write_mixtures(records, tuning_dir, args.tuning_mixtures, "val", args.seed, args.invocation, args.split_seed,
+                   more, HARD_KINDS if hard_backgrounds else ())
     tuning = [TuningMixture(load_audio(tuning_dir / row["filename"]),
                             float(row["onset_s"]) if row["cry"] == "1" else None)
               for row in read_mixtures(tuning_dir)]
@@ -378,10 +395,10 @@ def run_command(args: Any) -> int:
         tuple(int(c) for c in args.channels.split(",")), args.hidden, args.delay_frames)
     config = DetectorConfig(train_examples=args.examples, epochs=args.epochs, seed=args.seed, lr=args.lr,
                             architecture=architecture, p_hard=args.hard_negatives, p_late=args.late_onsets,
-                            onset_weight=args.onset_weight)
+                            onset_weight=args.onset_weight, hard_backgrounds=hard_backgrounds)
     quiet_s = load_settings(args.config).episodes.quiet_s
-    model, info = fit_detector(splits, tuning, config, args.out.name, args.workers or os.cpu_count() or 1, quiet_s,
-                               initial)
+    model, info = fit_detector(own, tuning, config, args.out.name, args.workers or os.cpu_count() or 1, quiet_s,
+                               initial, extra_negatives)
     info.update(command=args.invocation, data=str(args.data), split_seed=args.split_seed,
                 split_groups={side: sorted({r.key for r in rs}) for side, rs in splits.items()},
                 created=time.strftime("%Y-%m-%d %H:%M:%S"))

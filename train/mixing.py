@@ -7,6 +7,7 @@ the level.
 from __future__ import annotations
 
 import itertools
+import re
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -16,12 +17,16 @@ from scipy import signal
 
 from monitor.audio import load_audio
 from monitor.messages import SAMPLE_RATE
-from train.datasets import Record
+from train.datasets import CRY_COLUMN_SOURCES, Record
 from train.splits import Split, check_leakage
 
 FRAME_HOP = 320  # 20 ms: label resolution
 SIDES = ("train", "val", "test")
 NICU_KINDS = ("alarm_high", "alarm_medium", "alarm_low", "cpap", "fan", "pump", "knock")
+# Synthesised confusers, used only when asked for (BackgroundMaker's extra_kinds): harmonic tones and buzz
+HARD_KINDS = ("beep_triple", "beep_continuous", "pulse_oximeter", "ventilator_alarm", "pump_alarm", "machine_buzz")
+BEEP_BAND_HZ = (400.0, 1200.0)  # fundamental of the monitor, oximeter, ventilator and pump beeps
+BUZZ_BAND_HZ = (30.0, 200.0)  # fundamental of the engine / drill / chainsaw buzz
 EBR_RANGE_DB = (-9.0, 9.0)
 GAIN_RANGE_DB = (-10.0, 10.0)
 P_CRY = 0.55
@@ -29,6 +34,8 @@ P_ALARM = 0.4
 P_OTHER_NICU = 0.25  # each of cpap, fan, pump, knock
 LATE_TAIL_FRAMES = 50  # a late-placed cry keeps at least its first second (or all of a shorter one)
 HARD_LEVEL_DBFS = (-35.0, -10.0)  # a mined hard negative: up to as loud as a near cry
+P_EXTRA_KIND = 0.15  # each of the extra kinds, when asked for
+EXTRA_CLIPS_PER_S = 0.08  # extra negatives (the second collection), when asked for, beside 0.12 per s of the others
 
 
 # ---------------------------------------------------------------------------------------------
@@ -36,19 +43,24 @@ HARD_LEVEL_DBFS = (-35.0, -10.0)  # a mined hard negative: up to as loud as a ne
 
 
 def _stratum(record: Record) -> str:
-    """Every cry of a corpus is one stratum (types don't matter to a detector); negatives by category."""
-    return f"{record.source}:{'cry' if record.target != 'not_cry' else record.label}"
+    """Every cry of a corpus is one stratum (types don't matter to a detector); negatives by category.
+
+    A CRY_COLUMN_SOURCES negative's label is only a model's guess at its category: one stratum.
+    """
+    if record.target != "not_cry":
+        return f"{record.source}:cry"
+    return f"{record.source}:{'not_cry' if record.source in CRY_COLUMN_SOURCES else record.label}"
 
 
-def detector_split(records: list[Record], seed: int = 0) -> dict[str, list[Record]]:
-    """~60/20/20 of groups per stratum (source x cry/category); a stratum of 2 groups gives train and test one each."""
+def _sides(records: list[Record], rng: np.random.Generator, fixed: dict[str, str]) -> dict[str, str]:
+    """~60/20/20 of the groups (split_key) per stratum that `fixed` does not already place."""
     by_group: dict[str, list[Record]] = defaultdict(list)
     for record in records:
-        by_group[record.key].append(record)
+        if record.split_key not in fixed:
+            by_group[record.split_key].append(record)
     strata: dict[str, list[str]] = defaultdict(list)
     for key in sorted(by_group):
         strata[min(_stratum(r) for r in by_group[key])].append(key)
-    rng = np.random.default_rng(seed)
     side_of: dict[str, str] = {}
     for stratum in sorted(strata):
         keys = [strata[stratum][i] for i in rng.permutation(len(strata[stratum]))]
@@ -56,7 +68,23 @@ def detector_split(records: list[Record], seed: int = 0) -> dict[str, list[Recor
         n_val = max(1, round(0.2 * len(keys))) if len(keys) >= 3 else 0
         for i, key in enumerate(keys):
             side_of[key] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    splits = {side: [r for r in records if side_of[r.key] == side] for side in SIDES}
+    return side_of
+
+
+def detector_split(records: list[Record], seed: int = 0, more: list[Record] | None = None) -> dict[str, list[Record]]:
+    """~60/20/20 of groups per stratum (source x cry/category); a stratum of 2 groups gives train and test one each.
+
+    `records` (the cries collection) are split alone, so adding `more` (the second collection) moves none of
+    their groups: the shipped detector trained on those train groups. A group of `more` that `records` hold
+    too (the same installation or Freesound recording) takes its side; the others are split the same way,
+    with a generator of their own.
+    """
+    side_of = _sides(records, np.random.default_rng(seed), {})
+    every = records
+    if more:
+        side_of |= _sides(more, np.random.default_rng([seed, 1]), side_of)
+        every = records + more
+    splits = {side: [r for r in every if side_of[r.split_key] == side] for side in SIDES}
     check_detector_split(splits)
     return splits
 
@@ -148,10 +176,12 @@ def _ramp(n: int, ramp: int) -> np.ndarray:
     return env
 
 
-def _harmonic_pulse(rng: np.random.Generator, f0: float, seconds: float, weights: np.ndarray) -> np.ndarray:
+def _harmonic_pulse(rng: np.random.Generator, f0: float, seconds: float, weights: np.ndarray,
+                    ramp_s: float | None = None) -> np.ndarray:
+    """Harmonics of f0 at `weights`, random phases; rise and fall 20 % of the pulse, or `ramp_s` each."""
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     tone = sum(w * np.sin(2 * np.pi * f0 * (k + 1) * t + rng.uniform(0, 2 * np.pi)) for k, w in enumerate(weights))
-    return tone * _ramp(len(t), int(0.2 * len(t)))
+    return tone * _ramp(len(t), int(0.2 * len(t)) if ramp_s is None else int(ramp_s * SAMPLE_RATE))
 
 
 def _alarm_onsets(kind: str, rng: np.random.Generator, pulse: float) -> tuple[list[float], float]:
@@ -246,16 +276,121 @@ def _knock(rng: np.random.Generator, n: int) -> np.ndarray:
     return out
 
 
+def _beep_weights(rng: np.random.Generator, f0: float) -> np.ndarray:
+    """2-5 harmonics, each 3-20 dB under the fundamental (below Nyquist), so f0 is a beep's strongest line."""
+    count = max(1, min(int(rng.integers(2, 6)), int(0.45 * SAMPLE_RATE // f0)))
+    return np.array([db_gain(-rng.uniform(3, 20)) if k else 1.0 for k in range(count)])
+
+
+def _beep(rng: np.random.Generator, f0: float, seconds: float, ramp_s: float | None = None,
+          weights: np.ndarray | None = None) -> np.ndarray:
+    return _harmonic_pulse(rng, f0, seconds, _beep_weights(rng, f0) if weights is None else weights, ramp_s)
+
+
+def _beep_f0(rng: np.random.Generator) -> float:
+    return float(rng.uniform(*BEEP_BAND_HZ))
+
+
+def _repeating(rng: np.random.Generator, n: int, pattern: list[tuple[float, np.ndarray]], period: float) -> np.ndarray:
+    """(onset s, sound) pattern repeated every `period` s from a random phase."""
+    out = np.zeros(n)
+    start = -rng.uniform(0, period)
+    while start < n / SAMPLE_RATE:
+        for onset, sound in pattern:
+            _place(out, sound, round((start + onset) * SAMPLE_RATE))
+        start += period
+    return out
+
+
+def _beep_triple(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A patient monitor's three-pulse beep (not the IEC melody: one pitch, its own cadence), every 1.5-5 s."""
+    pulse, gap = rng.uniform(0.08, 0.2), rng.uniform(0.05, 0.15)
+    tone = _beep(rng, _beep_f0(rng), pulse)
+    return _repeating(rng, n, [(i * (pulse + gap), tone) for i in range(3)], 3 * (pulse + gap) + rng.uniform(1.2, 4.5))
+
+
+def _beep_continuous(rng: np.random.Generator, n: int) -> np.ndarray:
+    """One beep after another as long as the condition lasts, every 0.4-1.5 s."""
+    pulse = rng.uniform(0.08, 0.3)
+    return _repeating(rng, n, [(0.0, _beep(rng, _beep_f0(rng), pulse))], pulse + rng.uniform(0.3, 1.2))
+
+
+def _pulse_oximeter(rng: np.random.Generator, n: int) -> np.ndarray:
+    """A beep per heartbeat (60-180 bpm, drifting); its pitch falls a fixed step per % SpO2 (a random walk, 80-100 %)."""
+    out = np.zeros(n)
+    pitch_at_100 = rng.uniform(750, BEEP_BAND_HZ[1])
+    step = rng.uniform(0.2, 0.4)  # semitones per % SpO2: 20 % down stays above 400 Hz
+    spo2 = float(rng.integers(86, 101))
+    bpm = rng.uniform(60, 180)
+    length = rng.uniform(0.04, 0.1)
+    weights = _beep_weights(rng, pitch_at_100)  # one timbre; only the pitch moves
+    t = -rng.uniform(0, 60 / bpm)
+    while t < n / SAMPLE_RATE:
+        f0 = float(np.clip(pitch_at_100 * 2 ** (-step * (100 - spo2) / 12), *BEEP_BAND_HZ))
+        _place(out, _beep(rng, f0, length, weights=weights), round(t * SAMPLE_RATE))
+        spo2 = float(np.clip(spo2 + rng.choice([-1.0, 0.0, 0.0, 0.0, 1.0]), 80, 100))
+        bpm = float(np.clip(bpm * rng.uniform(0.97, 1.03), 60, 180))
+        t += 60 / bpm
+    return out
+
+
+def _ventilator_alarm(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Two tones alternating 2-4 times (high-low), then a pause: the burst repeats."""
+    low = rng.uniform(BEEP_BAND_HZ[0], 800)
+    high = min(low * rng.uniform(1.2, 1.5), BEEP_BAND_HZ[1])
+    length, gap = rng.uniform(0.15, 0.4), rng.uniform(0.02, 0.1)
+    tones = (_beep(rng, high, length), _beep(rng, low, length))
+    pairs = int(rng.integers(2, 5))
+    pattern = [(i * (length + gap), tones[i % 2]) for i in range(2 * pairs)]
+    return _repeating(rng, n, pattern, 2 * pairs * (length + gap) + rng.uniform(1.0, 5.0))
+
+
+def _pump_alarm(rng: np.random.Generator, n: int) -> np.ndarray:
+    """An infusion pump's occlusion alarm: long tones (0.5-2 s on, 0.3-1 s off), or one continuous tone."""
+    f0 = _beep_f0(rng)
+    if rng.random() < 0.3:
+        return _beep(rng, f0, n / SAMPLE_RATE, ramp_s=0.02)
+    on = rng.uniform(0.5, 2.0)
+    return _repeating(rng, n, [(0.0, _beep(rng, f0, on))], on + rng.uniform(0.3, 1.0))
+
+
+def _machine_buzz(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Chainsaw, drill or engine: a sawtooth / pulse train at 30-200 Hz whose RPM wobbles and revs, amplitude
+    modulated (firing irregularity), through a housing resonance, with some exhaust / air noise."""
+    t = np.arange(n) / SAMPLE_RATE
+    wobble = signal.sosfiltfilt(signal.butter(2, 3.0, fs=SAMPLE_RATE, output="sos"), rng.standard_normal(n))
+    wobble /= max(float(np.std(wobble)), 1e-12)
+    revs = np.sin(2 * np.pi * rng.uniform(0.05, 0.5) * t + rng.uniform(0, 2 * np.pi))
+    f0 = rng.uniform(*BUZZ_BAND_HZ) * (1 + rng.uniform(0.01, 0.05) * wobble + rng.uniform(0, 0.15) * revs)
+    phase = np.cumsum(np.clip(f0, *BUZZ_BAND_HZ)) / SAMPLE_RATE % 1.0
+    saw = 2 * phase - 1
+    pulse = np.where(phase < rng.uniform(0.1, 0.5), 1.0, -1.0)
+    mix = rng.uniform(0, 1)
+    x = mix * saw + (1 - mix) * pulse
+    x -= np.mean(x)
+    b, a = _biquad("peak", rng.uniform(300, 3000), rng.uniform(0, 9), rng.uniform(0.7, 2.0))
+    x = signal.lfilter(b, a, x)
+    x = signal.sosfilt(signal.butter(4, rng.uniform(2000, 6000), fs=SAMPLE_RATE, output="sos"), x)  # no aliased top
+    am = 1 + rng.uniform(0.1, 0.5) * np.sin(2 * np.pi * rng.uniform(2, 15) * t + rng.uniform(0, 2 * np.pi))
+    air = signal.sosfilt(signal.butter(2, rng.uniform(500, 3000), fs=SAMPLE_RATE, output="sos"), rng.standard_normal(n))
+    air *= db_gain(-rng.uniform(10, 25)) * np.std(x) / max(float(np.std(air)), 1e-12)
+    return x * am * (1 + 0.3 * revs) + air
+
+
+_MAKERS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
+    "cpap": _cpap, "fan": _fan, "pump": _pump, "knock": _knock, "beep_triple": _beep_triple,
+    "beep_continuous": _beep_continuous, "pulse_oximeter": _pulse_oximeter, "ventilator_alarm": _ventilator_alarm,
+    "pump_alarm": _pump_alarm, "machine_buzz": _machine_buzz}
+
+
 def nicu_sound(kind: str, rng: np.random.Generator, seconds: float) -> np.ndarray:
-    """A synthetic NICU sound of `kind` (NICU_KINDS), peak-normalised to 1.0."""
+    """A synthetic NICU sound of `kind` (NICU_KINDS or HARD_KINDS), peak-normalised to 1.0."""
     n = int(seconds * SAMPLE_RATE)
-    makers: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
-        "cpap": _cpap, "fan": _fan, "pump": _pump, "knock": _knock}
     if kind.startswith("alarm_") and kind in NICU_KINDS:
         return _peak_normalise(_alarm(kind, rng, n))
-    if kind not in makers:
-        raise ValueError(f"unknown NICU sound {kind!r}: use one of {', '.join(NICU_KINDS)}")
-    return _peak_normalise(makers[kind](rng, n))
+    if kind not in _MAKERS:
+        raise ValueError(f"unknown NICU sound {kind!r}: use one of {', '.join(NICU_KINDS + HARD_KINDS)}")
+    return _peak_normalise(_MAKERS[kind](rng, n))
 
 
 def room_noise(rng: np.random.Generator, seconds: float) -> np.ndarray:
@@ -306,33 +441,65 @@ class ClipCache:
         return self._clips[key]
 
 
-class BackgroundMaker:
-    """Cry-free backgrounds: room floor + everyday non-cry clips + sometimes alarms and other NICU sounds."""
+def background_class(record: Record) -> str:
+    """An extra negative's class in a background list: its source and label, so that a phone's speech
+    (donateacry_raw:speech) or adult crying (deeply:adult_crying) stays apart from the cries collection's."""
+    return f"{record.source}:{re.sub(r'[^a-z0-9]+', '_', record.label.lower()).strip('_')}"
 
-    def __init__(self, negatives: list[Record], cache: ClipCache | None = None):
+
+class BackgroundMaker:
+    """Cry-free backgrounds: room floor + everyday non-cry clips + sometimes alarms and other NICU sounds.
+
+    Asked for, also extra negatives (the second collection) and extra kinds (HARD_KINDS). Without them
+    nothing more is drawn from the generator, so the default backgrounds are reproduced exactly.
+    """
+
+    def __init__(self, negatives: list[Record], cache: ClipCache | None = None,
+                 extra_negatives: list[Record] | None = None, extra_kinds: tuple[str, ...] = ()):
         if not negatives:
             raise ValueError("no non-cry clips to build backgrounds from")
+        unknown = sorted(set(extra_kinds) - set(HARD_KINDS) - set(NICU_KINDS))
+        if unknown:
+            raise ValueError(f"unknown extra kind(s) {', '.join(unknown)}: use {', '.join(HARD_KINDS)}")
         self.negatives = negatives
         self.cache = cache or ClipCache()
+        # Drawn a source first, so that 1,762 urban clips do not drown 279 adult vocalisations
+        by_source: dict[str, list[Record]] = defaultdict(list)
+        for record in extra_negatives or []:
+            by_source[record.source].append(record)
+        self.extra_pools = [by_source[source] for source in sorted(by_source)]
+        self.extra_kinds = tuple(extra_kinds)
 
     def make(self, rng: np.random.Generator, seconds: float) -> tuple[np.ndarray, list[str]]:
-        """Samples and the background class names used (esc50 categories, speech, NICU kinds; the room floor is always there)."""
+        """Samples and the background class names used (esc50 categories, speech, NICU kinds, extra negatives as
+        source:label; the room floor is always there)."""
         n = int(seconds * SAMPLE_RATE)
         out = room_noise(rng, seconds) * db_gain(rng.uniform(-60, -45))
         classes: list[str] = []
         for _ in range(rng.poisson(0.12 * seconds)):
             record = self.negatives[int(rng.integers(len(self.negatives)))]
-            clip = self.cache(record)
-            level = db_gain(rng.uniform(-40, -20)) / active_rms(clip)
-            _place(out, clip * level, int(rng.integers(-len(clip) // 2, n)))
+            self._add_clip(out, record, rng, n)
             classes.append(record.label)
         kinds = [str(rng.choice(["alarm_high", "alarm_medium", "alarm_low"]))] if rng.random() < P_ALARM else []
         kinds += [k for k in ("cpap", "fan", "pump", "knock") if rng.random() < P_OTHER_NICU]
-        peak_db = {"cpap": (-40, -25), "fan": (-40, -25), "pump": (-35, -15), "knock": (-30, -10)}
+        if self.extra_pools:
+            for _ in range(rng.poisson(EXTRA_CLIPS_PER_S * seconds)):
+                pool = self.extra_pools[int(rng.integers(len(self.extra_pools)))]
+                record = pool[int(rng.integers(len(pool)))]
+                self._add_clip(out, record, rng, n)
+                classes.append(background_class(record))
+        kinds += [k for k in self.extra_kinds if rng.random() < P_EXTRA_KIND]
+        peak_db = {"cpap": (-40, -25), "fan": (-40, -25), "pump": (-35, -15), "knock": (-30, -10),
+                   "machine_buzz": (-35, -15)}
         for kind in kinds:
             lo, hi = peak_db.get(kind, (-30, -10))
             out += nicu_sound(kind, rng, seconds) * db_gain(rng.uniform(lo, hi))
         return out.astype(np.float32), sorted(set(classes + kinds))
+
+    def _add_clip(self, out: np.ndarray, record: Record, rng: np.random.Generator, n: int) -> None:
+        clip = self.cache(record)
+        level = db_gain(rng.uniform(-40, -20)) / active_rms(clip)
+        _place(out, clip * level, int(rng.integers(-len(clip) // 2, n)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,12 +553,13 @@ class TrainingMixer:
     """On-the-fly training examples: a background, a cry at random EBR in about half of them, augmentations."""
 
     def __init__(self, cries: list[Record], negatives: list[Record], seed: int = 0, p_cry: float = P_CRY,
-                 hard: list[Record] | None = None, p_hard: float = 0.0, p_late: float = 0.0):
+                 hard: list[Record] | None = None, p_hard: float = 0.0, p_late: float = 0.0,
+                 extra_negatives: list[Record] | None = None, extra_kinds: tuple[str, ...] = ()):
         if not cries:
             raise ValueError("no cry clips to mix")
         self.cries = cries
         self.cache = ClipCache()
-        self.backgrounds = BackgroundMaker(negatives, self.cache)
+        self.backgrounds = BackgroundMaker(negatives, self.cache, extra_negatives, extra_kinds)
         self.p_cry = p_cry
         self.hard = hard or []  # negatives the detector mistook for cries: drawn more often, and louder
         self.p_hard = p_hard

@@ -26,7 +26,7 @@ def strata(records: list[Record]) -> np.ndarray:
 
 
 def grouped_folds(records: list[Record], n_splits: int, seed: int) -> list[Split]:
-    groups = np.array([r.key for r in records])
+    groups = np.array([r.split_key for r in records])
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [Split(np.sort(tr), np.sort(te)) for tr, te in folds.split(np.zeros(len(records)), strata(records), groups)]
 
@@ -41,11 +41,14 @@ def subset(records: list[Record], indices: np.ndarray) -> list[Record]:
 
 
 def check_leakage(records: list[Record], split: Split, wave_sha1: list[str] | None = None) -> None:
-    """Raise if a group, or an identical waveform (under any group or name), is on both sides."""
-    train_groups = {records[i].key for i in split.train}
-    shared = sorted(train_groups & {records[i].key for i in split.test})
+    """Raise if a group (Record.split_key: across collections), or an identical waveform (under any group or
+    name), is on both sides."""
+    train_groups = {records[i].split_key for i in split.train}
+    shared = train_groups & {records[i].split_key for i in split.test}
     if shared:
-        raise LeakageError(f"group(s) {', '.join(shared[:5])} on both sides of the split: split by group only")
+        # Named as the sources name them (esc50/123 and us8k/123 are one Freesound recording)
+        names = sorted({records[i].key for i in (*split.train, *split.test) if records[i].split_key in shared})
+        raise LeakageError(f"group(s) {', '.join(names[:5])} on both sides of the split: split by group only")
     if wave_sha1 is not None:
         sides: dict[str, set[str]] = defaultdict(set)
         for side, indices in (("train", split.train), ("test", split.test)):
