@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from monitor.fusion import HEAD_BIAS, HEAD_WEIGHT, Backbone, FusedStream, Fusion, YamnetCry
 from monitor.messages import SAMPLE_RATE
 
-DETECTOR_FORMAT = 1
+DETECTOR_FORMAT = 1  # fusion is an optional section: v1 folders load unchanged
 CONV_LAYERS = 3
 CONV_LOOKAHEAD = CONV_LAYERS  # each time-kernel of 3 looks one frame ahead
 _LOG_FLOOR = 1e-7
@@ -203,16 +204,26 @@ class DetectorModel:
     decision: Decision
     weights: dict[str, np.ndarray]
     metadata: dict[str, Any] = field(default_factory=dict)
+    fusion: Fusion | None = None  # v2: the CRNN fused with a pretrained backbone (monitor/fusion.py)
+    backbone: Backbone | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
-        """Weights and run decisions: both decide which windows a head is trained and run on."""
-        key = json.dumps({"weights": self.metadata.get("weights_sha1", "unsaved"), **asdict(self.decision)},
-                         sort_keys=True)
+        """Weights, fusion and run decisions: all decide which windows a head is trained and run on."""
+        fusion = asdict(self.fusion) if self.fusion is not None else None
+        key = json.dumps({"weights": self.metadata.get("weights_sha1", "unsaved"), **asdict(self.decision),
+                          **({"fusion": fusion} if fusion else {})}, sort_keys=True)
         return f"{self.name}@{hashlib.sha1(key.encode()).hexdigest()[:12]}"
 
     def forward(self) -> CRNNForward:
         return CRNNForward(self.weights, self.features.n_mels)
+
+    def stream(self) -> "StreamingDetector | FusedStream":
+        """The detector's probability per frame for a stream: the CRNN's own, or fused with the backbone."""
+        if self.fusion is None:
+            return StreamingDetector(self)
+        assert self.backbone is not None, "a fused detector is loaded with its backbone"
+        return FusedStream(self, self.backbone)
 
     @staticmethod
     def load(folder: str | Path) -> "DetectorModel":
@@ -243,6 +254,7 @@ class DetectorModel:
             arch = Architecture(tuple(shape["channels"]), int(shape["hidden"]), int(shape["delay_frames"]),
                                 int(shape["context_frames"]), int(shape["chunk_frames"]))
             decision = Decision(**meta["decision"])
+            fusion = Fusion.from_json(meta["fusion"]) if meta.get("fusion") else None
         except (KeyError, TypeError, ValueError) as exc:
             raise DetectorError(f"cry detector {meta_path} is malformed ({exc}): {fix}") from exc
         if features.sample_rate != SAMPLE_RATE:
@@ -251,8 +263,9 @@ class DetectorModel:
         if features != FeatureSettings():
             raise DetectorError(f"cry detector {meta_path} expects features {asdict(features)} but this monitor "
                                 f"computes {asdict(FeatureSettings())}: {fix}")
+        backbone = _load_backbone(folder, meta_path, fusion, weights) if fusion is not None else None
         model = DetectorModel(meta.get("name", folder.name), features, arch, decision,
-                              {k: v.astype(np.float32) for k, v in weights.items()}, meta)
+                              {k: v.astype(np.float32) for k, v in weights.items()}, meta, fusion, backbone)
         try:
             model._check_shapes()
             forward = model.forward()
@@ -281,8 +294,27 @@ class DetectorModel:
         save_file({k: np.ascontiguousarray(v) for k, v in self.weights.items()}, weights)
         meta = {**self.metadata, "format": DETECTOR_FORMAT, "name": self.name, "features": asdict(self.features),
                 "architecture": asdict(self.architecture), "decision": asdict(self.decision),
+                "fusion": asdict(self.fusion) if self.fusion is not None else None,
                 "weights_sha1": hashlib.sha1(weights.read_bytes()).hexdigest()}
         (folder / "detector.json").write_text(json.dumps(meta, indent=2, allow_nan=False) + "\n")
+
+
+def _load_backbone(folder: Path, meta_path: Path, fusion: Fusion, weights: dict[str, np.ndarray]) -> Backbone:
+    """The backbone a fused detector was fitted with, and no other, with the head trained on its embedding."""
+    from monitor.yamnet import YamnetError, YamnetModel
+
+    where = (folder / fusion.backbone).resolve()
+    try:
+        backbone = YamnetCry(YamnetModel.load(where), weights[HEAD_WEIGHT], float(weights[HEAD_BIAS][0]))
+    except YamnetError as exc:
+        raise DetectorError(f"cry detector {meta_path} needs its backbone at {where}: {exc}") from exc
+    except (KeyError, ValueError, IndexError) as exc:
+        raise DetectorError(f"cry detector {folder / WEIGHTS_FILE} lacks a usable backbone head ({exc}): retrain it with "
+                            "`python -m train fuse-detector`") from exc
+    if backbone.id != fusion.backbone_id:
+        raise DetectorError(f"cry detector {meta_path} was fitted with backbone {fusion.backbone_id} but {where} holds "
+                            f"{backbone.id}: restore that backbone, or refit the detector with `python -m train detector`")
+    return backbone
 
 
 class StreamingDetector:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 
 from monitor.audio import RingBuffer, blocks_of
 from monitor.config import GateSettings
-from monitor.detect import Decision, DetectorModel, FeatureSettings, StreamingDetector
+from monitor.detect import Decision, DetectorModel, FeatureSettings
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Activity, CryOnset, Window
 
 _HISTORY_S = 60
@@ -54,6 +54,11 @@ class RunDecider:
             return self._bridged_start(self._above_off_since, index)
         return None
 
+    def quiet(self, frames: int) -> None:
+        """`frames` frames below `off` in a row: what `step` would make of them, at once."""
+        self._above.extend([False] * min(frames, self._lookback))
+        self._above_off_since, self._seen_on, self.active = None, False, False
+
     def pending_start(self, index: int) -> int | None:
         """After frame `index`: the earliest first frame a run not confirmed yet could still be given (an
         unconfirmed stretch at or above `off`, or the last one while a new stretch could bridge back to it);
@@ -82,7 +87,10 @@ class RunDecider:
             first = k
 
 
-def frame_time(frame: int, features: FeatureSettings) -> int:
+FrameIndex = TypeVar("FrameIndex", int, np.ndarray)
+
+
+def frame_time(frame: FrameIndex, features: FeatureSettings) -> FrameIndex:
     """The sample a frame's decision stands for: the hop at the centre of its analysis window."""
     return frame * features.frame_hop + (features.frame_length - features.frame_hop) // 2
 
@@ -90,8 +98,13 @@ def frame_time(frame: int, features: FeatureSettings) -> int:
 def decide_runs(probs: np.ndarray, decision: Decision, frame_s: float) -> tuple[np.ndarray, list[int]]:
     """A whole probability track at once, exactly as the streaming gate decides it: (active, onset frames)."""
     decider, active, onsets = RunDecider(decision, frame_s), np.zeros(len(probs), bool), []
-    for i, p in enumerate(probs):
-        first = decider.step(i, float(p))
+    above = np.flatnonzero(np.asarray(probs) >= decision.off)
+    previous = -1
+    for i in above.tolist():  # frames below `off` change nothing but the history: skipped in bulk (fast tuning)
+        if i > previous + 1:
+            decider.quiet(i - previous - 1)
+        previous = i
+        first = decider.step(i, float(probs[i]))
         if first is not None:
             onsets.append(first)
             active[first:i] = True
@@ -111,7 +124,7 @@ class Gate:
     def __init__(self, settings: GateSettings, detector: DetectorModel):
         self.settings = settings
         self.detector = detector
-        self._stream = StreamingDetector(detector)
+        self._stream = detector.stream()
         features = detector.features
         self.frame_hop = features.frame_hop
         self._frame_offset = frame_time(0, features)
@@ -177,7 +190,7 @@ class Gate:
         gap_frames = max(0, (at - self.frame_time(self._frames)) // self.frame_hop)
         self._active.extend([False] * min(gap_frames, self._active.maxlen or 0))
         self._frames += gap_frames
-        self._stream = StreamingDetector(self.detector)
+        self._stream = self.detector.stream()
         self._decider = RunDecider(self.detector.decision, self.detector.features.hop_s)
         self.fed = self._frames * self.frame_hop
         self.next_start = max(self.next_start, self.fed)

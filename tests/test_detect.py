@@ -159,7 +159,8 @@ def test_the_monitor_refuses_a_mismatched_detector_at_start_with_one_line(tmp_pa
 def test_the_shipped_detector_runs_the_decisions_its_validation_chose_and_its_splits_are_disjoint():
     model = DetectorModel.load(SHIPPED)
     training = model.metadata["training"]
-    assert dataclasses.asdict(model.decision) == training["tuning"]["chosen"]
+    tuning = model.metadata["v2"]["tuning"] if model.fusion is not None else training["tuning"]
+    assert dataclasses.asdict(model.decision) == tuning["chosen"]
     sides = {side: set(groups) for side, groups in training["split_groups"].items()}
     assert set(sides) == {"train", "val", "test"} and all(sides.values())
     assert not (sides["train"] & sides["val"] or sides["train"] & sides["test"] or sides["val"] & sides["test"])

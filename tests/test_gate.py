@@ -6,7 +6,7 @@ import pytest
 
 from monitor.audio import RingBuffer, load_audio
 from monitor.config import DetectorSettings, EpisodeSettings, GateSettings
-from monitor.detect import Decision, DetectorModel
+from monitor.detect import Decision, DetectorModel, StreamingDetector
 from monitor.episodes import EpisodeTracker
 from monitor.gate import Gate, RunDecider, decide_runs, gate_recording
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, EpisodeClosed, Prediction
@@ -52,12 +52,14 @@ def test_a_run_not_yet_confirmed_is_pending_from_the_start_it_would_get():
 
 
 def test_no_run_is_confirmed_with_a_start_before_the_pending_one(detector):
-    """On the demo scenario's detector track: outside a confirmed run, the next run confirmed starts no
-    earlier than the pending start (or the next frame when none is pending). The episode tracker relies on it."""
-    from train.detector import track
-
-    probs = track(detector, render_scenario("nicu").samples)
-    decider, states, runs = RunDecider(detector.decision, detector.features.hop_s), [], []
+    """On the demo scenario's CRNN track, with v1's decision (which splits its cry into several runs): outside
+    a confirmed run, the next run confirmed starts no earlier than the pending start (or the next frame when none
+    is pending). The episode tracker relies on it."""
+    stream = StreamingDetector(detector)
+    samples = render_scenario("nicu").samples
+    probs = np.concatenate([stream.push(samples), stream.flush()])
+    v1 = Decision(on=0.97, off=0.2, min_on_s=0.3, bridge_s=1.0)
+    decider, states, runs = RunDecider(v1, detector.features.hop_s), [], []
     for i, p in enumerate(probs):
         first = decider.step(i, float(p))
         if first is not None:
@@ -101,7 +103,7 @@ def test_a_run_confirmed_after_the_quiet_period_but_starting_within_it_continues
     probs[250:425] = 0.5  # 5-8.5 s: above `off`, below `on`
     probs[425:475] = 0.99  # 8.5-9.5 s: a run, confirmed at once
     scripted = replace(detector, decision=Decision(on=0.97, off=0.2, min_on_s=0.3, bridge_s=1.0))
-    monkeypatch.setattr("monitor.gate.StreamingDetector", lambda _: _ScriptedNetwork(probs, scripted.features.frame_hop))
+    monkeypatch.setattr(DetectorModel, "stream", lambda _: _ScriptedNetwork(probs, scripted.features.frame_hop))
     gate, ring, samples = Gate(GateSettings(), scripted), RingBuffer(20 * SAMPLE_RATE), np.zeros(20 * SAMPLE_RATE, np.float32)
     classes = ("not_cry", "pain")
     tracker, events, block = EpisodeTracker(EpisodeSettings(quiet_s=6.0), classes), [], int(block_s * SAMPLE_RATE)

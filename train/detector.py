@@ -29,7 +29,6 @@ from monitor.detect import (
     DetectorModel,
     FeatureSettings,
     LogMel,
-    StreamingDetector,
     band_pools,
     pad_for_training,
 )
@@ -259,7 +258,7 @@ class TuningMixture:
 
 def track(model: DetectorModel, samples: np.ndarray) -> np.ndarray:
     """The streaming detector's probabilities over a whole recording."""
-    stream = StreamingDetector(model)
+    stream = model.stream()
     return np.concatenate([stream.push(samples), stream.flush()])
 
 
