@@ -57,7 +57,7 @@ def analyze_samples(samples: np.ndarray | Iterable[np.ndarray], settings: Settin
             closed[e.episode.number] = e.episode
     episodes = [
         {"start_s": ep.start_s, "end_s": ep.end_s, "detected_s": ep.detected_s, "label": ep.label, "probs": ep.probs,
-         "peak": ep.peak, "alert": bool(ep.alerts)}
+         "peak": ep.peak, "alert": bool(ep.alerts), "alerts": list(ep.alerts)}
         for ep in closed.values()
     ]
     summary = {

@@ -204,6 +204,44 @@ def evaluate_events(folder: Path, settings: Settings, models: Models, seed: int 
     }
 
 
+CLEAN_COLLAR_S = 1.0  # a clean cry must have opened an episode by its onset + this
+ALERT_RATE_TARGETS = ("pain", "discomfort")  # Corvin's vaccination (pain) and bath (discomfort) cries
+
+
+def evaluate_clean_cries(cries: list[Record], settings: Settings, models: Models) -> dict[str, Any]:
+    """Each cry alone, as `crywatch analyze` plays a file: the case a user meets first (a clear cry in a quiet
+    room must open an episode). Opened = an episode starts by the cry's onset + CLEAN_COLLAR_S (the clip holds
+    nothing else to start one). Alert rates per type: pain cries should raise a pain alert, bath cries should not."""
+    from monitor.analyze import analyze_samples
+    from train.mixing import event_bounds
+
+    opened, missed, alerted, latencies = 0, [], {t: [0, 0] for t in ALERT_RATE_TARGETS}, []
+    counted = 0
+    for record in tqdm(cries, desc="clean cries", unit="cry"):
+        samples = load_audio(record.path)
+        bounds = event_bounds(samples)
+        if bounds is None:  # no audible crying by the reference's own rule
+            continue
+        counted += 1
+        onset = bounds[0] / SAMPLE_RATE
+        _events, summary = analyze_samples(samples, settings, models)
+        starts = [e["start_s"] for e in summary["episodes"] if e["start_s"] <= onset + CLEAN_COLLAR_S]
+        if starts:
+            opened += 1
+            found = min((e for e in summary["episodes"] if e["start_s"] <= onset + CLEAN_COLLAR_S),
+                        key=lambda e: e["start_s"])
+            latencies.append(max(0.0, found["detected_s"] - onset))
+        else:
+            missed.append(record.rel)
+        if record.target in alerted:
+            alerted[record.target][0] += 1
+            alerted[record.target][1] += any("pain" in e["alerts"] for e in summary["episodes"])
+    return {"n": counted, "opened": opened, "recall": opened / counted if counted else float("nan"),
+            "missed": missed, "detected_latency_s": _latency_summary(latencies),
+            "pain_alerts": {t: {"n": n, "alerted": a, "rate": a / n if n else float("nan")}
+                            for t, (n, a) in alerted.items()}}
+
+
 def _latency_summary(latencies: list[float]) -> dict[str, Any]:
     """Cry onset → episode published, in the monitor's own clock (samples), for the cries found in the collar."""
     if not latencies:
@@ -308,6 +346,12 @@ def describe(result: dict[str, Any]) -> str:
     if lat["n"]:
         lines.append(f"  cry onset -> episode published (monitor clock, {lat['n']} cries found): median {lat['median']:.2f} s, "
                      f"p90 {lat['p90']:.2f} s, max {lat['max']:.2f} s")
+    clean = result.get("clean_cries")
+    if clean:
+        pain, bath = clean["pain_alerts"]["pain"], clean["pain_alerts"]["discomfort"]
+        lines.append(f"  clean cries alone (one file each, {clean['n']}): {clean['recall']:.1%} open an episode by onset + "
+                     f"{CLEAN_COLLAR_S:.0f} s ({len(clean['missed'])} missed); pain alerts on pain cries "
+                     f"{pain['alerted']}/{pain['n']}, on bath cries {bath['alerted']}/{bath['n']}")
     table = result["false_episodes_by_background"]
     lines.append(f"  false episodes (not overlapping the cry) by background class present, top {TOP_CLASSES} of {len(table)}:")
     lines += [f"    {name:<18} {e['false_episodes']:4d} in {e['mixtures']:3d} mixtures "

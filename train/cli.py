@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--config", help="monitor config.toml (default: the project's)")
     events.add_argument("--model", type=Path, help="cry detector folder to score (default: [detector] model)")
     events.add_argument("--json", action="store_true", help="print the full JSON instead of the table")
+    events.add_argument("--data", type=Path, help="index.csv of the cry data: also play each cry of the mixtures' groups "
+                                                  "alone (clean-cry recall, pain alerts on pain and bath cries)")
+    events.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (with --data)")
 
     site = sub.add_parser("evaluate-site", help="the running model on a unit's reviewed episodes (from its log)")
     site.add_argument("--db", required=True, help="SQLAlchemy URL of the monitor's log, e.g. sqlite:///crywatch.db")
@@ -122,6 +125,27 @@ def build_parser() -> argparse.ArgumentParser:
                           "and the synthesised confusers)")
     det.add_argument("--more", type=Path, help="index.csv of the second collection, read with --hard-backgrounds "
                                                "(default: ../more/index.csv beside --data)")
+
+    fuse = sub.add_parser("fuse-detector", help="detector v2: a trained CRNN fused with YAMNet, fitted and tuned on "
+                                                "validation groups with a recall floor")
+    fuse.add_argument("--data", type=Path, required=True, help="index.csv of the cry data")
+    fuse.add_argument("--out", type=Path, required=True, help="detector folder to write, e.g. models/cry-detector-v2")
+    fuse.add_argument("--base", type=Path, default=Path("models/cry-detector-v1"), help="the CRNN detector to fuse")
+    fuse.add_argument("--backbone", type=Path, default=Path("models/yamnet"), help="YAMNet model folder")
+    fuse.add_argument("--hop-frames", type=int, default=48, help="backbone patch hop in its 10 ms frames (YAMNet's own)")
+    fuse.add_argument("--run-above", type=float, default=0.05,
+                      help="the backbone scores a patch only where the CRNN reaches this (silence costs nothing)")
+    fuse.add_argument("--tuning-mixtures", type=int, default=120,
+                      help="30 s validation-group mixtures of each kind (plain and --hard) for the fit")
+    fuse.add_argument("--head-from", type=Path, help="a fused detector whose backbone head to keep (refit the rest only)")
+    fuse.add_argument("--head-examples", type=int, default=1500,
+                      help="8 s training-group examples for the linear cry head on YAMNet's embedding")
+    fuse.add_argument("--more", type=Path, help="index.csv of the second collection (default: ../more/index.csv beside "
+                                                "--data): its training-group negatives teach the backbone head")
+    fuse.add_argument("--seed", type=int, default=0, help="mixing seed of the tuning mixtures")
+    fuse.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
+    fuse.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (not_cry = background)")
+    fuse.add_argument("--config", help="config.toml whose [episodes] quiet_s the tuning uses (default: the project's)")
 
     card = sub.add_parser("card", help="re-render MODEL_CARD.md and report.md of a head folder from its report.json")
     card.add_argument("--model", type=Path, required=True)
@@ -162,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"fit": cmd_fit, "evaluate": cmd_evaluate, "card": cmd_card, "mixtures": cmd_mixtures,
                 "detector": cmd_detector, "evaluate-events": cmd_evaluate_events,
-                "evaluate-site": cmd_evaluate_site, "yamnet-export": cmd_yamnet_export}[args.command](args)
+                "evaluate-site": cmd_evaluate_site, "yamnet-export": cmd_yamnet_export,
+                "fuse-detector": cmd_fuse_detector}[args.command](args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -345,6 +370,14 @@ def cmd_detector(args: argparse.Namespace) -> int:
     return run_command(args)
 
 
+def cmd_fuse_detector(args: argparse.Namespace) -> int:
+    from train.fusion import run_command  # sklearn is imported only for the fit
+
+    if args.hop_frames < 1 or not 0 <= args.run_above < 1:
+        raise DataError(f"--hop-frames {args.hop_frames} / --run-above {args.run_above}: need a hop >= 1 and 0 <= run-above < 1")
+    return run_command(args)
+
+
 def cmd_mixtures(args: argparse.Namespace) -> int:
     from train.benchmark import write_mixtures
 
@@ -364,12 +397,18 @@ def cmd_mixtures(args: argparse.Namespace) -> int:
 def cmd_evaluate_events(args: argparse.Namespace) -> int:
     from monitor.config import load_settings
     from monitor.pipeline import Models
-    from train.benchmark import describe, evaluate_events, read_mixtures
+    from train.benchmark import describe, evaluate_clean_cries, evaluate_events, read_mixtures
 
     read_mixtures(args.mixtures)  # a wrong folder fails before the models load
     settings = load_settings(args.config)
     if args.model is not None:
         settings = settings.with_overrides(detector={"model": str(args.model.resolve())})
-    result = evaluate_events(args.mixtures, settings, Models.load(settings))
+    models = Models.load(settings)
+    result = evaluate_events(args.mixtures, settings, models)
+    if args.data is not None:
+        groups = set(json.loads((args.mixtures / "meta.json").read_text())["split_groups"])
+        cries = [r for r in read_dataset(args.data, load_label_map(args.label_map))
+                 if r.target != "not_cry" and r.key in groups]
+        result["clean_cries"] = evaluate_clean_cries(cries, settings, models)
     print(json.dumps(result, indent=1) if args.json else describe(result), end="\n" if args.json else "")
     return 0
