@@ -52,8 +52,11 @@ lint: install-dev
 	$(VENV)/bin/ruff check monitor train tests bench
 	$(VENV)/bin/mypy
 
+# Two pytest-xdist workers: the tests that wait on real time (microphone, real-time services, servers)
+# overlap with the ones that compute. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: install-dev system-test-deps lint
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 # As root, with the project checked out in /opt/crywatch: a system user in the audio group, its
 # state directory (0750) and log (0600), the unit installed, enabled and started.

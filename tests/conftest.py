@@ -13,11 +13,34 @@ from typing import Iterator
 
 import pytest
 
-from monitor.config import PROJECT_ROOT, Settings, load_settings
+# One BLAS/OpenMP thread for the tests and every crywatch they start, set before numpy or torch is
+# imported. `make test` runs two pytest-xdist workers on a 2-core machine, so more threads only
+# oversubscribe it; and OpenBLAS's threads spin on the detector's small per-frame matrices: on a
+# busy 2-core machine `crywatch analyze` of 12 min of audio took 60-99 s with the default threads
+# and 7-9 s with one. Set these variables yourself to try other counts.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+from monitor.config import PROJECT_ROOT, Settings, load_settings  # noqa: E402
 
 SHARED = PROJECT_ROOT.parent / "shared"
 CRIES = SHARED / "data" / "cries"
 NO_DATA = f"needs the real cry data in {CRIES} (present on CryWatch development machines and CI only)"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs two pytest-xdist workers (--dist loadgroup): tests of one xdist_group run on
+    one worker, one after another. Grouped here: the tests on the PulseAudio virtual microphone (one
+    sink, which a test unloads), and each module with module-scoped fixtures, which would otherwise be
+    built once per worker (a Ray Serve server, the 303 M-parameter HeAR stand-in, benchmark mixtures)."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if "virtual_mic" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("virtual-microphone"))
+        elif fixtures is not None and any(definitions[-1].scope == "module"
+                                          for definitions in fixtures.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(scope="session")

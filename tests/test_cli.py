@@ -109,10 +109,10 @@ def test_an_hour_of_48_khz_stereo_is_analysed_in_bounded_memory(tmp_path):
     """Decoding and resampling stream block by block: peak memory does not grow with the file."""
     path = tmp_path / "hour.flac"
     rng = np.random.default_rng(0)
+    t = np.arange(48_000 * 60) / 48_000
+    tone = 0.1 * np.sin(2 * np.pi * 960 * t) * ((t % 20) < 0.3)  # the same in every minute: made once
     with soundfile.SoundFile(path, "w", 48_000, 2, subtype="PCM_16", format="FLAC") as f:
         for minute in range(60):  # quiet room noise with a beep now and then: small as FLAC, real to decode
-            t = np.arange(48_000 * 60) / 48_000
-            tone = 0.1 * np.sin(2 * np.pi * 960 * t) * ((t % 20) < 0.3)
             noise = 0.001 * rng.standard_normal(len(t))
             f.write(np.stack([tone + noise, noise], axis=1).astype(np.float32))
     # The child reports its own high-water mark (VmHWM starts afresh at exec; rusage would also count

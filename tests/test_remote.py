@@ -431,16 +431,50 @@ def _window_rows(tmp_path: Path) -> list[tuple[str, str]]:
                           "on e.window_id = w.id order by w.id").fetchall()
 
 
+def _typed_by(tmp_path: Path) -> set[str]:
+    """The embedders that typed the windows in the log so far."""
+    return {embedder for _, embedder in _window_rows(tmp_path)}
+
+
+def _server_down_raised(received: list[tuple[float, Any]]) -> list[float]:
+    return [t for t, e in list(received) if isinstance(e, AlarmRaised) and e.alarm.label == "embedding_server_down"]
+
+
+def _until(condition: Any, runner: threading.Thread, seconds: float, failure: str) -> None:
+    """Polls `condition` while the monitor runs; fails with `failure` if it has not held within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert runner.is_alive() and time.monotonic() < deadline, failure
+        time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_a_stalled_server_is_a_technical_alarm_within_5_s_and_its_return_is_seen(
         standin: StandinServer, head: Path, tmp_path: Path, cries_index: list[dict[str, str]]) -> None:
-    _service, runner, received = _start_remote_service(tmp_path, head, standin.url, _cry_sequence(cries_index, tmp_path, 4))
-    time.sleep(6)
-    standin.mode, stalled_at = "slow", time.monotonic()
-    time.sleep(24)  # over the third cry
-    standin.mode = "ok"
-    runner.join(120)
-    raised = [t for t, e in received if isinstance(e, AlarmRaised) and e.alarm.label == "embedding_server_down"]
+    # Each step waits for what the checks below need, not for a fixed time; the monitor is stopped once the
+    # server is back, so the stream holds more cries than the steps need on a loaded machine.
+    service, runner, received = _start_remote_service(tmp_path, head, standin.url, _cry_sequence(cries_index, tmp_path, 8))
+
+    def back_in_use() -> bool:  # the latest heartbeat: typing with the server again, its alarm's cause gone
+        beats = [e for _, e in list(received) if isinstance(e, Heartbeat)]
+        return bool(beats) and beats[-1].embedder == STANDIN_ID and any(
+            a.label == "embedding_server_down" and not a.condition for a in beats[-1].alarms)
+
+    try:
+        _until(lambda: STANDIN_ID in _typed_by(tmp_path), runner, 60, "the server typed no window")
+        standin.mode, stalled_at = "slow", time.monotonic()
+        # The stall lasts until the alarm is up and the fallback has typed windows, as the heartbeats say too.
+        _until(lambda: _server_down_raised(received) and "acoustic-v2" in _typed_by(tmp_path) and any(
+            isinstance(e, Heartbeat) and e.embedder == "acoustic-v2" for _, e in list(received)), runner, 60,
+            "no alarm, or no window typed by the fallback, while the server stalled")
+        standin.mode = "ok"
+        _until(back_in_use, runner, 60, "the server was not used again once it answered")
+    finally:
+        standin.mode = "ok"
+        service.request_stop()
+        runner.join(120)
+    assert not runner.is_alive()
+    raised = _server_down_raised(received)
     assert raised and raised[0] - stalled_at <= 5.0, (raised, stalled_at)
     print(f"stalled server -> technical alarm in {raised[0] - stalled_at:.2f} s")
     beats = [e for _, e in received if isinstance(e, Heartbeat)]
@@ -463,10 +497,10 @@ def test_a_killed_server_falls_back_alarms_and_is_used_again_when_restarted(
     source = _cry_sequence(cries_index, tmp_path, 16)
     service, runner, received = _start_remote_service(tmp_path, head, server.url, source)
     try:
-        time.sleep(10)
+        _until(lambda: STANDIN_ID in _typed_by(tmp_path), runner, 60, "the server typed no window")
         server.kill()
         killed_at = time.monotonic()
-        time.sleep(6)
+        _until(lambda: _server_down_raised(received), runner, 60, "no alarm for the killed server")
         server.start()  # same port: the monitors' url does not change
         back_at = time.monotonic()
         deadline = back_at + 120
@@ -482,10 +516,10 @@ def test_a_killed_server_falls_back_alarms_and_is_used_again_when_restarted(
         runner.join(300)
         if server.process is not None and server.process.poll() is None:
             server.stop()
-    raised = [t for t, e in received if isinstance(e, AlarmRaised) and e.alarm.label == "embedding_server_down"]
+    raised = _server_down_raised(received)
     assert raised and raised[0] - killed_at <= 5.0
     beats = [(t, e) for t, e in received if isinstance(e, Heartbeat)]
-    returned = next(t for t, b in beats if t > killed_at and b.embedder == STANDIN_ID)
+    returned = next(t for t, b in beats if t > back_at and b.embedder == STANDIN_ID)
     print(f"killed -> alarm {raised[0] - killed_at:.2f} s; restarted -> in use again {returned - back_at:.2f} s")
     rows = _window_rows(tmp_path)
     scored = [e for _, e in received if isinstance(e, WindowScored) and e.gated]
