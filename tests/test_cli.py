@@ -72,7 +72,7 @@ def test_analyze_json_and_a_bad_file_among_good_ones(cries_index, tmp_path):
     assert set(good) >= {"path", "duration_s", "probs", "episodes"} and "error" in bad
     assert good["probs"]["cry"] == round(1 - good["probs"]["not_cry"], 4)
     [episode] = good["episodes"]
-    assert set(episode) == {"start_s", "end_s", "detected_s", "label", "probs", "peak", "alert"}
+    assert set(episode) == {"start_s", "end_s", "detected_s", "label", "probs", "peak", "alert", "alerts"}
 
 
 def test_analyze_a_file_with_no_gated_window_reports_no_evidence(tmp_path):
