@@ -75,12 +75,15 @@ snapshots: install-dev
 bench: install-dev
 	$(PY) bench/bench_pipeline.py
 
-# The cry detector's development benchmark (needs ../shared): 240 DCASE-style mixtures of the
-# detector's test groups, run through `crywatch analyze`'s pipeline and scored with sed_eval.
+# The cry detector's development benchmarks (need ../shared): 240 DCASE-style mixtures of the detector's
+# test groups, plain and --hard, run through `crywatch analyze`'s pipeline and scored with sed_eval; the
+# plain run also plays each test-group cry alone (clean-cry recall, pain alerts). ARGS="--model DIR".
 DATA ?= ../shared/data/cries/index.csv
 bench-events: install-dev
 	$(PY) -m train mixtures --data $(DATA) --out runs/dev-mixtures --count 240 --split test
-	$(PY) -m train evaluate-events --mixtures runs/dev-mixtures $(ARGS)
+	$(PY) -m train evaluate-events --mixtures runs/dev-mixtures --data $(DATA) $(ARGS)
+	$(PY) -m train mixtures --data $(DATA) --hard --out runs/dev-mixtures-hard --count 240 --split test
+	$(PY) -m train evaluate-events --mixtures runs/dev-mixtures-hard $(ARGS)
 
 clean:
 	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm
