@@ -143,7 +143,8 @@ def smooth(probs: np.ndarray, frames: int) -> np.ndarray:
     return np.convolve(padded, np.full(frames, 1.0 / frames), "valid").astype(np.float32)
 
 
-def patches_needed(n_samples: int, n_frames: int, fusion: Fusion, features: "FeatureSettings") -> int:
+def patches_for(n_frames: int, fusion: Fusion, features: "FeatureSettings") -> int:
+    """How many backbone patches the frames of a recording map to (the stream pads the last ones)."""
     return int(fusion.patch_of(np.array([n_frames - 1]), features)[0]) + 1 if n_frames else 0
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from monitor.config import PROJECT_ROOT
 from monitor.detect import DetectorError, DetectorModel, StreamingDetector
-from monitor.fusion import FusedStream, Fusion
+from monitor.fusion import FusedStream, Fusion, patches_for
 from monitor.scenario import render_scenario
 from train.fusion import Recording, all_patch_scores, fused_track
 from train.mixing import room_noise
@@ -42,9 +42,9 @@ def test_the_stream_gives_the_fits_probabilities_whatever_the_block_size(v2):
     crnn = np.concatenate([crnn_stream.push(samples), crnn_stream.flush()])
     fusion = v2.fusion
     assert fusion is not None and v2.backbone is not None
-    n_patches = int(fusion.patch_of(np.array([len(crnn) - 1]), v2.features)[0]) + 1
-    recording = Recording(crnn, all_patch_scores(v2.backbone, samples, fusion.step, n_patches), np.zeros(len(crnn)),
-                          None, None)
+    recording = Recording(crnn, all_patch_scores(v2.backbone, samples, fusion.step, patches_for(len(crnn), fusion,
+                                                                                              v2.features)),
+                          np.zeros(len(crnn)), None, None)
     expected = fused_track(recording, fusion, v2.features)
     whole, _ = _stream(v2, samples, [len(samples)])
     small, stream = _stream(v2, samples, [800, 1600, 333, 4000])

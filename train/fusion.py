@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from monitor.audio import load_audio
 from monitor.detect import Decision, DetectorModel, FeatureSettings, StreamingDetector
-from monitor.fusion import HEAD_BIAS, HEAD_WEIGHT, Backbone, Fusion, YamnetCry, audio_patch, frame_scores, logit, smooth
+from monitor.fusion import HEAD_BIAS, HEAD_WEIGHT, Backbone, Fusion, YamnetCry, audio_patch, frame_scores, logit, patches_for, smooth
 from monitor.gate import frame_time
 from monitor.messages import SAMPLE_RATE
 from monitor.yamnet import YamnetModel, patch_spans, patches
@@ -63,7 +63,7 @@ def recording(crnn_model: DetectorModel, backbone: Backbone, fusion: Fusion, sam
               onset_s: float | None, ebr_db: float | None) -> Recording:
     stream = StreamingDetector(crnn_model)
     crnn = np.concatenate([stream.push(samples), stream.flush()])
-    n_patches = int(fusion.patch_of(np.array([len(crnn) - 1]), crnn_model.features)[0]) + 1
+    n_patches = patches_for(len(crnn), fusion, crnn_model.features)
     truth = np.zeros(len(crnn), np.float32)
     truth[: min(len(crnn), len(truth_mask))] = truth_mask[: len(crnn)]
     return Recording(crnn, all_patch_scores(backbone, samples, fusion.step, n_patches), truth, onset_s, ebr_db)
