@@ -23,7 +23,18 @@ from tqdm import tqdm
 
 from monitor.audio import load_audio
 from monitor.detect import Decision, DetectorModel, FeatureSettings, StreamingDetector
-from monitor.fusion import HEAD_BIAS, HEAD_WEIGHT, Backbone, Fusion, YamnetCry, audio_patch, frame_scores, logit, patches_for, smooth
+from monitor.fusion import (
+    HEAD_BIAS,
+    HEAD_WEIGHT,
+    Backbone,
+    Fusion,
+    YamnetCry,
+    audio_patch,
+    frame_scores,
+    logit,
+    patches_for,
+    smooth,
+)
 from monitor.gate import frame_time
 from monitor.messages import SAMPLE_RATE
 from monitor.yamnet import YamnetModel, patch_spans, patches
