@@ -313,7 +313,7 @@ def _load_backbone(folder: Path, meta_path: Path, fusion: Fusion, weights: dict[
                             "`python -m train fuse-detector`") from exc
     if backbone.id != fusion.backbone_id:
         raise DetectorError(f"cry detector {meta_path} was fitted with backbone {fusion.backbone_id} but {where} holds "
-                            f"{backbone.id}: restore that backbone, or refit the detector with `python -m train detector`")
+                            f"{backbone.id}: restore that backbone, or refit the detector with `python -m train fuse-detector`")
     return backbone
 
 

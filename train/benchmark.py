@@ -225,11 +225,10 @@ def evaluate_clean_cries(cries: list[Record], settings: Settings, models: Models
         counted += 1
         onset = bounds[0] / SAMPLE_RATE
         _events, summary = analyze_samples(samples, settings, models)
-        starts = [e["start_s"] for e in summary["episodes"] if e["start_s"] <= onset + CLEAN_COLLAR_S]
-        if starts:
+        in_time = [e for e in summary["episodes"] if e["start_s"] <= onset + CLEAN_COLLAR_S]
+        if in_time:
             opened += 1
-            found = min((e for e in summary["episodes"] if e["start_s"] <= onset + CLEAN_COLLAR_S),
-                        key=lambda e: e["start_s"])
+            found = min(in_time, key=lambda e: e["start_s"])
             latencies.append(max(0.0, found["detected_s"] - onset))
         else:
             missed.append(record.rel)

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from monitor.audio import load_audio
-from monitor.detect import Decision, DetectorModel, FeatureSettings, StreamingDetector
+from monitor.detect import Decision, DetectorModel, FeatureSettings
 from monitor.fusion import (
     HEAD_BIAS,
     HEAD_WEIGHT,
@@ -38,12 +38,12 @@ from monitor.fusion import (
 from monitor.gate import frame_time
 from monitor.messages import SAMPLE_RATE
 from monitor.yamnet import YamnetModel, patch_spans, patches
+from train.benchmark import CLEAN_COLLAR_S
 from train.datasets import Record
-from train.detector import TuningMixture, episode_onsets, event_errors
+from train.detector import TuningMixture, episode_onsets, event_errors, track
 from train.mixing import FRAME_HOP, HARD_KINDS, TrainingMixer, cry_frames, event_bounds
 
 _LOGGER = logging.getLogger(__name__)
-CLEAN_COLLAR_S = 1.0  # a clean cry must have opened an episode by its onset + this
 HEAD_WEIGHTS = (0.6, 1.0, 1.5, 2.5)  # the backbone head's logit beside the CRNN's (weight 1)
 SMOOTH_FRAMES = (1, 5)
 ONS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # calibrated probabilities
@@ -72,8 +72,7 @@ def all_patch_scores(backbone: Backbone, samples: np.ndarray, step: int, n_patch
 
 def recording(crnn_model: DetectorModel, backbone: Backbone, fusion: Fusion, samples: np.ndarray, truth_mask: np.ndarray,
               onset_s: float | None, ebr_db: float | None) -> Recording:
-    stream = StreamingDetector(crnn_model)
-    crnn = np.concatenate([stream.push(samples), stream.flush()])
+    crnn = track(crnn_model, samples)
     n_patches = patches_for(len(crnn), fusion, crnn_model.features)
     truth = np.zeros(len(crnn), np.float32)
     truth[: min(len(crnn), len(truth_mask))] = truth_mask[: len(crnn)]
