@@ -7,6 +7,9 @@ unacknowledged alarm announces again every `repeat_s`; silencing it pauses that 
 A latched alarm stays after its cause has gone until someone acknowledges it; technical alarms
 are always latched and last at least `technical_min_s`, so a short fault is still seen.
 
+Those durations run on the monotonic clock, which no time-sync step moves; the wall clock only
+stamps the times staff read (raised, acknowledged, paused until, cleared).
+
 Several threads report causes and acknowledgements (classifier, supervisor, control channel):
 every method takes the lock and returns the events to publish.
 """
@@ -65,9 +68,11 @@ def iso(ts: float) -> str:
 
 
 class AlarmManager:
-    def __init__(self, settings: AlertSettings, clock: Callable[[], float] = _time.time):
+    def __init__(self, settings: AlertSettings, clock: Callable[[], float] = _time.monotonic,
+                 wall: Callable[[], float] = _time.time):
         self._settings = settings
-        self._clock = clock
+        self._clock = clock  # durations: repeat, audio pause, technical minimum
+        self._wall = wall  # the times staff read
         self._lock = threading.Lock()
         self._alarms: dict[int, Alarm] = {}  # not yet cleared
         self._raised_at: dict[int, float] = {}
@@ -112,7 +117,7 @@ class AlarmManager:
                     return []
                 self._count += 1
                 alarm = Alarm(id=self._count, label=label, technical=technical, priority=self.priority(label),
-                              message=message, raised_time=iso(now), condition=True,
+                              message=message, raised_time=iso(self._wall()), condition=True,
                               latched=technical or self._settings.latched, episode=episode, probability=probability)
                 self._alarms[alarm.id] = alarm
                 self._raised_at[alarm.id] = now
@@ -132,7 +137,7 @@ class AlarmManager:
         del self._alarms[alarm.id]
         for table in (self._raised_at, self._next_announcement, self._silenced_until):
             table.pop(alarm.id, None)
-        return [AlarmCleared(time, replace(alarm, cleared_time=iso(now)), reason)]
+        return [AlarmCleared(time, replace(alarm, cleared_time=iso(self._wall())), reason)]
 
     # -- staff -----------------------------------------------------------------------------------
     def acknowledge(self, alarm_id: int | None, by: str, time: int) -> list[AlarmEvent]:
@@ -144,7 +149,8 @@ class AlarmManager:
             for alarm in self._chosen(alarm_id):
                 if alarm.acknowledged_by is not None:
                     continue
-                acknowledged = replace(alarm, acknowledged_by=by, acknowledged_time=iso(now), silenced_until=None)
+                acknowledged = replace(alarm, acknowledged_by=by, acknowledged_time=iso(self._wall()),
+                                       silenced_until=None)
                 self._alarms[alarm.id] = acknowledged
                 self._silenced_until.pop(alarm.id, None)
                 events.append(AlarmAcknowledged(time, acknowledged))
@@ -161,11 +167,20 @@ class AlarmManager:
                 if alarm.acknowledged_by is not None:
                     continue
                 until = now + self._settings.pause_s
-                silenced = replace(alarm, silenced_until=iso(until))
+                silenced = replace(alarm, silenced_until=iso(self._wall() + self._settings.pause_s))
                 self._alarms[alarm.id] = silenced
                 self._silenced_until[alarm.id] = until
                 events.append(AlarmSilenced(time, silenced))
             return events
+
+    def reconfigure(self, settings: AlertSettings) -> None:
+        """New alarm settings (a reload): alarms raised from now on take the new priorities; a shorter
+        repeat applies at once to those already active (an audio pause asked for runs its course)."""
+        with self._lock:
+            now = self._clock()
+            self._settings = settings
+            for alarm_id, due in self._next_announcement.items():
+                self._next_announcement[alarm_id] = min(due, now + settings.repeat_s)
 
     def _chosen(self, alarm_id: int | None) -> list[Alarm]:
         if alarm_id is None:
@@ -197,8 +212,7 @@ class AlarmManager:
     def finish(self, time: int, reason: str) -> list[AlarmEvent]:
         """The service stops: every alarm is cleared in the log, with the reason."""
         with self._lock:
-            now = self._clock()
-            events: list[AlarmEvent] = [AlarmCleared(time, replace(a, cleared_time=iso(now)), reason)
+            events: list[AlarmEvent] = [AlarmCleared(time, replace(a, cleared_time=iso(self._wall())), reason)
                                         for a in self._alarms.values()]
             self._alarms.clear()
             return events

@@ -22,6 +22,7 @@ from typing import Callable
 from monitor.alarms import AlarmError, AlarmManager
 from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Source, open_source
 from monitor.bus import BusError, Envelope, Publisher
+from monitor.clock import StreamClock
 from monitor.config import Settings, check_watchdog
 from monitor.control import ControlReply, ControlRequest, ControlServer
 from monitor.keys import load_monitor_keys, serve_securely, start_authenticator
@@ -140,8 +141,8 @@ class Service:
         self._alarm_lock = threading.Lock()
         alerts = settings.alerts
         self._notifier = CommandNotifier(alerts.command, alerts.command_timeout_s) if alerts.command else None
-        self._t0 = time.time()
         self._speed = audio.speed if not self.source.live else 1.0
+        self._stream_clock = StreamClock(self._speed)
         self._spool = Spool(StoreWriter(self._engine, self.run_id, self.bed, self.source.description,
                                         self.models.embedder.id, self.models.head.name, self._wall,
                                         settings.store.log_windows))
@@ -164,7 +165,7 @@ class Service:
 
     # -- time ---------------------------------------------------------------------------------
     def _wall(self, stream_s: float) -> datetime:
-        return utc(self._t0 + stream_s / (self._speed or 1.0))
+        return utc(self._stream_clock.wall(stream_s))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -186,7 +187,7 @@ class Service:
             self._notifier.start()
         for worker in self._workers:
             worker.start()
-        self._t0 = time.time()
+        self._stream_clock.anchor(0.0)
         self.source.start(self.ring)
         self._emit(ServiceStatus(0, "started", {
             "source": self.source.description, "detector": self.models.detector.id,
@@ -253,7 +254,7 @@ class Service:
             _LOGGER.warning("microphone still unavailable (%s); next try in %.0f s", exc, watch.retry_delay)
             return
         self.source = source
-        self._t0 = time.time() - seconds(self.ring.end)  # stream time lost the outage: wall clock did not
+        self._stream_clock.anchor(seconds(self.ring.end))  # stream time lost the outage: wall clock did not
         _LOGGER.warning("%s is back after %.1f s", source.description, now - watch.lost_since)
         watch.lost_since, watch.last_end, watch.last_progress = None, self.ring.end, now
         self._alarm_events(lambda: self.alarms.fault("microphone_lost", False, self.ring.end))

@@ -1,4 +1,6 @@
-"""Alarm lifecycle: priorities, acknowledgement, audio pause, latching, technical alarms, on a fake clock."""
+"""Alarm lifecycle: priorities, acknowledgement, audio pause, latching, technical alarms, on fake clocks."""
+from datetime import datetime
+
 import pytest
 
 from monitor.alarms import AlarmError, AlarmManager
@@ -16,16 +18,22 @@ from monitor.messages import (
 
 
 class Clock:
-    def __init__(self):
-        self.now = 1_800_000_000.0
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
 
     def __call__(self):
         return self.now
 
 
 def _manager(**settings):
+    """The manager on one fake clock serving as both its monotonic and its wall clock."""
     clock = Clock()
-    return AlarmManager(AlertSettings(**settings), clock), clock
+    return AlarmManager(AlertSettings(**settings), clock, clock), clock
+
+
+def _two_clocks(**settings):
+    monotonic, wall = Clock(5_000.0), Clock()
+    return AlarmManager(AlertSettings(**settings), monotonic, wall), monotonic, wall
 
 
 def _names(events):
@@ -124,3 +132,44 @@ def test_stopping_clears_every_alarm_in_the_log():
     cleared = alarms.finish(5, "monitor stopped")
     assert _names(cleared) == ["AlarmCleared", "AlarmCleared"] and alarms.active == ()
     assert all(c.reason == "monitor stopped" and c.alarm.cleared_time for c in cleared)
+
+
+def test_a_wall_clock_step_back_does_not_delay_the_repeat_of_an_unacknowledged_alarm():
+    alarms, monotonic, wall = _two_clocks(repeat_s=30)
+    [raised] = alarms.alert(AlertStarted(0, "pain", 0.8, 0.5, 1))
+    wall.now -= 3600  # time sync corrects the PC's clock by an hour
+    monotonic.now += 29
+    wall.now += 29
+    assert alarms.tick(1) == []
+    monotonic.now += 1
+    wall.now += 1
+    [again] = alarms.tick(2)
+    assert isinstance(again, AlarmAnnounced) and again.alarm.announcements == 2
+    # staff read wall-clock times: the stamps follow the corrected clock
+    [acknowledged] = alarms.acknowledge(None, "AB", 3)
+    stamped = datetime.fromisoformat(acknowledged.alarm.acknowledged_time).timestamp()
+    assert stamped == wall.now and datetime.fromisoformat(raised.alarm.raised_time).timestamp() == wall.now + 3600 - 30
+
+
+def test_a_wall_clock_step_changes_neither_the_audio_pause_nor_the_technical_minimum():
+    alarms, monotonic, wall = _two_clocks(pause_s=120, repeat_s=30, technical_min_s=120)
+    alarms.alert(AlertStarted(0, "pain", 0.8, 0.5, 1))
+    alarms.fault("microphone_silent", True, 0)
+    alarms.silence(1, "CD", 1)
+    alarms.fault("microphone_silent", False, 2)
+    alarms.acknowledge(2, "CD", 3)
+    wall.now += 7200  # a step forward would have ended both at once on the wall clock
+    assert alarms.tick(4) == []
+    monotonic.now += 120
+    events = alarms.tick(5)
+    assert _names(events) == ["AlarmAnnounced", "AlarmCleared"]  # the pause ended, the minimum passed
+
+
+def test_a_reload_takes_new_priorities_and_a_shorter_repeat_at_once():
+    alarms, monotonic, _wall = _two_clocks(repeat_s=30)
+    alarms.alert(AlertStarted(0, "pain", 0.8, 0.5, 1))
+    alarms.reconfigure(AlertSettings(repeat_s=10, priorities={"hunger": "high"}))
+    monotonic.now += 10
+    assert _names(alarms.tick(1)) == ["AlarmAnnounced"]
+    [raised] = alarms.alert(AlertStarted(2, "hunger", 0.9, 0.5, 1))
+    assert raised.alarm.priority is Priority.HIGH
