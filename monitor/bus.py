@@ -8,8 +8,11 @@ error, never a KeyError deep in a dashboard.
 """
 from __future__ import annotations
 
+import logging
+import reprlib
+import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import msgspec
 import zmq
@@ -33,6 +36,9 @@ from monitor.messages import (
 
 # 2: typed events (alarms with priorities and acknowledgement, heartbeats carrying them).
 SCHEMA_VERSION = 2
+# The largest bus message a reader accepts (ZMQ_MAXMSGSIZE): a heartbeat is a few kB, and a peer
+# sending more is dropped by ZeroMQ before it is read into memory (it reconnects at once).
+MAX_MESSAGE_BYTES = 1 << 20
 
 EVENT_TYPES: dict[str, type] = {
     "window": WindowScored,
@@ -88,25 +94,86 @@ def encode(envelope: Envelope) -> tuple[bytes, bytes]:
     return name.encode(), body
 
 
+class _Wire(msgspec.Struct):
+    """The envelope's outer fields, read before the event's type is known (any JSON may be in them)."""
+
+    v: Any = None
+    type: Any = None
+    bed: Any = "?"
+    time: Any = None
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 40
+_brief = _REPR.repr  # foreign values in messages, never megabytes of them
+
+
 def decode(body: bytes) -> Envelope:
-    """The envelope in `body`; SchemaMismatch for another version, BusError for anything malformed."""
+    """The envelope in `body`; SchemaMismatch for another version, BusError for anything else that is
+    not a valid event (any bytes, any JSON, any nesting depth): decoding raises nothing else."""
     try:
-        raw = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise BusError(f"unreadable bus message ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise BusError("unreadable bus message (not a JSON object)")
-    if raw.get("v") != SCHEMA_VERSION:
-        raise SchemaMismatch(f"bed {raw.get('bed', '?')} speaks bus schema {raw.get('v')!r}, this reader speaks "
+        raw = msgspec.json.decode(body, type=_Wire)
+    except (msgspec.MsgspecError, RecursionError) as exc:  # msgspec guards its recursion: RecursionError is safe
+        raise BusError(f"unreadable bus message ({str(exc)[:200]})") from None
+    bed = raw.bed[:40] if isinstance(raw.bed, str) else _brief(raw.bed)
+    if type(raw.v) is not int or raw.v != SCHEMA_VERSION:
+        raise SchemaMismatch(f"bed {bed} speaks bus schema {_brief(raw.v)}, this reader speaks "
                              f"{SCHEMA_VERSION}: run the same CryWatch version on monitors and dashboards")
-    cls = EVENT_TYPES.get(raw.get("type", ""))
+    cls = EVENT_TYPES.get(raw.type) if isinstance(raw.type, str) else None
     if cls is None:
-        raise BusError(f"bus message of unknown type {raw.get('type')!r} from bed {raw.get('bed', '?')}")
+        raise BusError(f"bus message of unknown type {_brief(raw.type)} from bed {bed}")
+    if not isinstance(raw.bed, str) or not isinstance(raw.time, str):
+        raise BusError(f"malformed {raw.type} message from bed {bed}: bed and time must be strings")
     try:
-        event: WireEvent = msgspec.convert(raw.get("data"), cls)
-        return Envelope(msgspec.convert(raw.get("bed"), str), msgspec.convert(raw.get("time"), str), event)
-    except msgspec.ValidationError as exc:
-        raise BusError(f"malformed {raw['type']} message from bed {raw.get('bed', '?')}: {exc}") from exc
+        event: WireEvent = msgspec.json.decode(raw.data, type=cls)
+    except (msgspec.MsgspecError, RecursionError) as exc:
+        raise BusError(f"malformed {raw.type} message from bed {bed}: {str(exc)[:200]}") from None
+    return Envelope(raw.bed, raw.time, event)
+
+
+def decode_frames(frames: Sequence[bytes]) -> Envelope:
+    """The envelope in a received multipart message: (topic, body), the topic naming the body's type.
+    Any other frame count, or a topic that disagrees, is a BusError like any malformed body."""
+    if len(frames) != 2:
+        raise BusError(f"bus message of {len(frames)} frame(s), expected 2 (topic, body)")
+    topic, body = frames
+    envelope = decode(body)
+    if topic != wire_name(envelope.event).encode():
+        raise BusError(f"bus message with topic {_brief(bytes(topic))} holds a {wire_name(envelope.event)} "
+                       f"from bed {_brief(envelope.bed)}")
+    return envelope
+
+
+class ThrottledWarning:
+    """A problem that may recur thousands of times a second (a flood of malformed messages or
+    refused requests): each one is counted, and logged at most once per `interval_s` with the count,
+    so a flood costs a counter, not a log line each. `flush` logs what came since the last line."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        self.count = 0
+        self.latest = ""
+        self._logger = logger
+        self._interval_s = interval_s
+        self._clock = clock
+        self._reported = 0
+        self._next_line = -float("inf")
+
+    def add(self, text: str) -> bool:
+        """Counts one occurrence; True if it was logged now."""
+        self.count += 1
+        self.latest = text
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Logs the newest problem and the counts, if any came since the last line and a line is due."""
+        now = self._clock()
+        if self.count == self._reported or now < self._next_line:
+            return False
+        self._logger.warning("%s (%d like it since the last line, %d in all)", self.latest,
+                             self.count - self._reported, self.count)
+        self._reported, self._next_line = self.count, now + self._interval_s
+        return True
 
 
 def bind(kind: int, endpoint: str, role: str, config_key: str, linger_ms: int, context: zmq.Context | None = None,
@@ -154,11 +221,13 @@ class Subscriber:
         context = context or zmq.Context.instance()
         self.endpoints = tuple(endpoints)
         self._sockets: dict[zmq.Socket, str] = {}
+        self._disconnects: dict[zmq.Socket, tuple[zmq.Socket, str]] = {}  # each socket's monitor
         self._poller = zmq.Poller()
         for endpoint in self.endpoints:
             socket = context.socket(zmq.SUB)
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.SUBSCRIBE, b"")
+            socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
             if secure is not None:
                 secure(socket)
             try:
@@ -169,17 +238,27 @@ class Subscriber:
                 raise BusError(f"cannot connect to {endpoint} ({exc}): use e.g. tcp://127.0.0.1:5557") from exc
             self._sockets[socket] = endpoint
             self._poller.register(socket, zmq.POLLIN)
+            monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            self._disconnects[monitor] = socket, endpoint
+            self._poller.register(monitor, zmq.POLLIN)
 
     def receive_from(self, timeout_ms: int) -> tuple[str, Envelope] | None:
         """(endpoint, event) for the next event, or None after `timeout_ms`.
 
         BusError (SchemaMismatch) for one that cannot be read, naming the endpoint it came from."""
         ready = dict(self._poller.poll(timeout_ms))
+        for monitor, (socket, endpoint) in self._disconnects.items():
+            if monitor in ready:
+                monitor.recv_multipart()
+                # A peer that sent more than MAX_MESSAGE_BYTES is cut off for good (ZeroMQ ends the session
+                # on a protocol error without reconnecting): connecting again lets it be heard once it behaves.
+                socket.disconnect(endpoint)
+                socket.connect(endpoint)
         for socket, endpoint in self._sockets.items():
             if socket in ready:
-                _topic, body = socket.recv_multipart()
+                frames = socket.recv_multipart()
                 try:
-                    return endpoint, decode(body)
+                    return endpoint, decode_frames(frames)
                 except BusError as exc:
                     raise type(exc)(f"{endpoint}: {exc}") from exc
         return None
@@ -189,6 +268,10 @@ class Subscriber:
         return None if received is None else received[1]
 
     def close(self) -> None:
+        for monitor, (socket, _endpoint) in self._disconnects.items():
+            socket.disable_monitor()
+            monitor.close(linger=0)
         for socket in self._sockets:
             socket.close()
+        self._disconnects.clear()
         self._sockets.clear()

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.widgets import Footer, Header
 
 from monitor.alarms import AlarmError, check_initials
-from monitor.bus import BusError, Envelope, Subscriber
+from monitor.bus import BusError, Envelope, Subscriber, ThrottledWarning
 from monitor.control import ControlRequest, Op, send_request
 from monitor.keys import DashboardKeys, connect_securely
 from monitor.messages import Alarm, AlarmAnnounced, AlarmRaised
@@ -36,7 +36,8 @@ class BusMessage(Message):
 
 @dataclass
 class BusProblem(Message):
-    text: str
+    text: str  # the newest problem
+    count: int  # problems since the dashboard started
 
 
 class CryWatchApp(App):
@@ -56,6 +57,7 @@ class CryWatchApp(App):
         self._last_seen: dict[str, float] = {e: time.monotonic() for e in self.endpoints}
         self._rung: dict[str, float] = {}  # when each silent bed last rang
         self._stop_listening = threading.Event()
+        self.bus_problems = 0  # unreadable bus messages shown so far
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -73,13 +75,19 @@ class CryWatchApp(App):
     @work(thread=True, exclusive=True)
     def listen(self) -> None:
         subscriber = Subscriber(self.endpoints, secure=self._secure)
+        # Whatever a peer sends is at worst one counted problem: logged and shown at most once a second.
+        problems = ThrottledWarning(_LOGGER)
         try:
             while not self._stop_listening.is_set():
                 try:
                     received = subscriber.receive_from(timeout_ms=200)
                 except BusError as exc:  # one bad peer must not blind the dashboard to the others
-                    self.post_message(BusProblem(str(exc)))
-                    continue
+                    received = None
+                    reported = problems.add(str(exc))
+                else:
+                    reported = problems.flush()  # the tail of a burst, once its second is up
+                if reported:
+                    self.post_message(BusProblem(problems.latest, problems.count))
                 if received is not None:
                     self.post_message(BusMessage(*received))
         finally:
@@ -100,8 +108,9 @@ class CryWatchApp(App):
         self.render_state()
 
     def on_bus_problem(self, message: BusProblem) -> None:
-        _LOGGER.warning("%s", message.text)
-        self.notify(message.text, severity="error", timeout=10)
+        self.bus_problems = message.count
+        self.sub_title = f"listening on {', '.join(self.endpoints)} · {message.count} unreadable bus message(s)"
+        self.notify(f"{message.text} ({message.count} unreadable bus message(s) so far)", severity="error", timeout=10)
 
     def check_silent_monitors(self) -> None:
         """A monitor that stops talking must not look like a quiet room."""
