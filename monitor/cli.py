@@ -129,13 +129,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 2 if failures else 0  # unusable input is the user's to fix, like every other expected error
 
 
-def _parse_since(text: str | None) -> datetime | None:
+def _parse_since(text: str | None, option: str = "--since") -> datetime | None:
     if text is None:
         return None
     try:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ConfigError(f"--since {text!r} is not an ISO 8601 time: use e.g. 2026-11-27T08:00:00Z") from exc
+        raise ConfigError(f"{option} {text!r} is not an ISO 8601 time: use e.g. 2026-11-27T08:00:00Z") from exc
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
@@ -167,6 +167,36 @@ def cmd_episodes(args: argparse.Namespace) -> int:
         review = f"  reviewed: {ep['review']['verdict']} ({ep['review']['by']})" if ep["review"] else ""
         print(f"{ep['id']:>5} {ep['start']}  {end:<32}  {ep['bed']:<10} {ep['label']:<12} "
               f"p={type_probability(ep['probs'], ep['label'])}{'  ALERT' if ep['alert'] else ''}{review}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+    from pathlib import Path
+
+    from monitor.report import alarm_thresholds
+    from monitor.report.figures import Period, build_report, to_json
+    from monitor.store import open_engine
+
+    settings = _settings(args, store={"url": args.db})
+    until = _parse_since(args.until, "--until") or datetime.now(timezone.utc)
+    since = _parse_since(args.since) or until - timedelta(hours=12)
+    if since >= until:
+        raise ConfigError(f"--since {since.isoformat()} is not before --until {until.isoformat()}: swap them")
+    report = build_report(open_engine(settings.store.url), Period(since, until, args.bed), alarm_thresholds(settings),
+                          tuple(args.episode or ()))
+    if args.format == "json":
+        text = json.dumps(to_json(report), indent=1, allow_nan=False)
+        if args.out is None:
+            print(text)
+            return 0
+        Path(args.out).write_text(text + "\n")
+    else:
+        from monitor.report.render import render_html
+
+        args.out = args.out or f"crywatch-report-{until:%Y%m%dT%H%M%SZ}.html"
+        Path(args.out).write_text(render_html(report))
+    print(Path(args.out).resolve())
     return 0
 
 
@@ -281,6 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
     review = commands.add_parser("review", help="review logged episodes: timelines and staff annotation")
     _filter_arguments(review)
     review.set_defaults(func=cmd_review)
+
+    report = commands.add_parser("report", help="the shift report of a period: one self-contained HTML page, or JSON")
+    report.add_argument("--db", help="SQLAlchemy database URL (default: [store] url)")
+    report.add_argument("--since", help="start, ISO 8601 (UTC if no zone; default: 12 h before --until)")
+    report.add_argument("--until", help="end, ISO 8601 (UTC if no zone; default: now)")
+    report.add_argument("--bed", help="only this bed (default: every bed and the unit)")
+    report.add_argument("--episode", type=int, action="append", metavar="ID",
+                        help="draw why the monitor decided as it did for this episode (repeatable; default: the newest "
+                             "episodes with an alarm or a review)")
+    report.add_argument("--format", choices=("html", "json"), default="html", help="json: the same figures, for other tools")
+    report.add_argument("--out", help="file to write (default: crywatch-report-UNTIL.html here; json: stdout)")
+    report.set_defaults(func=cmd_report)
 
     annotate = commands.add_parser("annotate", help="store a review of one episode")
     annotate.add_argument("episode", type=int, help="episode id (first column of `crywatch episodes`)")

@@ -1,0 +1,469 @@
+"""The shift report's figures, computed from the review log only (episodes, windows, embeddings,
+alarms, service events, staff reviews) for a period and, optionally, one bed.
+
+Typed and free of presentation: render.py draws them, `crywatch report --format json` prints them.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from monitor.messages import NOT_CRY
+from monitor.store import (
+    AlarmRow,
+    EpisodeFilter,
+    EpisodeRow,
+    ServiceEventRow,
+    WindowEmbeddingRow,
+    WindowRow,
+    list_episodes,
+)
+from train.site import _agreement  # evaluate-site's confusion table and precision: one definition for both
+
+UNIT = "unit"  # the figures of all beds together
+MAP_POINTS = 20_000  # windows drawn on the embedding map at most (an even subsample beyond)
+_END_STATES = ("stopped", "failed")  # a run that logged neither is running, or was killed
+
+
+@dataclass(frozen=True)
+class Period:
+    since: datetime
+    until: datetime
+    bed: str | None = None
+
+    @property
+    def hours(self) -> float:
+        return (self.until - self.since).total_seconds() / 3600
+
+
+@dataclass(frozen=True)
+class Span:
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class EpisodeBar:
+    id: int
+    bed: str
+    start: datetime
+    end: datetime  # an episode still open ends at the period's end here
+    ongoing: bool
+    label: str
+    alarm: bool
+    interrupted: bool
+    verdict: str | None  # staff's latest review
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class AlarmMark:
+    id: int
+    bed: str
+    label: str
+    technical: bool
+    priority: str
+    raised: datetime
+    acknowledged: datetime | None
+    acknowledged_by: str | None
+    silenced: datetime | None
+    cleared: datetime | None
+    clear_reason: str | None
+    announcements: int
+    episode_id: int | None
+
+    @property
+    def response_s(self) -> float | None:
+        return None if self.acknowledged is None else (self.acknowledged - self.raised).total_seconds()
+
+
+@dataclass(frozen=True)
+class HourBurden:
+    start: datetime
+    minutes: dict[str, float]  # minutes crying in this hour, per episode type
+
+
+@dataclass(frozen=True)
+class CryBurden:
+    crying_minutes: float
+    per_hour: list[HourBurden]
+    episodes_by_type: dict[str, int]
+    longest: EpisodeBar | None
+    longest_s: float | None
+
+
+@dataclass(frozen=True)
+class Latency:
+    acknowledged: int
+    median_s: float | None
+    p90_s: float | None
+    longest_s: float | None
+
+
+@dataclass(frozen=True)
+class AlarmResponse:
+    raised: int
+    technical: int
+    raised_to_acknowledged: Latency
+    by_priority: dict[str, Latency]
+    never_acknowledged: int
+    audio_paused: int  # alarms whose audio someone paused (the log keeps each alarm's last pause)
+    announcements: int  # every sounding, the first included
+    announced_again: int  # alarms that sounded more than once
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    episodes: int
+    reviewed: int
+    reviewed_share: float | None
+    confusion: dict[str, dict[str, int]]  # evaluate-site's table: episodes per staff verdict (rows) and model type
+    precision_by_type: dict[str, dict[str, Any]]  # per model type: reviewed, confirmed, precision
+    monitored_hours: float
+    false_episodes: int  # reviewed "not_cry"
+    false_alarms: int  # cry alarms whose episode staff reviewed as "not_cry"
+    false_episodes_per_monitored_hour: float | None
+    false_alarms_per_monitored_hour: float | None
+
+
+@dataclass(frozen=True)
+class BedFigures:
+    bed: str  # or UNIT
+    monitored: list[Span]
+    gaps: list[Span]  # in the period, no monitor of this bed was running
+    technical: list[Span]  # a technical alarm was raised and not yet cleared
+    episodes: list[EpisodeBar]
+    alarms: list[AlarmMark]
+    burden: CryBurden
+    response: AlarmResponse
+    verdicts: Verdicts
+
+
+@dataclass(frozen=True)
+class MapPoint:
+    window_id: int
+    bed: str
+    x: float
+    y: float
+    type: str  # the model's: the window's most probable smoothed class
+    verdict: str | None  # staff's, where the window's episode was reviewed
+
+
+@dataclass(frozen=True)
+class EmbeddingMap:
+    embedder_id: str | None
+    windows: int  # windows of the period with an embedding from embedder_id
+    windows_in_period: int  # gated windows logged in the period, with or without one
+    explained_variance: list[float]  # of the two components
+    points: list[MapPoint]  # at most MAP_POINTS
+    missing: str | None  # why there is no map, for people to read
+
+
+@dataclass(frozen=True)
+class DecisionWindow:
+    start: datetime
+    seconds: float  # from the episode's start
+    activity: float  # share of the window's detector frames that were cry
+    smoothed: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why the monitor typed (and alarmed on) an episode: the review screen's timeline."""
+
+    episode: EpisodeBar
+    windows: list[DecisionWindow]
+    thresholds: dict[str, float]  # alarm thresholds of the alert classes (as configured now)
+    alarm_raised_s: list[float]  # its alarms, from the episode's start
+
+
+@dataclass(frozen=True)
+class Report:
+    period: Period
+    generated: datetime
+    beds: list[BedFigures]  # the unit first, then each bed
+    embedding_map: EmbeddingMap
+    decisions: list[Decision]
+    decisions_left_out: int  # episodes with an alarm or a review beyond the ones shown
+    notes: list[str] = field(default_factory=list)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _maybe_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+def _iso(text: str | None) -> datetime | None:
+    return None if text is None else _utc(datetime.fromisoformat(text))
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _episodes(engine: Engine, period: Period) -> list[EpisodeBar]:
+    bars = []
+    for ep in list_episodes(engine, EpisodeFilter(since=period.since, bed=period.bed)):
+        start, end = _iso(ep["start"]), _iso(ep["end"])
+        assert start is not None
+        if start >= period.until:
+            continue
+        bars.append(EpisodeBar(ep["id"], ep["bed"], start, min(end, period.until) if end else period.until, end is None,
+                               ep["label"], ep["alert"], ep["interrupted"], ep["review"]["verdict"] if ep["review"] else None))
+    return bars
+
+
+def _alarms(session: Session, period: Period) -> list[AlarmMark]:
+    query = (select(AlarmRow).where(AlarmRow.raised < period.until)
+             .where(AlarmRow.cleared.is_(None) | (AlarmRow.cleared >= period.since)).order_by(AlarmRow.raised))
+    if period.bed is not None:
+        query = query.where(AlarmRow.bed == period.bed)
+    return [AlarmMark(a.id, a.bed, a.label, a.technical, a.priority, _utc(a.raised), _maybe_utc(a.acknowledged),
+                      a.acknowledged_by, _maybe_utc(a.silenced), _maybe_utc(a.cleared), a.clear_reason, a.announcements,
+                      a.episode_id) for a in session.scalars(query)]
+
+
+def _runs(session: Session, period: Period) -> dict[str, list[Span]]:
+    """Each bed's runs as spans, clipped to the period: a run lasts from its first to its last logged
+    moment, as `evaluate-site` counts monitored time (store.monitored_seconds). A bed's latest run
+    that has not logged its end is running: it lasts to the period's end (windows are logged only
+    while someone cries, so its last moment says nothing about a quiet night)."""
+    moments: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    ended: set[str] = set()
+    for run_id, bed, moment in (ServiceEventRow.run_id, ServiceEventRow.bed, ServiceEventRow.time), \
+            (WindowRow.run_id, WindowRow.bed, WindowRow.start), (EpisodeRow.run_id, EpisodeRow.bed, EpisodeRow.end):
+        query = select(run_id, bed, func.min(moment), func.max(moment)).where(moment.is_not(None)).group_by(run_id, bed)
+        if period.bed is not None:
+            query = query.where(bed == period.bed)
+        for run, bed_name, first, last in session.execute(query):
+            moments[(bed_name, run)].extend(_utc(m) for m in (first, last) if m is not None)
+    ended.update(session.scalars(select(ServiceEventRow.run_id).where(ServiceEventRow.kind.in_(_END_STATES))))
+    latest: dict[str, tuple[datetime, str]] = {}
+    for (bed_name, run), seen in moments.items():
+        if bed_name not in latest or min(seen) > latest[bed_name][0]:
+            latest[bed_name] = min(seen), run
+    spans: dict[str, list[Span]] = defaultdict(list)
+    for (bed_name, run), seen in moments.items():
+        last = max(seen)
+        if run not in ended and latest[bed_name][1] == run:
+            last = max(last, period.until)
+        start, end = max(min(seen), period.since), min(last, period.until)
+        if start < end:
+            spans[bed_name].append(Span(start, end))
+    return {bed_name: _union(s) for bed_name, s in spans.items()}
+
+
+def _union(spans: Iterable[Span]) -> list[Span]:
+    merged: list[Span] = []
+    for span in sorted(spans, key=lambda s: s.start):
+        if merged and span.start <= merged[-1].end:
+            merged[-1] = Span(merged[-1].start, max(merged[-1].end, span.end))
+        else:
+            merged.append(span)
+    return merged
+
+
+def _gaps(monitored: list[Span], period: Period) -> list[Span]:
+    gaps, cursor = [], period.since
+    for span in monitored:
+        if span.start > cursor:
+            gaps.append(Span(cursor, span.start))
+        cursor = max(cursor, span.end)
+    if cursor < period.until:
+        gaps.append(Span(cursor, period.until))
+    return gaps
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def _burden(episodes: list[EpisodeBar], period: Period) -> CryBurden:
+    first_hour = period.since.replace(minute=0, second=0, microsecond=0)
+    hours = [first_hour + timedelta(hours=i) for i in range(int((period.until - first_hour).total_seconds() // 3600) + 1)]
+    hours = [h for h in hours if h < period.until]
+    minutes: list[dict[str, float]] = [defaultdict(float) for _ in hours]
+    for ep in episodes:
+        start = max(ep.start, period.since)
+        index = int((start - first_hour).total_seconds() // 3600)
+        while start < ep.end and index < len(hours):
+            stop = min(ep.end, hours[index] + timedelta(hours=1))
+            minutes[index][ep.label] += (stop - start).total_seconds() / 60
+            start, index = stop, index + 1
+    longest = max(episodes, key=lambda ep: ep.seconds, default=None)
+    return CryBurden(
+        crying_minutes=round(sum(sum(m.values()) for m in minutes), 2),
+        per_hour=[HourBurden(h, {k: round(v, 2) for k, v in sorted(m.items())}) for h, m in zip(hours, minutes)],
+        episodes_by_type=dict(sorted(Counter(ep.label for ep in episodes).items())),
+        longest=longest, longest_s=round(longest.seconds, 1) if longest else None)
+
+
+def _latency(alarms: list[AlarmMark]) -> Latency:
+    times = np.array([a.response_s for a in alarms if a.response_s is not None], dtype=float)
+    if not len(times):
+        return Latency(0, None, None, None)
+    return Latency(len(times), round(float(np.median(times)), 1), round(float(np.percentile(times, 90)), 1),
+                   round(float(times.max()), 1))
+
+
+def _response(alarms: list[AlarmMark], period: Period) -> AlarmResponse:
+    raised = [a for a in alarms if a.raised >= period.since]  # the ones this period answered for
+    priorities = sorted({a.priority for a in raised}, key=("high", "medium", "low").index)
+    return AlarmResponse(
+        raised=len(raised), technical=sum(a.technical for a in raised), raised_to_acknowledged=_latency(raised),
+        by_priority={p: _latency([a for a in raised if a.priority == p]) for p in priorities},
+        never_acknowledged=sum(a.acknowledged is None for a in raised),
+        audio_paused=sum(a.silenced is not None for a in raised),
+        announcements=sum(a.announcements for a in raised), announced_again=sum(a.announcements > 1 for a in raised))
+
+
+def _verdicts(episodes: list[EpisodeBar], alarms: list[AlarmMark], monitored_hours: float) -> Verdicts:
+    reviewed = [ep for ep in episodes if ep.verdict is not None]
+    verdict_of = {ep.id: ep.verdict for ep in reviewed}
+    false_episodes = sum(ep.verdict == NOT_CRY for ep in reviewed)
+    false_alarms = sum(not a.technical and verdict_of.get(a.episode_id or -1) == NOT_CRY for a in alarms)
+    def per_hour(count: int) -> float | None:
+        return round(count / monitored_hours, 3) if monitored_hours else None
+
+    agreement = _agreement(Counter((ep.verdict, ep.label) for ep in reviewed))
+    return Verdicts(
+        episodes=len(episodes), reviewed=len(reviewed),
+        reviewed_share=round(len(reviewed) / len(episodes), 3) if episodes else None,
+        confusion=agreement["confusion"]["counts"], precision_by_type=agreement["precision_by_type"],
+        monitored_hours=round(monitored_hours, 3), false_episodes=false_episodes, false_alarms=false_alarms,
+        false_episodes_per_monitored_hour=per_hour(false_episodes), false_alarms_per_monitored_hour=per_hour(false_alarms))
+
+
+def _bed(name: str, monitored: list[Span], episodes: list[EpisodeBar], alarms: list[AlarmMark], period: Period) -> BedFigures:
+    technical = [Span(max(a.raised, period.since), min(a.cleared or period.until, period.until))
+                 for a in alarms if a.technical]
+    hours = sum(s.seconds for s in monitored) / 3600
+    return BedFigures(name, monitored, _gaps(monitored, period), _union(technical), episodes, alarms,
+                      _burden(episodes, period), _response(alarms, period), _verdicts(episodes, alarms, hours))
+
+
+def _unit(beds: list[BedFigures], period: Period) -> BedFigures:
+    """All beds together: monitored hours add up (two beds for an hour = two monitored hours);
+    the unit's gaps are where no bed was monitored."""
+    episodes = sorted((ep for b in beds for ep in b.episodes), key=lambda ep: ep.start)
+    alarms = sorted((a for b in beds for a in b.alarms), key=lambda a: a.raised)
+    hours = sum(s.seconds for b in beds for s in b.monitored) / 3600
+    anywhere = _union(s for b in beds for s in b.monitored)
+    return BedFigures(UNIT, anywhere, _gaps(anywhere, period), _union(s for b in beds for s in b.technical), episodes,
+                      alarms, _burden(episodes, period), _response(alarms, period), _verdicts(episodes, alarms, hours))
+
+
+def _model_type(smoothed: dict[str, float]) -> str:
+    return max(smoothed, key=lambda label: smoothed[label]) if smoothed else NOT_CRY
+
+
+def _embedding_map(session: Session, period: Period, verdict_of: dict[int, str | None]) -> EmbeddingMap:
+    in_period = select(WindowRow.id).where(WindowRow.start >= period.since, WindowRow.start < period.until)
+    if period.bed is not None:
+        in_period = in_period.where(WindowRow.bed == period.bed)
+    windows = session.scalar(select(func.count()).select_from(in_period.subquery())) or 0
+    counts = session.execute(select(WindowEmbeddingRow.embedder_id, func.count())
+                             .where(WindowEmbeddingRow.window_id.in_(in_period)).group_by(WindowEmbeddingRow.embedder_id).order_by(func.count().desc())).all()
+    if not counts:
+        why = ("no gated windows were logged in this period" if not windows else
+               f"none of the period's {windows} logged windows has an embedding: turn on [store] log_embeddings "
+               "(docs/operations.md says what they hold)")
+        return EmbeddingMap(None, 0, windows, [], [], why)
+    embedder_id = counts[0][0]
+    rows = session.execute(select(WindowEmbeddingRow.window_id, WindowEmbeddingRow.vector, WindowRow.bed, WindowRow.smoothed,
+                                  WindowRow.episode_id)
+                           .join(WindowRow, WindowRow.id == WindowEmbeddingRow.window_id)
+                           .where(WindowEmbeddingRow.embedder_id == embedder_id, WindowEmbeddingRow.window_id.in_(in_period))
+                           .order_by(WindowRow.start)).all()
+    if len(rows) < 3:
+        return EmbeddingMap(embedder_id, len(rows), windows, [], [],
+                            f"only {len(rows)} window(s) with an embedding in this period: a map needs at least 3")
+    vectors = np.stack([np.frombuffer(r.vector, "<f4") for r in rows]).astype(np.float64)
+    xy, explained = project_2d(vectors)
+    keep = np.linspace(0, len(rows) - 1, min(len(rows), MAP_POINTS)).round().astype(int)
+    points = [MapPoint(rows[i].window_id, rows[i].bed, round(float(xy[i, 0]), 4), round(float(xy[i, 1]), 4),
+                       _model_type(rows[i].smoothed), verdict_of.get(rows[i].episode_id or -1)) for i in keep]
+    return EmbeddingMap(embedder_id, len(rows), windows, explained, points, None)
+
+
+def project_2d(vectors: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """PCA of standardised vectors (the acoustic embedders mix units: Hz, dB, ratios) through numpy's
+    SVD: (n, 2) coordinates and the share of variance each component explains."""
+    scale = vectors.std(axis=0)
+    centred = (vectors - vectors.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
+    _, singular, components = np.linalg.svd(centred, full_matrices=False)
+    variance = singular ** 2
+    explained = [round(float(v / variance.sum()), 4) if variance.sum() else 0.0 for v in variance[:2]]
+    xy = centred @ components[:2].T
+    if xy.shape[1] < 2:  # one-dimensional embeddings: a flat second axis
+        xy = np.column_stack([xy, np.zeros(len(xy))])
+    return xy, explained + [0.0] * (2 - len(explained))
+
+
+def _decisions(session: Session, chosen: list[EpisodeBar], alarms: list[AlarmMark],
+               thresholds: dict[str, float]) -> list[Decision]:
+    by_episode: dict[int, list[DecisionWindow]] = defaultdict(list)
+    starts = {ep.id: ep.start for ep in chosen}
+    query = (select(WindowRow.episode_id, WindowRow.start, WindowRow.activity, WindowRow.smoothed)
+             .where(WindowRow.episode_id.in_(list(starts))).order_by(WindowRow.start))
+    for episode_id, start, activity, smoothed in session.execute(query):
+        start = _utc(start)
+        by_episode[episode_id].append(DecisionWindow(start, round((start - starts[episode_id]).total_seconds(), 2),
+                                                     activity, smoothed))
+    return [Decision(ep, by_episode[ep.id], thresholds,
+                     [round((a.raised - ep.start).total_seconds(), 2) for a in alarms if a.episode_id == ep.id])
+            for ep in chosen]
+
+
+def build_report(engine: Engine, period: Period, thresholds: dict[str, float], episode_ids: tuple[int, ...] = (),
+                 max_decisions: int = 12, now: datetime | None = None) -> Report:
+    """The figures of `period`. "Why this decision" is shown for `episode_ids` if given, otherwise for
+    the newest episodes that raised an alarm or were reviewed (at most `max_decisions`)."""
+    episodes = _episodes(engine, period)
+    with Session(engine) as session:
+        alarms = _alarms(session, period)
+        runs = _runs(session, period)
+        names = sorted(set(runs) | {ep.bed for ep in episodes} | {a.bed for a in alarms})
+        beds = [_bed(name, runs.get(name, []), [ep for ep in episodes if ep.bed == name], [a for a in alarms if a.bed == name],
+                     period) for name in names]
+        embedding_map = _embedding_map(session, period, {ep.id: ep.verdict for ep in episodes})
+        if episode_ids:
+            missing = set(episode_ids) - {ep.id for ep in episodes}
+            chosen = [ep for ep in episodes if ep.id in episode_ids]
+            notes = [f"episode {i} is not in this period or bed: widen --since/--until" for i in sorted(missing)]
+        else:
+            candidates = [ep for ep in reversed(episodes) if ep.alarm or ep.verdict is not None]
+            chosen, notes = sorted(candidates[:max_decisions], key=lambda ep: ep.start), []
+        decisions = _decisions(session, chosen, alarms, thresholds)
+    left_out = 0 if episode_ids else max(0, len([ep for ep in episodes if ep.alarm or ep.verdict is not None]) - max_decisions)
+    return Report(period, now or datetime.now(timezone.utc), [_unit(beds, period), *beds], embedding_map, decisions,
+                  left_out, notes)
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data: times in ISO 8601 UTC, nothing else changed."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(asdict(report))
