@@ -27,6 +27,19 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"config key {key}: {message}")
 
 
+def _within(value: float, low: float, high: float, key: str, unit: str = "", *, open_low: bool = False,
+            open_high: bool = False, why: str = "") -> None:
+    """A number inside its sane range; the error names the key, the value and the range (and why, if not obvious)."""
+    above = value > low if open_low else value >= low
+    below = value < high if open_high else value <= high
+    interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}{' ' + unit if unit else ''}"
+    _check(above and below, key, f"{value:g} is outside the allowed range {interval}{': ' + why if why else ''}")
+
+
+BED_MAX_LENGTH = 64  # the log's bed columns (monitor/store.py) hold this many characters
+LABEL_MAX_LENGTH = 32  # and its alarm labels this many
+
+
 @dataclass(frozen=True)
 class AudioSettings:
     input: str = "mic"  # mic | PATH | scenario:NAME
@@ -36,9 +49,10 @@ class AudioSettings:
     speed: float = 1.0  # file/scenario playback: 1 = real time, 0 = as fast as possible
 
     def validate(self, section: str) -> None:
-        _check(10 <= self.block_ms <= 500, f"{section}.block_ms", "must be 10..500")
-        _check(self.ring_seconds >= 6, f"{section}.ring_seconds", "must be at least 6")
-        _check(self.speed >= 0, f"{section}.speed", "must be >= 0 (0 = as fast as possible)")
+        _within(self.block_ms, 10, 500, f"{section}.block_ms", "ms")
+        _within(self.ring_seconds, 6, 600, f"{section}.ring_seconds", "seconds",
+                why="audio kept for the stages to catch up; 600 s of 16 kHz float32 is 38 MB")
+        _within(self.speed, 0, 1000, f"{section}.speed", why="0 = as fast as possible, 1 = real time")
         _check(bool(self.input), f"{section}.input", "must be mic, a file path or scenario:NAME")
 
 
@@ -61,10 +75,10 @@ class GateSettings:
     min_active_fraction: float = 0.2  # share of a window's detector frames that must be cry
 
     def validate(self, section: str) -> None:
-        _check(0.02 <= self.detector_hop_s <= 0.25, f"{section}.detector_hop_s", "must be 0.02..0.25 seconds")
-        _check(0.25 <= self.hop_s <= 2.0, f"{section}.hop_s", "must be 0.25..2.0 seconds")
-        _check(0 <= self.onset_lead_s <= 1.5, f"{section}.onset_lead_s", "must be 0..1.5 seconds")
-        _check(0 < self.min_active_fraction <= 1, f"{section}.min_active_fraction", "must be in (0, 1]")
+        _within(self.detector_hop_s, 0.02, 0.25, f"{section}.detector_hop_s", "seconds")
+        _within(self.hop_s, 0.25, 2.0, f"{section}.hop_s", "seconds")
+        _within(self.onset_lead_s, 0, 1.5, f"{section}.onset_lead_s", "seconds")
+        _within(self.min_active_fraction, 0, 1, f"{section}.min_active_fraction", open_low=True)
 
 
 @dataclass(frozen=True)
@@ -85,7 +99,7 @@ class HearSettings:
                "must be auto, tf, torch or remote")
         _check(self.precision in ("fp32", "bf16", "int8"), f"{section}.precision", "must be fp32, bf16 or int8")
         _check(self.device in ("auto", "cpu", "cuda"), f"{section}.device", "must be auto, cpu or cuda")
-        _check(0.05 <= self.timeout_s <= 30, f"{section}.timeout_s", "must be 0.05..30 seconds")
+        _within(self.timeout_s, 0.05, 30, f"{section}.timeout_s", "seconds")
         if self.backend != "remote":
             return
         parts = urlsplit(self.url)
@@ -110,8 +124,8 @@ class ClassifierSettings:
     max_batch: int = 8  # windows embedded together when the embedder falls behind
 
     def validate(self, section: str) -> None:
-        _check(0 <= self.smoothing < 1, f"{section}.smoothing", "must be in [0, 1)")
-        _check(1 <= self.max_batch <= 256, f"{section}.max_batch", "must be 1..256")
+        _within(self.smoothing, 0, 1, f"{section}.smoothing", open_high=True)
+        _within(self.max_batch, 1, 256, f"{section}.max_batch", "windows")
 
     def head_path(self) -> Path:
         return _project_path(self.head)
@@ -136,17 +150,22 @@ class AlertSettings:
 
     def validate(self, section: str) -> None:
         _check(bool(self.classes), f"{section}.classes", "must name at least one cry type: an empty list never alerts")
-        _check(self.raise_windows >= 1, f"{section}.raise_windows", "must be >= 1")
-        _check(self.clear_windows >= 1, f"{section}.clear_windows", "must be >= 1")
+        for name in self.classes:
+            _check(len(name) <= LABEL_MAX_LENGTH, f"{section}.classes",
+                   f"{name!r} is longer than the log's {LABEL_MAX_LENGTH} characters for a cry type")
+        # A window a second: 30 windows is half a minute of crying before staff hear of it.
+        _within(self.raise_windows, 1, 30, f"{section}.raise_windows", "windows")
+        _within(self.clear_windows, 1, 120, f"{section}.clear_windows", "windows")
         for name, value in self.thresholds.items():
-            _check(isinstance(value, (int, float)) and math.isfinite(value) and 0 < value < 1,
-                   f"{section}.thresholds.{name}", "must be a number in (0, 1)")
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+                   f"{section}.thresholds.{name}", f"must be a number, got {value!r}")
+            _within(value, 0, 1, f"{section}.thresholds.{name}", open_low=True, open_high=True)
         for name, priority in self.priorities.items():
             _check(priority in PRIORITIES, f"{section}.priorities.{name}", f"must be one of {', '.join(PRIORITIES)}")
-        _check(5 <= self.pause_s <= 3600, f"{section}.pause_s", "must be 5..3600 seconds")
-        _check(5 <= self.repeat_s <= 3600, f"{section}.repeat_s", "must be 5..3600 seconds")
-        _check(0 <= self.technical_min_s <= 3600, f"{section}.technical_min_s", "must be 0..3600 seconds")
-        _check(0 < self.command_timeout_s <= 300, f"{section}.command_timeout_s", "must be in (0, 300] seconds")
+        _within(self.pause_s, 5, 3600, f"{section}.pause_s", "seconds")
+        _within(self.repeat_s, 5, 3600, f"{section}.repeat_s", "seconds")
+        _within(self.technical_min_s, 0, 3600, f"{section}.technical_min_s", "seconds")
+        _within(self.command_timeout_s, 0, 300, f"{section}.command_timeout_s", "seconds", open_low=True)
         if self.command:
             try:
                 program = shlex.split(self.command)[0]
@@ -161,7 +180,7 @@ class EpisodeSettings:
     quiet_s: float = 6.0  # an episode closes after this long without a cry frame
 
     def validate(self, section: str) -> None:
-        _check(self.quiet_s > 0, f"{section}.quiet_s", "must be > 0")
+        _within(self.quiet_s, 0.5, 120, f"{section}.quiet_s", "seconds", why="an episode that never closes is never logged")
 
 
 @dataclass(frozen=True)
@@ -173,7 +192,7 @@ class StoreSettings:
 
     def validate(self, section: str) -> None:
         _check("://" in self.url, f"{section}.url", "must be a SQLAlchemy URL such as sqlite:///crywatch.db")
-        _check(self.min_free_mb >= 0, f"{section}.min_free_mb", "must be >= 0 (0 turns the check off)")
+        _within(self.min_free_mb, 0, 1_000_000, f"{section}.min_free_mb", "MB", why="0 turns the check off")
         _check(":memory:" not in self.url and self.url.rstrip("/") not in ("sqlite:", "sqlite:/"), f"{section}.url",
                "an in-memory database loses the log (and each thread would see its own): use a file")
 
@@ -193,7 +212,12 @@ class BusSettings:
             _check(is_local(endpoint) or bool(self.keys), f"{section}.{key}",
                    f"{endpoint} listens beyond this PC: anyone on the network could read the beds' events or forge "
                    "them; set [bus] keys to a folder made by `crywatch keys DIR`, or keep 127.0.0.1")
-        _check(self.heartbeat_s > 0, f"{section}.heartbeat_s", "must be > 0")
+            if endpoint.startswith("tcp://"):
+                port = endpoint.rsplit(":", 1)[-1]
+                _check(port == "*" or (port.isdigit() and 1 <= int(port) <= 65535), f"{section}.{key}",
+                       f"{endpoint}: the port must be 1..65535, or * for any free port")
+        _within(self.heartbeat_s, 0.1, 2, f"{section}.heartbeat_s", "seconds",
+                why="dashboards show NO SIGNAL for a bed not heard from for 3 s")
 
 
 @dataclass(frozen=True)
@@ -205,10 +229,12 @@ class ServiceSettings:
 
     def validate(self, section: str) -> None:
         _check(bool(self.bed.strip()), f"{section}.bed", "must not be empty")
-        _check(0 < self.stall_s <= 60, f"{section}.stall_s", "must be in (0, 60] seconds")
-        _check(1 <= self.muted_s <= 3600, f"{section}.muted_s", "must be 1..3600 seconds")
-        _check(1 <= self.stage_timeout_s <= 600, f"{section}.stage_timeout_s",
-               "must be 1..600 seconds (longer than the slowest embedder batch)")
+        _check(len(self.bed) <= BED_MAX_LENGTH, f"{section}.bed",
+               f"{self.bed!r} has {len(self.bed)} characters; the log holds at most {BED_MAX_LENGTH}")
+        _within(self.stall_s, 0, 60, f"{section}.stall_s", "seconds", open_low=True)
+        _within(self.muted_s, 1, 3600, f"{section}.muted_s", "seconds")
+        _within(self.stage_timeout_s, 1, 600, f"{section}.stage_timeout_s", "seconds",
+                why="longer than the slowest embedder batch")
 
 
 @dataclass(frozen=True)
@@ -224,10 +250,10 @@ class ServeSettings:
     tls_key: str = ""
 
     def validate(self, section: str) -> None:
-        _check(1 <= self.port <= 65535, f"{section}.port", "must be 1..65535")
-        _check(1 <= self.max_batch <= 4096, f"{section}.max_batch", "must be 1..4096 clips")
-        _check(0 <= self.queue_delay_ms <= 1000, f"{section}.queue_delay_ms", "must be 0..1000 ms")
-        _check(1 <= self.replicas <= 64, f"{section}.replicas", "must be 1..64")
+        _within(self.port, 1, 65535, f"{section}.port")
+        _within(self.max_batch, 1, 4096, f"{section}.max_batch", "clips")
+        _within(self.queue_delay_ms, 0, 1000, f"{section}.queue_delay_ms", "ms")
+        _within(self.replicas, 1, 64, f"{section}.replicas")
         _check(bool(self.tls_cert) == bool(self.tls_key), f"{section}.tls_cert",
                "tls_cert and tls_key go together (PEM files)")
         for key in ("tls_cert", "tls_key"):

@@ -1,6 +1,10 @@
+import dataclasses
+from typing import get_type_hints
+
 import pytest
 
-from monitor.config import ConfigError, Settings, load_settings, settings_from_dict
+from monitor.config import BED_MAX_LENGTH, ConfigError, Settings, load_settings, settings_from_dict
+from tests.conftest import run_crywatch
 
 
 def test_shipped_config_matches_the_defaults():
@@ -21,8 +25,8 @@ def test_unknown_section_is_named():
 
 @pytest.mark.parametrize("section, key, value, message", [
     ("gate", "hop_s", "fast", "must be a finite number"),
-    ("gate", "hop_s", 3.0, "0.25..2.0"),
-    ("gate", "detector_hop_s", 0.5, "0.02..0.25"),
+    ("gate", "hop_s", 3.0, r"3 is outside the allowed range \[0.25, 2\] seconds"),
+    ("gate", "detector_hop_s", 0.5, r"\[0.02, 0.25\]"),
     ("detector", "model", "", "detector folder"),
     ("audio", "block_ms", True, "must be an integer"),
     ("alerts", "classes", "pain", "list of strings"),
@@ -33,7 +37,7 @@ def test_unknown_section_is_named():
     ("bus", "control", "localhost", "ZeroMQ endpoint"),
     ("episodes", "quiet_s", float("inf"), "finite number"),
     ("service", "stall_s", float("nan"), "finite number"),
-    ("service", "stage_timeout_s", 0.5, "1..600"),
+    ("service", "stage_timeout_s", 0.5, r"\[1, 600\] seconds: longer than the slowest embedder batch"),
     ("alerts", "classes", [], "at least one cry type"),
     ("alerts", "priorities", {"pain": "urgent"}, "high, medium, low"),
     ("alerts", "command", "/no/such/pager --now", "program '/no/such/pager' not found"),
@@ -76,3 +80,63 @@ def test_cross_checks_against_the_head_and_the_unit_name_their_key(models):
         check_watchdog(Settings(), "1500000")
     with pytest.raises(ConfigError, match="service.stall_s"):
         check_watchdog(Settings().with_overrides(service={"stall_s": 30.0}), "20000000")
+
+
+@pytest.mark.parametrize("section, key, value, allowed", [
+    ("alerts", "raise_windows", 1_000_000_000, "[1, 30] windows"),  # no alarm could ever rise
+    ("episodes", "quiet_s", 1e12, "[0.5, 120] seconds"),  # no episode would ever close
+    ("audio", "ring_seconds", 1e9, "[6, 600] seconds"),  # was a traceback allocating the ring
+    ("audio", "ring_seconds", 5.0, "[6, 600] seconds"),
+    ("alerts", "clear_windows", 0, "[1, 120] windows"),
+    ("alerts", "thresholds", {"pain": 1.0}, "(0, 1)"),
+    ("audio", "speed", -1.0, "[0, 1000]"),
+    ("bus", "heartbeat_s", 5.0, "[0.1, 2] seconds"),
+    ("store", "min_free_mb", -1.0, "[0, 1e+06] MB"),
+    ("service", "stall_s", 0.0, "(0, 60] seconds"),
+    ("serve", "port", 70_000, "[1, 65535]"),
+])
+def test_out_of_range_numbers_name_the_key_the_value_and_the_range(section, key, value, allowed):
+    with pytest.raises(ConfigError) as refused:
+        settings_from_dict({section: {key: value}})
+    shown_key, shown = (f"{key}.pain", value["pain"]) if isinstance(value, dict) else (key, value)
+    assert str(refused.value).startswith(f"config key {section}.{shown_key}: {shown:g} is outside the allowed range "
+                                         f"{allowed}"), refused.value
+
+
+def _numeric_keys():
+    for section in dataclasses.fields(Settings):
+        cls = get_type_hints(Settings)[section.name]
+        for key, annotation in get_type_hints(cls).items():
+            if annotation in (int, float):
+                yield section.name, key, annotation
+
+
+@pytest.mark.parametrize("section, key, annotation", list(_numeric_keys()))
+def test_every_numeric_key_has_a_lower_and_an_upper_bound(section, key, annotation):
+    for huge in (10**15, -(10**15)):
+        with pytest.raises(ConfigError, match=rf"^config key {section}\.{key}: "):
+            settings_from_dict({section: {key: annotation(huge)}})
+
+
+def test_a_bed_name_longer_than_the_log_holds_is_a_config_error():
+    settings_from_dict({"service": {"bed": "b" * BED_MAX_LENGTH}})
+    with pytest.raises(ConfigError, match=rf"^config key service\.bed: 'b{{65}}' has 65 characters; the log holds at "
+                                          rf"most {BED_MAX_LENGTH}"):
+        settings_from_dict({"service": {"bed": "b" * (BED_MAX_LENGTH + 1)}})
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:99999", "tcp://127.0.0.1:0", "tcp://127.0.0.1:port"])
+def test_a_tcp_port_outside_1_65535_is_refused_not_replaced_by_a_random_one(endpoint):
+    with pytest.raises(ConfigError, match=r"bus\.endpoint: .*the port must be 1\.\.65535, or \*"):
+        settings_from_dict({"bus": {"endpoint": endpoint}})
+    settings_from_dict({"bus": {"endpoint": "tcp://127.0.0.1:5557"}})
+
+
+def test_crywatch_run_refuses_a_huge_ring_with_one_line_not_a_traceback(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[audio]\nring_seconds = 1e9\n")
+    result = run_crywatch("--config", str(config), "run", "--headless", "--input", "scenario:quiet", timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "crywatch: error: config key audio.ring_seconds: 1e+09 is outside the allowed range [6, 600] seconds: audio "
+        "kept for the stages to catch up; 600 s of 16 kHz float32 is 38 MB"]
