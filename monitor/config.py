@@ -200,7 +200,9 @@ class StoreSettings:
 @dataclass(frozen=True)
 class BusSettings:
     endpoint: str = "tcp://127.0.0.1:5557"  # loopback by default: no bedside audio data leaves the PC
-    control: str = "tcp://127.0.0.1:*"  # acknowledgements (REQ/REP); * = a free port, advertised in heartbeats
+    # Acknowledgements (REQ/REP), advertised in heartbeats. ipc://* = a socket of the monitor's own that only the
+    # service's user and group can open (monitor/control.py); tcp needs keys: without, any local process could acknowledge.
+    control: str = "ipc://*"
     heartbeat_s: float = 1.0
     keys: str = ""  # CURVE keys folder (`crywatch keys DIR`): required to bind beyond loopback
 
@@ -216,6 +218,9 @@ class BusSettings:
                 port = endpoint.rsplit(":", 1)[-1]
                 _check(port == "*" or (port.isdigit() and 1 <= int(port) <= 65535), f"{section}.{key}",
                        f"{endpoint}: the port must be 1..65535, or * for any free port")
+        _check(not self.control.startswith("tcp://") or bool(self.keys), f"{section}.control",
+               f"{self.control} without keys lets any process on this PC acknowledge every alarm: keep the default "
+               "ipc://* (only the service's group can open it), or set [bus] keys (`crywatch keys DIR`)")
         _within(self.heartbeat_s, 0.1, 2, f"{section}.heartbeat_s", "seconds",
                 why="dashboards show NO SIGNAL for a bed not heard from for 3 s")
 

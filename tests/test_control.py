@@ -1,8 +1,14 @@
 """Acknowledging from a dashboard: the control channel on real sockets, the alarm command as a real
 process, and the whole path through a running service to its SQLite log."""
 import json
+import logging
+import os
+import shutil
 import sqlite3
+import stat
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -14,16 +20,29 @@ import zmq
 
 from monitor.audio import load_audio
 from monitor.bus import BusError, Envelope, Subscriber
-from monitor.control import ControlReply, ControlRequest, ControlServer, send_request
+from monitor.config import BusSettings, ConfigError, Settings
+from monitor.control import OWN_SOCKET, ControlReply, ControlRequest, ControlServer, reachable, send_request
 from monitor.messages import AlarmAcknowledged, AlarmRaised
 from monitor.notify import CommandNotifier
 from monitor.service import Service
-from tests.conftest import cry_path, free_endpoint, pick
+from tests.conftest import PROJECT_ROOT, cry_path, free_endpoint, pick
 from tests.test_bus import ALARM, WALL
 
 
-def _serving(handler):
-    server = ControlServer("tcp://127.0.0.1:*", handler)
+@pytest.fixture
+def runtime_dir(monkeypatch):
+    """A user runtime folder other users may pass through (like /run/user/UID's parent), so that only the
+    control socket's own folder and mode decide who gets in."""
+    folder = tempfile.mkdtemp(prefix="cw-", dir="/tmp")
+    os.chmod(folder, 0o755)
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _serving(handler, endpoint: str = "tcp://127.0.0.1:*"):
+    server = ControlServer(endpoint, handler)
     stop = threading.Event()
 
     def serve():
@@ -91,7 +110,8 @@ def test_the_alarm_command_gets_each_event_as_json_and_its_failures_are_logged(t
     assert "timed out after 2 s" in caplog.text and "exited 1: pager offline" in caplog.text
 
 
-def test_acknowledging_a_real_pain_alarm_reaches_the_monitor_and_its_log(settings, models, cries_index, tmp_path):
+def test_acknowledging_a_real_pain_alarm_reaches_the_monitor_and_its_log(settings, models, cries_index, tmp_path,
+                                                                       runtime_dir):
     [row] = pick(cries_index, 1, source="corvin", label="pain")
     # The 8 s cry alone ends ~5 s after its alarm, and the end clears every alarm and closes the
     # control channel: 60 s of silence after it keep the monitor up; the test stops it once acknowledged.
@@ -101,7 +121,7 @@ def test_acknowledging_a_real_pain_alarm_reaches_the_monitor_and_its_log(setting
     command = _script(tmp_path, f"import sys\nopen({str(paged)!r}, 'a').write(sys.stdin.read() + '\\n')\n")
     configured = settings.with_overrides(
         audio={"input": str(clip), "speed": 1.0}, store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
-        bus={"endpoint": free_endpoint(), "control": "tcp://127.0.0.1:*"}, service={"bed": "bed-9"},
+        bus={"endpoint": free_endpoint()}, service={"bed": "bed-9"},  # the default control: its own socket
         alerts={"command": command})
     service = Service(configured, models=models)
     subscriber = Subscriber([service.bus_endpoint])
@@ -132,3 +152,106 @@ def test_acknowledging_a_real_pain_alarm_reaches_the_monitor_and_its_log(setting
     paged_types = [json.loads(line)["type"] for line in paged.read_text().splitlines()]
     assert paged_types[0] == "alarm_raised" and "alarm_acknowledged" in paged_types
     assert paged_types[-1] == "alarm_cleared"
+
+
+def test_the_default_control_channel_is_a_socket_only_the_services_user_and_group_can_open(runtime_dir):
+    assert BusSettings().control == OWN_SOCKET
+    server, stop, thread = _serving(lambda r: ControlReply(True), OWN_SOCKET)
+    try:
+        path = server.endpoint.removeprefix("ipc://")
+        assert server.endpoint.startswith(f"ipc://{runtime_dir}/crywatch/control-")
+        assert stat.S_ISSOCK(os.stat(path).st_mode) and stat.S_IMODE(os.stat(path).st_mode) == 0o660
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) & 0o007 == 0
+        assert send_request(server.endpoint, ControlRequest("acknowledge", "AB")).ok
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert not os.path.exists(path)  # gone with the monitor
+
+
+def _as_user(endpoint: str, groups: str) -> str:
+    """What a request from another local user (nobody, in `groups`) gets: 'answered' or why not."""
+    client = ("import sys, zmq\n"
+              "s = zmq.Context.instance().socket(zmq.REQ); s.setsockopt(zmq.LINGER, 0); s.connect(sys.argv[1])\n"
+              "s.send(b'{\"op\": \"acknowledge\", \"by\": \"XX\"}')\n"
+              "print('answered' if s.poll(1500) else 'no answer')\n")
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", f"--groups={groups}" if groups else "--clear-groups",
+                             sys.executable, "-c", client, endpoint], capture_output=True, text=True, timeout=20, cwd="/")
+    return result.stdout.strip() or result.stderr.strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv to act as another user")
+def test_another_local_user_cannot_acknowledge_but_a_member_of_the_services_group_can(runtime_dir):
+    requests = []
+    server, stop, thread = _serving(lambda r: requests.append(r) or ControlReply(True), OWN_SOCKET)
+    try:
+        assert _as_user(server.endpoint, "") == "no answer" and requests == []
+        assert _as_user(server.endpoint, str(os.getegid())) == "answered" and [r.by for r in requests] == ["XX"]
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+
+
+def test_a_control_folder_open_to_other_users_is_refused(monkeypatch, tmp_path):
+    open_folder = tmp_path / "run"
+    open_folder.mkdir()
+    os.chmod(open_folder, 0o777)
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(open_folder))
+    with pytest.raises(BusError, match="closed to others .mode 777.: any user could reach or replace the control socket"):
+        ControlServer(OWN_SOCKET, lambda r: ControlReply(True))
+
+
+def test_a_tcp_control_channel_without_keys_is_refused_by_the_config():
+    with pytest.raises(ConfigError, match="bus.control.*lets any process on this PC acknowledge every alarm"):
+        Settings().with_overrides(bus={"control": "tcp://127.0.0.1:*"})
+    assert Settings().with_overrides(bus={"control": "tcp://127.0.0.1:*", "keys": "/etc/crywatch/keys"})
+
+
+def test_the_unit_gives_the_control_socket_a_folder_closed_to_others():
+    unit = (PROJECT_ROOT / "systemd" / "crywatch.service").read_text()
+    assert "RuntimeDirectory=crywatch" in unit.splitlines()
+    mode = next(int(line.split("=")[1], 8) for line in unit.splitlines() if line.startswith("RuntimeDirectoryMode="))
+    assert mode & 0o007 == 0
+
+
+def test_a_flood_of_bad_requests_is_counted_and_logged_in_a_few_lines(caplog):
+    server, stop, thread = _serving(lambda r: ControlReply(False, "no such alarm"))
+    flooder = zmq.Context.instance().socket(zmq.DEALER)  # a REQ without the wait: 10,000 requests at once
+    flooder.setsockopt(zmq.LINGER, 0)
+    flooder.connect(server.endpoint)
+    try:
+        with caplog.at_level(logging.WARNING, logger="monitor.control"):
+            for i in range(10_000):
+                flooder.send_multipart([b"", b"junk" if i % 2 else b'{"op": "acknowledge", "by": "XX", "alarm": 99}'])
+            for _ in range(10_000):
+                assert flooder.poll(5000), "the monitor stopped answering"
+                flooder.recv_multipart()
+            deadline = time.monotonic() + 3
+            while "10000 in all" not in caplog.text:  # the flood's tail is logged once its second is up
+                assert time.monotonic() < deadline, caplog.text
+                time.sleep(0.05)
+    finally:
+        flooder.close()
+        stop.set()
+        thread.join()
+        server.close()
+    assert server.refused == 10_000
+    lines = [r for r in caplog.records if r.name == "monitor.control"]
+    assert 1 <= len(lines) <= 10 and "control request refused" in lines[0].getMessage()
+
+
+def test_a_monitor_bound_to_every_interface_is_reached_where_its_bus_was():
+    assert reachable("tcp://0.0.0.0:5558", "tcp://nicu-pc-3:5557") == "tcp://nicu-pc-3:5558"
+    assert reachable("tcp://[::]:5558", "tcp://[fd00::3]:5557") == "tcp://[fd00::3]:5558"
+    assert reachable("tcp://127.0.0.1:5558", "tcp://nicu-pc-3:5557") == "tcp://127.0.0.1:5558"
+    assert reachable("ipc:///run/crywatch/control-1.sock", "tcp://127.0.0.1:5557") == "ipc:///run/crywatch/control-1.sock"
+
+
+def test_a_control_socket_this_dashboard_cannot_open_is_a_clear_error_at_once():
+    started = time.monotonic()
+    with pytest.raises(BusError, match="cannot open the monitor's control socket /run/nowhere/control.sock: "
+                                       "acknowledging needs a dashboard on the monitor's PC"):
+        send_request("ipc:///run/nowhere/control.sock", ControlRequest("acknowledge", "AB"))
+    assert time.monotonic() - started < 0.5

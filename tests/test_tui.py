@@ -13,7 +13,7 @@ import pytest
 from textual_plotext import PlotextPlot
 
 from monitor.bus import Envelope, Publisher
-from monitor.control import ControlReply, ControlServer
+from monitor.control import OWN_SOCKET, ControlReply, ControlServer
 from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, EpisodeSummary, Heartbeat
 from monitor.service import Service
 from monitor.store import EpisodeFilter, StoreWriter, list_episodes, open_engine
@@ -86,7 +86,7 @@ def test_an_alarm_is_acknowledged_from_the_dashboard_and_a_silent_bed_is_flagged
     endpoint, never = free_endpoint(), free_endpoint()
     publisher = Publisher(endpoint)
     requests = []
-    server = ControlServer("tcp://127.0.0.1:*", lambda r: requests.append(r) or ControlReply(True))
+    server = ControlServer(OWN_SOCKET, lambda r: requests.append(r) or ControlReply(True))  # the default channel
     stop = threading.Event()
 
     def monitor():
@@ -245,7 +245,7 @@ def test_two_running_monitors_one_dashboard_and_the_acknowledgement_reaches_the_
         # At speed 2 the scenario plays on for ~20 s after its alarm: room to acknowledge before it
         # ends (its end clears every alarm) on a loaded 2-core machine; at 4 that margin was ~9 s.
         audio={"input": "scenario:nicu", "speed": 2.0}, store={"url": f"sqlite:///{tmp_path / f'{bed}.db'}"},
-        bus={"endpoint": free_endpoint(), "control": "tcp://127.0.0.1:*"}, service={"bed": bed}), models=models)
+        bus={"endpoint": free_endpoint()}, service={"bed": bed}), models=models)  # control: each its own ipc socket
         for bed in ("bed-a", "bed-b")]
     runners = [threading.Thread(target=s.run) for s in services]
 

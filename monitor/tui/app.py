@@ -17,7 +17,7 @@ from textual.widgets import Footer, Header
 
 from monitor.alarms import AlarmError, check_initials
 from monitor.bus import BusError, Envelope, Subscriber, ThrottledWarning
-from monitor.control import ControlRequest, Op, send_request
+from monitor.control import ControlRequest, Op, reachable, send_request
 from monitor.keys import DashboardKeys, connect_securely
 from monitor.messages import Alarm, AlarmAnnounced, AlarmRaised
 from monitor.tui.state import NO_SIGNAL, BedView, apply
@@ -192,7 +192,8 @@ class CryWatchApp(App):
             _LOGGER.warning("%s: %s acknowledged by %s", bed, NO_SIGNAL, by)
             self.render_state()
             return
-        self._send(self.beds[bed].control, ControlRequest(op, by, alarm.id), bed)
+        bus = next((endpoint for endpoint, its_bed in self._bed_of_endpoint.items() if its_bed == bed), "")
+        self._send(reachable(self.beds[bed].control, bus), ControlRequest(op, by, alarm.id), bed)
 
     @work(thread=True)
     def _send(self, endpoint: str, request: ControlRequest, bed: str) -> None:
