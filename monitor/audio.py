@@ -18,6 +18,7 @@ import soxr
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Block
 
 _LOGGER = logging.getLogger(__name__)
+_EIGHT_BIT = ("PCM_U8", "PCM_S8")  # libsndfile's 8-bit PCM subtypes
 
 if TYPE_CHECKING:
     from sounddevice import InputStream  # sounddevice is loaded lazily at run time, see _sounddevice()
@@ -46,9 +47,11 @@ def load_audio(path: str | Path) -> np.ndarray:
     return np.concatenate(list(stream_audio(path)))
 
 
-def stream_audio(path: str | Path, block_s: float = 8.0) -> Iterator[np.ndarray]:
+def stream_audio(path: str | Path, block_s: float = 8.0,
+                 on_nonfinite: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
     """The file as 16 kHz mono float32 blocks, decoded and resampled block by block, so memory does
-    not grow with the file's length. Unreadable or empty files raise AudioError before the first block."""
+    not grow with the file's length. Unreadable or empty files raise AudioError before the first block.
+    NaN/Inf samples are set to 0 before resampling (which would smear them); `on_nonfinite` hears how many."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"audio file {path} not found: check the path")
@@ -59,10 +62,15 @@ def stream_audio(path: str | Path, block_s: float = 8.0) -> Iterator[np.ndarray]
     if handle.frames == 0:
         handle.close()
         raise AudioError(f"audio file {path} holds no samples: record or choose a non-empty file")
-    return _decoded(handle, path, block_s)
+    if handle.subtype in _EIGHT_BIT:  # decoded right (libsndfile centres unsigned 8-bit), but coarse
+        _LOGGER.warning("audio file %s is 8-bit (%s): its quantisation hiss, about 48 dB under full scale, is "
+                        "outside what the models were trained on and shifts cry types (pain probabilities rise); "
+                        "record or convert at 16 bits", path, handle.subtype)
+    return _decoded(handle, path, block_s, on_nonfinite)
 
 
-def _decoded(handle: soundfile.SoundFile, path: Path, block_s: float) -> Iterator[np.ndarray]:
+def _decoded(handle: soundfile.SoundFile, path: Path, block_s: float,
+             on_nonfinite: Callable[[int], None] | None) -> Iterator[np.ndarray]:
     rate = handle.samplerate
     resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32",
                                                                         quality="HQ")
@@ -74,6 +82,8 @@ def _decoded(handle: soundfile.SoundFile, path: Path, block_s: float) -> Iterato
             if bad.any():  # zeroed before resampling, which would smear them over their neighbours
                 nonfinite += int(bad.sum())
                 mono[bad] = 0.0
+                if on_nonfinite is not None:
+                    on_nonfinite(int(bad.sum()))
             out = mono if resampler is None else resampler.resample_chunk(mono)
             if len(out):
                 yield np.ascontiguousarray(out, dtype=np.float32)
@@ -140,6 +150,10 @@ class RingBuffer:
         self.end += n
         if samples.any():
             self.last_sound = self.end
+
+    def count_nonfinite(self, count: int) -> None:
+        """NaN/Inf samples a decoder set to 0 before they reached the ring: the same fault as written ones."""
+        self.nonfinite += count
 
     def read(self, start: int, count: int) -> np.ndarray:
         """Copy samples [start, start + count); raises if any are in the future or overwritten."""
@@ -209,6 +223,7 @@ class PlaybackSource:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumed: Callable[[], int] = lambda: 0
+        self._ring: RingBuffer | None = None
 
     @property
     def finished(self) -> bool:
@@ -222,7 +237,13 @@ class PlaybackSource:
         """At speed 0, never run further ahead of the consumer than the ring can hold."""
         self._consumed = consumed
 
+    def nonfinite_decoded(self, count: int) -> None:
+        """The file's decoder zeroed `count` NaN/Inf samples (it runs in the playback thread, which writes the ring)."""
+        if self._ring is not None:
+            self._ring.count_nonfinite(count)
+
     def start(self, ring: RingBuffer) -> None:
+        self._ring = ring
         self._thread = threading.Thread(target=self._play, args=(ring,), name="playback", daemon=True)
         self._thread.start()
 
@@ -386,4 +407,8 @@ def open_source(spec: InputSpec, speed: float, block_ms: int, rescan: bool = Fal
 
         scenario = render_scenario(spec.value)
         return PlaybackSource(scenario.samples, scenario.description, speed, block)
-    return PlaybackSource(stream_audio(spec.value), f"file {spec.value}", speed, block)
+    def nonfinite(count: int) -> None:  # the bad_audio alarm, as for a microphone
+        source.nonfinite_decoded(count)
+
+    source = PlaybackSource(stream_audio(spec.value, on_nonfinite=nonfinite), f"file {spec.value}", speed, block)
+    return source

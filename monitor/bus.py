@@ -8,6 +8,7 @@ error, never a KeyError deep in a dashboard.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import reprlib
 import time
@@ -176,19 +177,31 @@ class ThrottledWarning:
         return True
 
 
+def allow_ipv6(socket: zmq.Socket, endpoint: str) -> None:
+    """ZeroMQ sockets speak IPv4 only unless told: an IPv6 address (tcp://[::1]:5557) needs ZMQ_IPV6."""
+    if endpoint.startswith("tcp://["):
+        socket.setsockopt(zmq.IPV6, 1)
+
+
 def bind(kind: int, endpoint: str, role: str, config_key: str, linger_ms: int, context: zmq.Context | None = None,
          secure: Callable[[zmq.Socket], None] | None = None) -> tuple[zmq.Socket, str]:
     """A socket of `kind` bound to `endpoint` (CURVE first, if `secure`), and the endpoint it got."""
+    port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else "*"
+    if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):  # ZeroMQ would take 99999 modulo 65536
+        raise BusError(f"cannot bind {role} {endpoint}: the port must be 1..65535, or * for any free port; "
+                       f"set [bus] {config_key}")
     socket = (context or zmq.Context.instance()).socket(kind)
     socket.setsockopt(zmq.LINGER, linger_ms)
+    allow_ipv6(socket, endpoint)
     if secure is not None:
         secure(socket)
     try:
         socket.bind(endpoint)
     except zmq.ZMQError as exc:
         socket.close()
-        raise BusError(f"cannot bind {role} {endpoint} ({exc}): another crywatch may be running; "
-                       f"set [bus] {config_key} to a free port") from exc
+        why = ("another crywatch may be running; set [bus] {key} to a free port" if exc.errno == errno.EADDRINUSE
+               else "is that address this PC's? set [bus] {key}")
+        raise BusError(f"cannot bind {role} {endpoint} ({exc}): {why.format(key=config_key)}") from exc
     return socket, socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
 
@@ -228,6 +241,7 @@ class Subscriber:
             socket.setsockopt(zmq.LINGER, 0)
             socket.setsockopt(zmq.SUBSCRIBE, b"")
             socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            allow_ipv6(socket, endpoint)
             if secure is not None:
                 secure(socket)
             try:

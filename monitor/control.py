@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import msgspec
 import zmq
 
-from monitor.bus import SCHEMA_VERSION, BusError, ThrottledWarning, bind
+from monitor.bus import SCHEMA_VERSION, BusError, ThrottledWarning, allow_ipv6, bind
 from monitor.messages import Alarm
 
 _LOGGER = logging.getLogger(__name__)
@@ -152,6 +152,7 @@ def send_request(endpoint: str, request: ControlRequest, timeout_s: float = 1.5,
     for _attempt in range(retries):
         socket = context.socket(zmq.REQ)
         socket.setsockopt(zmq.LINGER, 0)
+        allow_ipv6(socket, endpoint)
         if secure is not None:
             secure(socket)
         try:

@@ -125,3 +125,33 @@ def test_a_port_in_use_is_a_clear_error():
 def test_a_bad_endpoint_is_a_clear_error():
     with pytest.raises(BusError, match="cannot connect to foo"):
         Subscriber(["tcp://127.0.0.1:1", "foo"])
+
+
+def test_a_port_beyond_65535_is_a_clear_error_not_a_random_port():
+    with pytest.raises(BusError, match="tcp://127.0.0.1:99999: the port must be 1..65535, or \\* for any free port"):
+        Publisher("tcp://127.0.0.1:99999")
+
+
+def test_an_ipv6_loopback_endpoint_carries_events():
+    port = free_endpoint().rsplit(":", 1)[-1]
+    endpoint = f"tcp://[::1]:{port}"
+    try:
+        publisher = Publisher(endpoint)
+    except BusError as exc:
+        if "Cannot assign requested address" in str(exc):
+            pytest.skip("this machine has no IPv6 loopback")
+        raise
+    subscriber = Subscriber([endpoint])
+    try:
+        assert publisher.endpoint == endpoint
+        [received] = _receive_until(subscriber, publisher, Envelope("bed-6", WALL, EVENTS[3]), 1)
+        assert received.bed == "bed-6"
+    finally:
+        subscriber.close()
+        publisher.close()
+
+
+def test_an_address_not_on_this_pc_is_not_blamed_on_another_crywatch():
+    with pytest.raises(BusError, match="is that address this PC's") as refused:
+        Publisher("tcp://192.0.2.1:5557")  # TEST-NET-1: never a local address
+    assert "another crywatch" not in str(refused.value)

@@ -1,15 +1,21 @@
-"""Hostile bytes on the bus: the decoder and a running dashboard get random and malformed frames
-(hypothesis draws them) and must turn each into a valid event or one counted BusError, never crash."""
+"""Hostile input. On the bus: the decoder and a running dashboard get random and malformed frames
+(hypothesis draws them) and must turn each into a valid event or one counted BusError, never crash.
+In audio files: NaN samples raise the bad_audio alarm as from a microphone; 8-bit files decode right
+and are flagged."""
 import asyncio
 import logging
+import threading
 import time
 
 import msgspec
+import numpy as np
 import pytest
+import soundfile
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monitor.audio import load_audio
 from monitor.bus import (
     EVENT_TYPES,
     MAX_MESSAGE_BYTES,
@@ -20,7 +26,8 @@ from monitor.bus import (
     decode_frames,
     encode,
 )
-from monitor.messages import Heartbeat
+from monitor.messages import AlarmRaised, Heartbeat
+from monitor.service import Service
 from monitor.tui.app import CryWatchApp
 from tests.conftest import free_endpoint
 from tests.test_bus import EVENTS, WALL
@@ -181,3 +188,40 @@ def test_a_running_dashboard_survives_random_frames_and_shows_the_next_valid_eve
 def test_a_message_beyond_the_size_limit_is_dropped_unread_and_the_dashboard_goes_on():
     app = _run_dashboard_against([], oversized=True)
     assert "after" in app.beds and "huge" not in app.beds
+
+
+# -- audio files ------------------------------------------------------------------------------------
+
+def test_nan_samples_in_a_file_raise_the_bad_audio_alarm_as_from_a_microphone(settings, models, tmp_path):
+    samples = np.zeros(5 * 16_000, np.float32)
+    samples[16_000:16_100] = np.nan
+    path = tmp_path / "broken.wav"
+    soundfile.write(path, samples, 16_000, subtype="FLOAT")
+    raised = []
+    service = Service(settings.with_overrides(audio={"input": str(path), "speed": 1.0},
+                                              store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+                                              bus={"endpoint": free_endpoint()}), models=models,
+                      on_message=lambda e: raised.append(e.event.alarm) if isinstance(e.event, AlarmRaised) else None)
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not any(alarm.label == "bad_audio" for alarm in raised):
+            assert runner.is_alive() and time.monotonic() < deadline, f"no bad_audio alarm: {raised}"
+            time.sleep(0.05)
+    finally:
+        service.request_stop()
+        runner.join(timeout=30)
+    [bad] = [alarm for alarm in raised if alarm.label == "bad_audio"]
+    assert bad.technical and bad.priority.value == "high" and "100 samples" in bad.message
+
+
+def test_8_bit_unsigned_audio_is_decoded_centred_and_full_scale_and_flagged(tmp_path, caplog):
+    tone = (0.5 * np.sin(2 * np.pi * 440 * np.arange(16_000) / 16_000)).astype(np.float32)
+    path = tmp_path / "u8.wav"
+    soundfile.write(path, tone, 16_000, subtype="PCM_U8")  # WAV's 8-bit PCM is unsigned: silence is 128
+    with caplog.at_level(logging.WARNING, logger="monitor.audio"):
+        decoded = load_audio(path)
+    assert abs(float(decoded.mean())) < 2 / 128  # centred: at most libsndfile's rounding of the writer
+    assert abs(float(decoded.std()) - float(tone.std())) < 0.01 and float(np.corrcoef(decoded, tone)[0, 1]) > 0.999
+    assert "is 8-bit (PCM_U8)" in caplog.text and "record or convert at 16 bits" in caplog.text
