@@ -78,6 +78,18 @@ def control_directory() -> Path:
     return folder
 
 
+def _remove_dead_sockets(folder: Path) -> None:
+    """Sockets that monitors killed outright (kill -9, power cut) left behind; systemd empties
+    /run/crywatch itself whenever the service stops, a user's runtime folder is not emptied."""
+    for path in folder.glob("control-*-*.sock"):
+        try:
+            os.kill(int(path.name.split("-")[1]), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except (ValueError, PermissionError):
+            pass  # not ours to judge: a name we did not make, or another user's live process
+
+
 class ControlServer:
     """The monitor's side. Owned by one thread, which calls `serve_once` in a loop. Refused requests
     are counted (`refused`) and logged at most once a second: a flood is a counter, not a full disk."""
@@ -85,7 +97,9 @@ class ControlServer:
     def __init__(self, endpoint: str, handler: Handler, context: zmq.Context | None = None,
                  secure: Callable[[zmq.Socket], None] | None = None):
         if endpoint == OWN_SOCKET:
-            endpoint = f"ipc://{control_directory() / f'control-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock'}"
+            folder = control_directory()
+            _remove_dead_sockets(folder)
+            endpoint = f"ipc://{folder / f'control-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock'}"
         self._socket, self.endpoint = bind(zmq.REP, endpoint, "control endpoint", "control", 0, context, secure)
         if self.endpoint.startswith("ipc://"):
             try:  # made under the process's umask: opened to the group (0077 under systemd), closed to others

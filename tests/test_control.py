@@ -170,6 +170,19 @@ def test_the_default_control_channel_is_a_socket_only_the_services_user_and_grou
     assert not os.path.exists(path)  # gone with the monitor
 
 
+def test_sockets_of_monitors_killed_outright_are_removed_by_the_next_one(runtime_dir):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    folder = os.path.join(runtime_dir, "crywatch")
+    os.makedirs(folder, mode=0o750)
+    left = os.path.join(folder, f"control-{dead.stdout.strip()}-0badf00d.sock")
+    alive = os.path.join(folder, f"control-{os.getpid()}-0000cafe.sock")
+    for path in (left, alive):
+        open(path, "w").close()
+    server = ControlServer(OWN_SOCKET, lambda r: ControlReply(True))
+    server.close()
+    assert not os.path.exists(left) and os.path.exists(alive)
+
+
 def _as_user(endpoint: str, groups: str) -> str:
     """What a request from another local user (nobody, in `groups`) gets: 'answered' or why not."""
     client = ("import sys, zmq\n"
