@@ -184,7 +184,7 @@ def _migrate(engine: Engine) -> None:
     config.set_main_option("script_location", str(MIGRATIONS))
     scripts = ScriptDirectory.from_config(config)
     head = scripts.get_current_head()
-    shown = engine.url.render_as_string(hide_password=True)
+    shown = redact_url(engine.url.render_as_string(hide_password=True))  # hide_password misses ?password=
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         current = MigrationContext.configure(connection).get_current_revision()
