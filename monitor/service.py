@@ -47,7 +47,7 @@ from monitor.messages import (
 )
 from monitor.notify import CommandNotifier
 from monitor.pipeline import Models, Pipeline
-from monitor.store import Spool, StoreWriter, close_interrupted, open_engine, redact_url, utc
+from monitor.store import Spool, StoreWriter, close_interrupted, connect, prepare, redact_url, utc
 from monitor.workers import END, DropOldestQueue, Worker, describe_error
 
 _LOGGER = logging.getLogger(__name__)
@@ -116,11 +116,10 @@ class Service:
         self._on_message = on_message
         self.ring = RingBuffer(int(audio.ring_seconds * SAMPLE_RATE))
         self.pipeline = Pipeline(settings, self.models)
-        self._engine = open_engine(settings.store.url)
+        # Opened by the store thread (_open_log): a database that is down at start holds up the log, not monitoring.
+        self._engine = connect(settings.store.url)
         database = self._engine.url.database if self._engine.dialect.name == "sqlite" else None
         self._log_folder = Path(database).resolve().parent if database else None  # a server's disk is its own
-        # A run of this bed that died (kill -9, power cut) left episodes and alarms open: close them.
-        self._interrupted = close_interrupted(self._engine, self.bed, utc(time.time()))
         # Beyond loopback (config refuses it without keys), only dashboards holding a key get in.
         keys = load_monitor_keys(settings.bus.keys) if settings.bus.keys else None
         secure = (lambda socket: serve_securely(socket, keys)) if keys else None
@@ -145,7 +144,7 @@ class Service:
         self._stream_clock = StreamClock(self._speed)
         self._spool = Spool(StoreWriter(self._engine, self.run_id, self.bed, self.source.description,
                                         self.models.embedder.id, self.models.head.name, self._wall,
-                                        settings.store.log_windows))
+                                        settings.store.log_windows), open_log=self._open_log)
         self._embed_q: DropOldestQueue = DropOldestQueue(maxlen=64)
         self._classify_q: DropOldestQueue = DropOldestQueue(maxlen=256)
         self._bus_q: DropOldestQueue = DropOldestQueue(maxlen=1000)
@@ -194,11 +193,6 @@ class Service:
             "embedder": self.models.embedder.id, "head": self.models.head.name, "bus": self.bus_endpoint,
             "control": self.control_endpoint,
             "unsupported_alert_classes": list(self.pipeline.classifier.unsupported_alert_classes)}))
-        if any(self._interrupted):
-            episodes, alarms = self._interrupted
-            _LOGGER.warning("closed %d episode(s) and %d alarm(s) that an interrupted run of %s left open",
-                            episodes, alarms, self.bed)
-            self._emit(ServiceStatus(0, "recovered", {"interrupted_episodes": episodes, "interrupted_alarms": alarms}))
         sd_notify("READY=1\nSTATUS=listening: " + self.source.description)
         failed = self._supervise()
         self._shutdown(failed)
@@ -351,7 +345,7 @@ class Service:
         self._alarm_events(lambda: self.alarms.finish(self.ring.end, "monitor stopped"))
         self._emit(ServiceStatus(self.ring.end, "failed" if failed else "stopped", {
             "reason": failed or "stopped", "overruns": self.source.overruns, "dropped_windows": self.dropped_windows,
-            "log_events_lost": self._spool.lost}))
+            "log_events_lost": self._log_events_lost(deadline)}))
         self._store_q.put(END)
         self._bus_q.put(END)
         for name in ("store", "bus"):
@@ -364,6 +358,17 @@ class Service:
             self._authenticator.stop()
         self._engine.dispose()
         sd_notify("STOPPING=1")
+
+    def _log_events_lost(self, deadline: float) -> int:
+        """For the stop status: events the log will not get. The store gets its last tries first; a database
+        still refusing after them is given up on, so what then waits (this status too) is exactly what is lost."""
+        settle = min(deadline, time.monotonic() + _STORE_TRIES_AFTER_END * _STORE_RETRY_S)
+        while (len(self._store_q) or self._spool.pending) and time.monotonic() < settle:
+            time.sleep(0.05)
+        if not self._spool.failing:
+            return self._spool.lost
+        self._spool.abandon()
+        return self._spool.lost + len(self._spool.pending) + len(self._store_q) + 1
 
     def _worker(self, name: str) -> Worker:
         return next(w for w in self._workers if w.name == name)
@@ -416,10 +421,21 @@ class Service:
                     self._emit_all(self.pipeline.classify(item))
                     self._classified_to = item[-1].window.end
 
+    def _open_log(self) -> None:
+        """Before the store's first write, and again until it works: the log migrated and written to once,
+        then what a run of this bed that died (kill -9, power cut) left open is closed."""
+        prepare(self._engine)
+        episodes, alarms = close_interrupted(self._engine, self.bed, utc(time.time()))
+        if episodes or alarms:
+            _LOGGER.warning("closed %d episode(s) and %d alarm(s) that an interrupted run of %s left open",
+                            episodes, alarms, self.bed)
+            self._emit(ServiceStatus(self.ring.end, "recovered",
+                                     {"interrupted_episodes": episodes, "interrupted_alarms": alarms}))
+
     def _store_loop(self, me: Worker) -> None:
         """The database may fail; alerting may not: refused events wait in the spool, a technical
         alarm says so, and they are written, in order, when the database takes them again."""
-        spool, ending, tries_left = self._spool, False, _STORE_TRIES_AFTER_END
+        spool, ending = self._spool, False
         while True:
             me.beat()
             batch = self._store_q.get_batch(Spool.BATCH, timeout=0.5)
@@ -438,11 +454,9 @@ class Service:
             if ending and written and not len(self._store_q):
                 return
             if not written:
-                if ending:
-                    tries_left -= 1
-                    if tries_left <= 0:
-                        _LOGGER.error("stopping with %d events the log never took", len(spool.pending))
-                        return
+                if ending:  # its last tries came before the stop status (_log_events_lost)
+                    _LOGGER.error("stopping with %d events the log never took", len(spool.pending))
+                    return
                 time.sleep(_STORE_RETRY_S)
 
     def _bus_loop(self, me: Worker) -> None:

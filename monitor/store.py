@@ -21,11 +21,12 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, DateTime, ForeignKey, LargeBinary, String, create_engine, event, func, inspect, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from monitor.bus import Envelope
+from monitor.config import BED_MAX_LENGTH, LABEL_MAX_LENGTH
 from monitor.messages import (
     Alarm,
     AlarmAcknowledged,
@@ -59,11 +60,11 @@ class EpisodeRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[str] = mapped_column(String(36), index=True)
     number: Mapped[int]  # episode number within the run
-    bed: Mapped[str] = mapped_column(String(64), index=True)
+    bed: Mapped[str] = mapped_column(String(BED_MAX_LENGTH), index=True)
     source: Mapped[str]
     start: Mapped[datetime] = mapped_column(index=True)
     end: Mapped[datetime | None]
-    label: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(LABEL_MAX_LENGTH))
     probs: Mapped[dict[str, Any]]
     peak: Mapped[dict[str, Any]]
     windows: Mapped[int]
@@ -77,7 +78,7 @@ class WindowRow(Base):
     __tablename__ = "windows"
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[str] = mapped_column(String(36), index=True)
-    bed: Mapped[str] = mapped_column(String(64))
+    bed: Mapped[str] = mapped_column(String(BED_MAX_LENGTH))
     start: Mapped[datetime] = mapped_column(index=True)
     level_dbfs: Mapped[float]
     activity: Mapped[float]
@@ -105,8 +106,8 @@ class AlarmRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[str] = mapped_column(String(36), index=True)
     alarm: Mapped[int]  # the alarm's id within its run
-    bed: Mapped[str] = mapped_column(String(64), index=True)
-    label: Mapped[str] = mapped_column(String(32))
+    bed: Mapped[str] = mapped_column(String(BED_MAX_LENGTH), index=True)
+    label: Mapped[str] = mapped_column(String(LABEL_MAX_LENGTH))
     technical: Mapped[bool]
     priority: Mapped[str] = mapped_column(String(8))
     message: Mapped[str]
@@ -125,7 +126,7 @@ class ServiceEventRow(Base):
     __tablename__ = "service_events"
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[str] = mapped_column(String(36), index=True)
-    bed: Mapped[str] = mapped_column(String(64))
+    bed: Mapped[str] = mapped_column(String(BED_MAX_LENGTH))
     time: Mapped[datetime] = mapped_column(index=True)
     kind: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]]
@@ -143,29 +144,50 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PRE_MIGRATION_REVISION = "0001"  # what a log written before migrations existed holds
 
 
+_CONNECT_TIMEOUT_S = 10  # a database server that does not answer must not hold the log's thread for minutes
+
+
 def open_engine(url: str) -> Engine:
     """The log at `url`, created or upgraded to this CryWatch's schema (Alembic migrations)."""
-    shown = redact_url(url)
+    engine = connect(url)
+    prepare(engine)
+    return engine
+
+
+def connect(url: str) -> Engine:
+    """An engine for `url`, not yet connected: only a URL that can never work (unknown database kind,
+    missing driver, malformed) is an error here."""
     try:
-        engine = create_engine(url)
+        parsed = make_url(url)
+        server = parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query
+        engine = create_engine(parsed, **({"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}} if server else {}))
     except (ArgumentError, ImportError, ValueError) as exc:
-        raise StoreError(f"database URL {shown!r} is not usable ({redact_url(str(exc))}): "
+        raise StoreError(f"database URL {redact_url(url)!r} is not usable ({redact_url(str(exc))}): "
                          "use e.g. sqlite:///crywatch.db") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def prepare(engine: Engine) -> None:
+    """The log created or upgraded to this CryWatch's schema and written to once; StoreError (naming
+    the fix) if the database is unreachable, unwritable or newer than this CryWatch."""
+    shown = redact_url(engine.url.render_as_string(hide_password=True))
+    if engine.dialect.name == "sqlite":
         _create_private(engine.url.database)
     try:
         _migrate(engine)
     except SQLAlchemyError as exc:
         detail = redact_url(str(exc.orig if hasattr(exc, "orig") else exc))
         raise StoreError(f"cannot open database {shown!r} ({exc.__class__.__name__}: {detail}): "
-                         "check the path exists and is writable") from exc
-    return engine
+                         "check the path exists and is writable, or that the server is up") from exc
 
 
 def redact_url(text: str) -> str:
-    """A URL (or a message quoting one) with any password replaced: errors end up in journald."""
-    return re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
+    """A URL (or a message quoting one) with any password replaced, as user:password@ or as a query
+    parameter (?password=): errors end up in journald."""
+    text = re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
+    return re.sub(r"(\b(?:password|passwd|pwd)=)[^&\s'\"]*", r"\1***", text, flags=re.IGNORECASE)
 
 
 def _create_private(path: str | None) -> None:
@@ -304,19 +326,23 @@ class StoreWriter:
 class Spool:
     """What the database has not taken yet, in order, written as soon as it takes it again.
 
-    A database that fails (disk full, locked, gone) must not stop live alerting: the service
-    keeps its events here, up to `limit`; beyond it the oldest window rows go first (episodes and
-    alarms are what staff review), and every event dropped is counted in `lost`.
+    A database that fails (disk full, locked, gone, or not there yet at start) must not stop live
+    alerting: the service keeps its events here, up to `limit`; beyond it the oldest window rows go
+    first (episodes and alarms are what staff review), and every event dropped is counted in `lost`.
+    `open_log`, if given, runs (until it succeeds) before the first write: opening the log is then
+    one more thing the database may refuse for a while.
     """
 
     BATCH = 256
 
-    def __init__(self, writer: StoreWriter, limit: int = 50_000):
+    def __init__(self, writer: StoreWriter, limit: int = 50_000, open_log: Callable[[], None] | None = None):
         self._writer = writer
         self._limit = limit
+        self._open_log = open_log
         self.pending: deque[Envelope] = deque()
         self.lost = 0
         self.failing: str | None = None  # the database's last refusal, while it refuses
+        self.abandoned = False
 
     def offer(self, envelopes: list[Envelope]) -> None:
         self.pending.extend(envelopes)
@@ -328,17 +354,30 @@ class Spool:
                 self.pending.popleft()
             self.lost += 1
 
+    def abandon(self) -> None:
+        """The service stops and the database still refuses: nothing more is tried, so what waits is
+        exactly what the log lost."""
+        self.abandoned = True
+
     def flush(self) -> bool:
         """Writes what is pending, batch by batch; False (and `failing` set) if the database refused."""
-        while self.pending:
-            batch = [self.pending[i] for i in range(min(self.BATCH, len(self.pending)))]
-            try:
+        try:
+            if self._open_log is not None and not self.abandoned:
+                self._open_log()
+                self._open_log = None
+            while self.pending:
+                if self.abandoned:
+                    return False
+                batch = [self.pending[i] for i in range(min(self.BATCH, len(self.pending)))]
                 self._writer.write(batch)
-            except (SQLAlchemyError, OSError) as exc:
-                self.failing = redact_url(f"{exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")[:300]
-                return False
-            for _ in batch:
-                self.pending.popleft()
+                for _ in batch:
+                    self.pending.popleft()
+        except StoreError as exc:
+            self.failing = str(exc)[:300]
+            return False
+        except (SQLAlchemyError, OSError) as exc:
+            self.failing = redact_url(f"{exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")[:300]
+            return False
         self.failing = None
         return True
 

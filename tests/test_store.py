@@ -4,8 +4,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import inspect
 
 from monitor.bus import Envelope
+from monitor.config import BED_MAX_LENGTH, LABEL_MAX_LENGTH
 from monitor.messages import (
     Alarm,
     AlarmAcknowledged,
@@ -21,12 +23,16 @@ from monitor.messages import (
 )
 from monitor.store import (
     EpisodeFilter,
+    Spool,
     StoreError,
     StoreWriter,
     annotate,
+    connect,
     episode_windows,
     list_episodes,
     open_engine,
+    prepare,
+    redact_url,
     utc,
 )
 from train.site import evaluate_site
@@ -200,3 +206,41 @@ def test_a_read_only_log_is_refused_at_start_not_at_the_first_episode(tmp_path):
     open_engine(f"sqlite:///{tmp_path / 'log.db'}").dispose()
     with pytest.raises(StoreError, match="readonly"):
         open_engine(f"sqlite:///file:{tmp_path / 'log.db'}?mode=ro&uri=true")
+
+
+def test_a_password_given_as_a_query_parameter_is_never_shown_either():
+    assert redact_url("postgresql+psycopg://nurse@db/crywatch?sslmode=require&password=s3cret") == \
+        "postgresql+psycopg://nurse@db/crywatch?sslmode=require&password=***"
+    assert "s3cret" not in redact_url("connection failed: host=db password=s3cret user=nurse")
+
+
+def test_the_config_limits_are_the_log_schema_s_column_lengths(tmp_path):
+    engine = open_engine(f"sqlite:///{tmp_path / 'log.db'}")  # the tables as the migrations made them
+    columns = {table: {c["name"]: c["type"] for c in inspect(engine).get_columns(table)}
+               for table in ("episodes", "windows", "alarms", "service_events")}
+    assert {table: cols["bed"].length for table, cols in columns.items()} == dict.fromkeys(columns, BED_MAX_LENGTH)
+    assert columns["alarms"]["label"].length == columns["episodes"]["label"].length == LABEL_MAX_LENGTH
+
+
+def test_the_spool_opens_a_log_that_is_not_there_yet_once_it_appears_and_writes_in_order(tmp_path):
+    folder = tmp_path / "later"
+    engine = connect(f"sqlite:///{folder / 'log.db'}")  # no error yet: nothing is opened
+    opened = []
+
+    def open_log():
+        prepare(engine)
+        opened.append(True)
+
+    writer = StoreWriter(engine, "run-1", "bed-7", "mic", "acoustic-v2", "head-a", lambda s: T0 + timedelta(seconds=s))
+    spool = Spool(writer, open_log=open_log)
+    spool.offer([_envelope(ServiceStatus(0, "started")), _envelope(EpisodeOpened(38_400, _episode(None)))])
+    assert spool.flush() is False and "unable to open database file" in spool.failing and not opened
+    folder.mkdir()
+    spool.offer([_envelope(EpisodeClosed(96_000, _episode(6.0)))])
+    assert spool.flush() is True and spool.failing is None and opened == [True] and not spool.pending
+    [episode] = list_episodes(engine)
+    assert episode["end"] == "2026-11-27T08:00:06+00:00"
+    assert (folder / "log.db").stat().st_mode & 0o777 == 0o600  # private, also when created late
+    spool.offer([_envelope(ServiceStatus(3200, "stopped"))])
+    spool.abandon()  # given up on: nothing more is written, so what waits is what was lost
+    assert spool.flush() is False and len(spool.pending) == 1
