@@ -22,6 +22,8 @@ _COLOURS = {"pain": "#d55e00", "discomfort": "#e69f00", "hunger": "#0072b2", "ot
             "neurological": "#009e73", NOT_CRY: "#7f7f7f", "other": "#56b4e9"}
 _SPARE = ("#f0e442", "#000000", "#8c564b", "#17becf")
 _GAP, _TECHNICAL, _UNREVIEWED = "#e6e6e6", "#ffcf99", "#d9d9d9"
+# Faint backgrounds of their own: a reader tells the plot areas apart, and the browser test finds them.
+TIMELINE_BACKGROUND, MAP_BACKGROUND = "#f7f9fc", "#f4f8f4"
 _DPI = 90
 
 
@@ -61,7 +63,7 @@ def timeline(beds: list[BedFigures], report: Report, palette: _Palette) -> str:
     0.2 % of the period wide, so a 10 s cry in a 12 h shift stays visible), alarm marks above them."""
     period = report.period
     figure = Figure(figsize=(11, 0.9 + 0.55 * max(len(beds), 1)))
-    axes = figure.add_subplot()
+    axes = figure.add_subplot(facecolor=TIMELINE_BACKGROUND)
     min_width = (mdates.date2num(period.until) - mdates.date2num(period.since)) * 0.002
     labels = set()
     for row, bed in enumerate(beds):
@@ -117,7 +119,7 @@ def embedding_map(figures: EmbeddingMap, palette: _Palette) -> str | None:
     if figures.missing:
         return None
     figure = Figure(figsize=(11, 4.6))
-    by_type, by_verdict = figure.subplots(1, 2, sharex=True, sharey=True)
+    by_type, by_verdict = figure.subplots(1, 2, sharex=True, sharey=True, subplot_kw={"facecolor": MAP_BACKGROUND})
     size = 14 if len(figures.points) < 2000 else 5
     for label in sorted({p.type for p in figures.points}):
         chosen = [p for p in figures.points if p.type == label]

@@ -1,0 +1,226 @@
+"""`crywatch report` on a real log: the monitor over a real pain cry (acknowledged through the control
+channel) and over the built-in scenario, an episode annotated with `crywatch annotate`; its JSON checked
+against counts made from the SQLite file directly, its page opened in headless Chromium."""
+import contextlib
+import io
+import json
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from monitor.audio import load_audio
+from monitor.bus import Subscriber
+from monitor.cli import main
+from monitor.control import ControlRequest, send_request
+from monitor.messages import AlarmAcknowledged, AlarmRaised
+from monitor.report import alarm_thresholds
+from monitor.report.figures import Period, build_report, to_json
+from monitor.report.render import MAP_BACKGROUND, TIMELINE_BACKGROUND, render_html
+from monitor.service import Service
+from monitor.store import AlarmRow, AnnotationRow, EpisodeRow, WindowEmbeddingRow, WindowRow, annotate, open_engine
+from tests.conftest import cry_path, free_endpoint, pick, run_crywatch
+from train.site import evaluate_site
+
+
+def _wait_for(subscriber: Subscriber, kind: type, events: list, deadline: float, what: str):
+    while not any(isinstance(e.event, kind) for e in events):
+        assert time.monotonic() < deadline, what
+        if (got := subscriber.receive(100)) is not None:
+            events.append(got)
+    return next(e.event for e in events if isinstance(e.event, kind))
+
+
+def _report_json(*args: str) -> tuple[int, dict]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["report", "--format", "json", *args])
+    return code, json.loads(out.getvalue()) if code == 0 else {}
+
+
+@pytest.fixture(scope="module")
+def shift(settings, models, cries_index, tmp_path_factory):
+    """One log for the module: bed-a cried (pain, alarm acknowledged by JD, episode confirmed as pain with
+    `crywatch annotate`), bed-b ran the nicu scenario (alarm never acknowledged, reviewed as not a cry)."""
+    folder = tmp_path_factory.mktemp("report")
+    url = f"sqlite:///{folder / 'log.db'}"
+    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    [row] = pick(cries_index, 1, source="corvin", label="pain")
+    clip = folder / "cry-then-silence.wav"  # the silence keeps the monitor up until the test has acknowledged
+    soundfile.write(clip, np.concatenate([load_audio(cry_path(row)), np.zeros(60 * 16_000, np.float32)]), 16_000)
+    service = Service(settings.with_overrides(
+        audio={"input": str(clip), "speed": 2.0}, store={"url": url, "log_embeddings": True},
+        bus={"endpoint": free_endpoint()}, service={"bed": "bed-a"}), models=models)
+    subscriber = Subscriber([service.bus_endpoint])
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        events: list = []
+        deadline = time.monotonic() + 30
+        alarm = _wait_for(subscriber, AlarmRaised, events, deadline, "no alarm for a real pain cry").alarm
+        assert send_request(service.control_endpoint, ControlRequest("acknowledge", "jd", alarm.id)).ok
+        _wait_for(subscriber, AlarmAcknowledged, events, deadline, "the acknowledgement was not published")
+    finally:
+        service.request_stop()
+        runner.join(timeout=60)
+        subscriber.close()
+    scenario = Service(settings.with_overrides(
+        audio={"input": "scenario:nicu", "speed": 0.0}, store={"url": url, "log_embeddings": True},
+        bus={"endpoint": free_endpoint()}, service={"bed": "bed-b"}), models=models)
+    assert scenario.run().failed is None
+    engine = open_engine(url)
+    with Session(engine) as session:
+        first = {bed: session.scalar(select(EpisodeRow.id).where(EpisodeRow.bed == bed).order_by(EpisodeRow.id))
+                 for bed in ("bed-a", "bed-b")}
+    annotated = run_crywatch("annotate", str(first["bed-a"]), "pain", "--by", "JD", "--note", "confirmed", "--db", url)
+    assert annotated.returncode == 0, annotated.stderr
+    annotate(engine, first["bed-b"], "not_cry", "AB", "the scenario's synthetic cry")
+    until = datetime.now(timezone.utc) + timedelta(minutes=10)  # at speed 0 the scenario's clock runs ahead
+    window = ("--db", url, "--since", since.isoformat(), "--until", until.isoformat())
+    page = run_crywatch("report", *window, "--out", str(folder / "report.html"), timeout=180)
+    assert page.returncode == 0, page.stderr
+    code, figures = _report_json(*window)
+    assert code == 0
+    return {"engine": engine, "url": url, "db": folder / "log.db", "folder": folder, "page": page, "json": figures,
+            "period": Period(since, until), "window": window, "episodes": first}
+
+
+def _bed(figures: dict, name: str) -> dict:
+    return next(b for b in figures["beds"] if b["bed"] == name)
+
+
+def test_the_json_figures_are_the_logs_own_counts(shift, settings):
+    figures, engine = shift["json"], shift["engine"]
+    assert [b["bed"] for b in figures["beds"]] == ["unit", "bed-a", "bed-b"]
+    with Session(engine) as session:
+        for bed in ("bed-a", "bed-b"):
+            figured = _bed(figures, bed)
+            episodes = session.scalar(select(func.count()).select_from(EpisodeRow).where(EpisodeRow.bed == bed))
+            alarms = session.scalars(select(AlarmRow).where(AlarmRow.bed == bed)).all()
+            assert figured["verdicts"]["episodes"] == len(figured["episodes"]) == episodes >= 1
+            assert figured["response"]["raised"] == len(alarms) >= 1
+            assert figured["response"]["never_acknowledged"] == sum(a.acknowledged is None for a in alarms)
+            assert figured["response"]["announcements"] == sum(a.announcements for a in alarms)
+            crying = sum((e.end - e.start).total_seconds() for e in session.scalars(
+                select(EpisodeRow).where(EpisodeRow.bed == bed))) / 60
+            assert figured["burden"]["crying_minutes"] == pytest.approx(crying, abs=0.02)
+        [acknowledged] = session.scalars(select(AlarmRow).where(AlarmRow.acknowledged.is_not(None))).all()
+        reviews = session.scalar(select(func.count(func.distinct(AnnotationRow.episode_id))))
+        embeddings = session.scalar(select(func.count()).select_from(WindowEmbeddingRow))
+    bed_a, bed_b, unit = _bed(figures, "bed-a"), _bed(figures, "bed-b"), _bed(figures, "unit")
+    # bed-a: JD acknowledged the pain alarm through the control channel, then confirmed the episode
+    assert acknowledged.bed == "bed-a" and acknowledged.acknowledged_by == "JD"
+    latency = bed_a["response"]["by_priority"][acknowledged.priority]
+    assert latency["acknowledged"] == 1 and latency["longest_s"] == pytest.approx(
+        (acknowledged.acknowledged - acknowledged.raised).total_seconds(), abs=0.1)
+    assert bed_a["verdicts"]["confusion"]["pain"][bed_a["episodes"][0]["label"]] == 1
+    # bed-b: nobody acknowledged; staff said not a cry, so its alarm was a false one
+    assert bed_b["response"]["never_acknowledged"] == bed_b["response"]["raised"]
+    assert bed_b["verdicts"]["false_episodes"] == 1 and bed_b["verdicts"]["false_alarms"] >= 1
+    # the unit: the beds added up, and evaluate-site's figures on the same log
+    assert unit["verdicts"]["reviewed"] == reviews == 2
+    site = evaluate_site(engine)
+    assert unit["verdicts"]["confusion"] == site["confusion"]["counts"]
+    assert unit["verdicts"]["monitored_hours"] == pytest.approx(site["monitored_hours"], abs=0.002)
+    assert unit["verdicts"]["false_episodes"] == site["false_episodes"]
+    assert figures["embedding_map"]["windows"] == len(figures["embedding_map"]["points"]) == embeddings >= 10
+    assert figures["embedding_map"]["missing"] is None
+    with Session(engine) as session:  # coloured by verdict where the window's episode was reviewed
+        in_reviewed = session.scalar(select(func.count()).select_from(WindowEmbeddingRow)
+                                     .join(WindowRow, WindowRow.id == WindowEmbeddingRow.window_id)
+                                     .where(WindowRow.episode_id.in_(select(AnnotationRow.episode_id))))
+    verdicts = [p["verdict"] for p in figures["embedding_map"]["points"]]
+    assert {"pain", "not_cry"} <= set(verdicts) and sum(v is not None for v in verdicts) == in_reviewed
+    # why this decision: both alarmed, reviewed episodes, with their windows and the thresholds in force
+    decided = {d["episode"]["id"]: d for d in figures["decisions"]}
+    assert set(decided) == set(shift["episodes"].values())
+    assert decided[shift["episodes"]["bed-a"]]["windows"] and decided[shift["episodes"]["bed-a"]]["alarm_raised_s"]
+    assert decided[shift["episodes"]["bed-a"]]["thresholds"] == alarm_thresholds(settings)
+
+
+def test_the_page_is_one_self_contained_file(shift):
+    path = Path(shift["page"].stdout.strip())
+    assert path == (shift["folder"] / "report.html").resolve() and path.is_file()
+    html = path.read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html  # nothing to fetch
+    images = html.count('src="data:image/png;base64,')
+    assert images == html.count("<img") >= 6  # timeline, per-bed timelines and burdens, map, decisions
+    assert 'id="map-figure"' in html and 'id="timeline-figure"' in html and "bed-a" in html and "bed-b" in html
+
+
+def test_an_empty_period_and_a_log_without_embeddings_are_clear_pages(shift, settings, tmp_path):
+    thresholds = alarm_thresholds(settings)
+    empty = build_report(shift["engine"], Period(datetime(2020, 1, 1, tzinfo=timezone.utc),
+                                                 datetime(2020, 1, 1, 12, tzinfo=timezone.utc)), thresholds)
+    html = render_html(empty)
+    assert 'id="empty-period"' in html and "no gated windows were logged in this period" in html
+    assert to_json(empty)["beds"][0]["verdicts"]["episodes"] == 0
+    bare = tmp_path / "no-embeddings.db"
+    shutil.copy(shift["db"], bare)
+    with sqlite3.connect(bare) as db:
+        db.execute("delete from window_embeddings")
+    code, figures = _report_json("--db", f"sqlite:///{bare}", *shift["window"][2:])
+    assert code == 0 and figures["embedding_map"]["points"] == []
+    assert "turn on [store] log_embeddings" in figures["embedding_map"]["missing"]
+    html = render_html(build_report(open_engine(f"sqlite:///{bare}"), shift["period"], thresholds))
+    assert 'id="map-missing"' in html and "turn on [store] log_embeddings" in html and 'id="timeline-figure"' in html
+
+
+def test_one_episode_and_one_bed_on_request_and_a_reversed_period_is_refused(shift, capfd):
+    episode = shift["episodes"]["bed-b"]
+    code, figures = _report_json(*shift["window"], "--bed", "bed-b", "--episode", str(episode))
+    assert code == 0 and [b["bed"] for b in figures["beds"]] == ["unit", "bed-b"]
+    [decision] = figures["decisions"]
+    assert decision["episode"]["id"] == episode and decision["episode"]["verdict"] == "not_cry"
+    assert main(["report", "--db", shift["url"], "--since", "2026-12-01T10:00:00Z", "--until", "2026-12-01T08:00:00Z"]) == 2
+    assert "is not before --until" in capfd.readouterr().err
+
+
+def test_the_page_is_drawn_in_a_real_browser(shift, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("needs Chromium (apt-get install chromium; `make system-test-deps` does as root)")
+    shot = tmp_path / "page.png"
+    # --no-sandbox: Chromium's sandbox refuses to start as root (CI, containers); the page is our own file.
+    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+                             "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                             "--window-size=1200,5000", Path(shift["page"].stdout.strip()).as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and shot.is_file(), result.stderr
+    image = np.asarray(Image.open(shot).convert("RGB"))
+    pixels = image.reshape(-1, 3).astype(np.int32)
+    colours = np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2])
+    assert len(colours) > 50 and (pixels.min(axis=1) < 200).mean() > 0.02  # drawn, not a blank page
+    for background, what, least in ((TIMELINE_BACKGROUND, "the shift's timeline", 30),
+                                    (MAP_BACKGROUND, "the embedding map", 100)):
+        area = _first_area(image, background)
+        assert area is not None, f"{what} is not on the page"
+        drawn = (np.abs(area.astype(int) - _rgb(background)).sum(axis=2) > 30) & (area.min(axis=2) < 235)
+        assert drawn.sum() >= least, f"{what} is empty: {drawn.sum()} drawn pixels"  # bars, marks, points
+
+
+def _rgb(colour: str) -> np.ndarray:
+    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+
+
+def _first_area(image: np.ndarray, colour: str) -> np.ndarray | None:
+    """The box of the first figure whose plot area has this background: its rows, where bars may hide the
+    background for a while (up to 80 rows: a bed's row hatched from end to end) but nothing else comes between."""
+    mask = (image == _rgb(colour)).all(axis=2)
+    rows = np.flatnonzero(mask.sum(axis=1) > 20)
+    if not len(rows):
+        return None
+    breaks = np.flatnonzero(np.diff(rows) > 80)
+    last = rows[breaks[0]] if len(breaks) else rows[-1]
+    columns = np.flatnonzero(mask[rows[0]:last + 1].any(axis=0))
+    return image[rows[0]:last + 1, columns[0]:columns[-1] + 1]
