@@ -187,7 +187,7 @@ class EpisodeSettings:
 class StoreSettings:
     url: str = "sqlite:///crywatch.db"  # relative sqlite paths are relative to the working directory
     log_windows: bool = True  # one row per gated window, for review
-    log_embeddings: bool = False  # also each gated window's embedding (not audio), to score new heads on site
+    log_embeddings: bool = True  # also each gated window's embedding (numbers, not audio): the report's map, site scoring
     min_free_mb: float = 200.0  # less free space than this beside a SQLite log = technical alarm (0 = off)
 
     def validate(self, section: str) -> None:
