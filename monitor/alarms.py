@@ -41,6 +41,7 @@ DEFAULT_PRIORITIES = {
     # technical: a monitor that cannot hear is as urgent as the cry it would miss
     "microphone_silent": Priority.HIGH, "microphone_lost": Priority.HIGH, "monitor_failed": Priority.HIGH,
     "bad_audio": Priority.HIGH, "stage_hung": Priority.HIGH, "microphone_muted": Priority.HIGH,
+    "monitor_behind": Priority.HIGH,
     "log_failing": Priority.MEDIUM,  # alerting goes on; only the record is at risk
     "disk_nearly_full": Priority.LOW,
     "embedding_server_down": Priority.MEDIUM,  # cries are still typed, by the offline fallback
@@ -52,6 +53,7 @@ TECHNICAL_MESSAGES = {
     "microphone_muted": "MICROPHONE MUTED: only digital silence is arriving",
     "bad_audio": "BAD AUDIO: the input delivers NaN/Inf samples (set to silence)",
     "stage_hung": "MONITOR STUCK: a processing stage stopped (systemd will restart the service)",
+    "monitor_behind": "MONITOR BEHIND: cries are judged late, and audio is skipped to catch up",
     "log_failing": "LOG NOT WRITING: events are kept in memory until the database takes them again",
     "disk_nearly_full": "DISK NEARLY FULL: the log will soon stop being written",
     "embedding_server_down": "EMBEDDING SERVER DOWN: cries are typed by the offline fallback meanwhile",

@@ -71,12 +71,13 @@ def stream_audio(path: str | Path, block_s: float = 8.0,
 
 def _decoded(handle: soundfile.SoundFile, path: Path, block_s: float,
              on_nonfinite: Callable[[int], None] | None) -> Iterator[np.ndarray]:
+    """Raises AudioError where the file stops decoding (truncated, corrupt), after the blocks before it."""
     rate = handle.samplerate
     resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32",
                                                                         quality="HQ")
     nonfinite = 0
     with handle:
-        for block in handle.blocks(blocksize=max(1, int(block_s * rate)), dtype="float32", always_2d=True):
+        for block in _blocks_or_fail(handle, path, max(1, int(block_s * rate))):
             mono = block.mean(axis=1, dtype=np.float32)
             bad = ~np.isfinite(mono)
             if bad.any():  # zeroed before resampling, which would smear them over their neighbours
@@ -93,6 +94,22 @@ def _decoded(handle: soundfile.SoundFile, path: Path, block_s: float,
                 yield np.ascontiguousarray(tail, dtype=np.float32)
     if nonfinite:
         _LOGGER.warning("audio file %s: %d non-finite samples (NaN/Inf) set to 0", path, nonfinite)
+
+
+def _blocks_or_fail(handle: soundfile.SoundFile, path: Path, block: int) -> Iterator[np.ndarray]:
+    read = 0
+    blocks = handle.blocks(blocksize=block, dtype="float32", always_2d=True)
+    while True:
+        try:
+            samples = next(blocks)
+        except StopIteration:
+            return
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"audio file {path} breaks off after {read / handle.samplerate:.1f} s of "
+                             f"{handle.frames / handle.samplerate:.1f} s ({exc}): it is truncated or damaged; "
+                             "copy or record it again") from exc
+        read += len(samples)
+        yield samples
 
 
 def windows_of(samples: np.ndarray, hop: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -181,6 +198,7 @@ class Source(Protocol):
 
     description: str
     live: bool  # True for a microphone: no end, real time
+    error: AudioError | None  # why the input broke off (a lost microphone is reported by `finished` instead)
 
     def start(self, ring: RingBuffer) -> None: ...
 
@@ -224,6 +242,7 @@ class PlaybackSource:
         self._thread: threading.Thread | None = None
         self._consumed: Callable[[], int] = lambda: 0
         self._ring: RingBuffer | None = None
+        self.error: AudioError | None = None  # the input broke off midway (a damaged file): it ends early
 
     @property
     def finished(self) -> bool:
@@ -248,6 +267,14 @@ class PlaybackSource:
         self._thread.start()
 
     def _play(self, ring: RingBuffer) -> None:
+        try:
+            self._play_blocks(ring)
+        except AudioError as exc:
+            self.error = exc
+        finally:
+            self._done.set()  # whatever happened: a reader waiting for more must see the end
+
+    def _play_blocks(self, ring: RingBuffer) -> None:
         t0 = time.monotonic()
         headroom = ring.capacity - 2 * WINDOW_SAMPLES
         for block in blocks_of(self._samples, self._block):
@@ -260,7 +287,6 @@ class PlaybackSource:
                 while block.end - self._consumed() > headroom and not self._stop.is_set():
                     self._stop.wait(0.002)
             ring.write(block.samples)
-        self._done.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -272,6 +298,7 @@ class MicrophoneSource:
     """A sounddevice InputStream whose callback only copies into the ring buffer."""
 
     live = True
+    error: AudioError | None = None  # a device that stops is `finished`: the service reopens it
 
     def __init__(self, device: str, block: int):
         sounddevice = _sounddevice()

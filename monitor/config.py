@@ -231,6 +231,7 @@ class ServiceSettings:
     stall_s: float = 5.0  # no audio for this long = the microphone is dead: technical alarm, no watchdog ping
     stage_timeout_s: float = 30.0  # a stage making no progress this long is hung: alarm, no watchdog ping
     muted_s: float = 30.0  # only exact zeros from the microphone this long = muted: technical alarm
+    max_lag_s: float = 10.0  # a stage this many audio seconds behind the newest: technical alarm, skips to catch up
 
     def validate(self, section: str) -> None:
         _check(bool(self.bed.strip()), f"{section}.bed", "must not be empty")
@@ -238,6 +239,8 @@ class ServiceSettings:
                f"{self.bed!r} has {len(self.bed)} characters; the log holds at most {BED_MAX_LENGTH}")
         _within(self.stall_s, 0, 60, f"{section}.stall_s", "seconds", open_low=True)
         _within(self.muted_s, 1, 3600, f"{section}.muted_s", "seconds")
+        _within(self.max_lag_s, 1, 120, f"{section}.max_lag_s", "seconds",
+                why="how late, in audio seconds, a cry may be judged before audio is skipped to catch up")
         _within(self.stage_timeout_s, 1, 600, f"{section}.stage_timeout_s", "seconds",
                 why="longer than the slowest embedder batch")
 

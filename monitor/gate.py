@@ -139,6 +139,7 @@ class Gate:
         self.next_start = 0
         self._last_start: int | None = None
         self.dropped_windows = 0  # windows skipped because the reader fell behind the ring
+        self.skipped = 0  # samples never judged: skipped to catch up with the newest audio
 
     @property
     def needed_from(self) -> int:
@@ -148,13 +149,21 @@ class Gate:
     def frame_time(self, frame: int) -> int:
         return frame_time(frame, self.detector.features)
 
-    def advance(self, ring: RingBuffer, final: bool = False) -> GateOutput:
-        """Everything decidable from the ring so far; `final` at the end of a recording."""
-        if self.fed < ring.oldest:  # fell behind the writer: what was overwritten is lost
-            self.dropped_windows += max(0, (ring.oldest - self.next_start) // self.hop)
-            self._restart(ring.oldest)
-        probs = np.zeros(0, np.float32)
+    @property
+    def decided_to(self) -> int:
+        """The sample the detector's decisions reach: how far behind the newest audio this stage is."""
+        return self._frames * self.frame_hop
+
+    def advance(self, ring: RingBuffer, final: bool = False, behind_limit: int | None = None) -> GateOutput:
+        """Everything decidable from the ring so far; `final` at the end of a recording. A gate more than
+        `behind_limit` samples behind the newest audio skips ahead (a live input cannot wait for it)."""
         end = ring.end  # once: the writer may add more while this call reads
+        resume = ring.oldest if self.fed < ring.oldest else None  # fell behind the writer: the rest is lost
+        if behind_limit is not None and end - self.decided_to > behind_limit:
+            resume = end - behind_limit // 4  # what is left of the stall: judged afresh, with a little context
+        if resume is not None:
+            self._skip_to(resume)
+        probs = np.zeros(0, np.float32)
         if end - self.fed >= self._min_chunk or (final and end > self.fed):
             try:
                 samples = ring.read(self.fed, end - self.fed)
@@ -185,11 +194,15 @@ class Gate:
             ring.write(pending.samples)
         yield self.advance(ring, final=True)
 
-    def _restart(self, at: int) -> None:
-        """After a gap the detector starts afresh; frames in the gap count as no cry."""
-        gap_frames = max(0, (at - self.frame_time(self._frames)) // self.frame_hop)
+    def _skip_to(self, at: int) -> None:
+        """Resume at sample `at` (on the frame grid, never before it: the ring may no longer hold what
+        is): the detector starts afresh and the skipped frames count as no cry."""
+        frames = max(self._frames, -(-at // self.frame_hop))
+        gap_frames = frames - self._frames
+        self.skipped += gap_frames * self.frame_hop
+        self.dropped_windows += max(0, (frames * self.frame_hop - self.next_start) // self.hop)
         self._active.extend([False] * min(gap_frames, self._active.maxlen or 0))
-        self._frames += gap_frames
+        self._frames = frames
         self._stream = self.detector.stream()
         self._decider = RunDecider(self.detector.decision, self.detector.features.hop_s)
         self.fed = self._frames * self.frame_hop

@@ -319,8 +319,10 @@ class Heartbeat:
     recent: tuple[EpisodeSummary, ...]
     overruns: int
     dropped_windows: int
-    lag_s: float
+    lag_s: float  # the stage furthest behind the newest audio, in audio seconds
     heard_s: float
+    stage_lag_s: dict[str, float] = field(default_factory=dict)  # each stage's lag (gate, embedder, classifier)
+    skipped_s: float = 0.0  # audio never judged: skipped so a stage that fell behind could catch up
 
 
 AlarmEvent = AlarmRaised | AlarmAnnounced | AlarmAcknowledged | AlarmSilenced | AlarmCleared

@@ -1,6 +1,9 @@
 """Thread plumbing for the live driver: bounded queues, worker threads that report progress."""
 from __future__ import annotations
 
+import logging
+import os
+import select
 import threading
 import time
 from collections import deque
@@ -41,6 +44,11 @@ class DropOldestQueue(Generic[T]):
                 batch.append(self._items.popleft())
             return batch
 
+    def oldest(self) -> Any:
+        """The item next in line (T or the END marker), None when empty; it stays queued."""
+        with self._ready:
+            return self._items[0] if self._items else None
+
     def __len__(self) -> int:
         return len(self._items)
 
@@ -54,6 +62,7 @@ class Worker(threading.Thread):
         self._body = body
         self.error: BaseException | None = None
         self.last_beat = time.monotonic()
+        self.busy_from: int | None = None  # stream sample of the oldest input in hand (None when idle): its lag
 
     def beat(self) -> None:
         self.last_beat = time.monotonic()
@@ -63,6 +72,68 @@ class Worker(threading.Thread):
             self._body(self)
         except BaseException as exc:  # noqa: BLE001 - reported by the supervisor, which stops the service
             self.error = exc
+
+
+class LineWriter:
+    """Lines to a file descriptor (stdout, stderr: a pipe, journald's socket, a terminal) from a thread of
+    their own, so a reader that stops reading never blocks the stage that printed or logged: the newest
+    `backlog` lines wait, older ones are dropped and counted."""
+
+    _CHUNK = 4096  # PIPE_BUF: a pipe select() calls writable takes this much without blocking
+
+    def __init__(self, fd: int, backlog: int = 1000):
+        self._fd = fd
+        self._queue: DropOldestQueue[bytes] = DropOldestQueue(maxlen=backlog)
+        self._abandon = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name=f"line-writer-{fd}", daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    def write_line(self, line: str) -> None:
+        """Never blocks."""
+        self._queue.put((line + "\n").encode(errors="replace"))
+
+    def close(self, timeout_s: float) -> None:
+        """Writes what is queued, for at most `timeout_s`: a reader that never reads loses the rest."""
+        self._queue.put(END)
+        self._thread.join(timeout_s)
+        self._abandon.set()
+
+    def _drain(self) -> None:
+        while True:
+            for item in self._queue.get_batch(64, timeout=0.5):
+                if item is END:
+                    return
+                self._write(item)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view and not self._abandon.is_set():
+            if not select.select([], [self._fd], [], 0.2)[1]:
+                continue  # the reader is not reading: wait, but stay able to give up at close
+            try:
+                view = view[os.write(self._fd, view[: self._CHUNK]):]
+            except BlockingIOError:
+                continue
+            except OSError:
+                return  # the reader is gone (EPIPE) or the descriptor closed: nobody left to tell
+
+
+class LineHandler(logging.Handler):
+    """A logging handler that writes through a LineWriter: logging never blocks a stage."""
+
+    def __init__(self, writer: LineWriter):
+        super().__init__()
+        self._writer = writer
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._writer.write_line(self.format(record))
+        except Exception:  # noqa: BLE001 - logging's own contract: a bad record must not raise
+            self.handleError(record)
 
 
 def describe_error(exc: BaseException) -> dict[str, Any]:
