@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from monitor import model_cmd
 from monitor.audio import AudioError
@@ -28,6 +28,10 @@ from monitor.messages import (
     type_probability,
 )
 from monitor.store import EpisodeFilter, StoreError, redact_url
+from monitor.workers import LineHandler, LineWriter
+
+if TYPE_CHECKING:
+    from monitor.service import RunSummary, Service
 
 EXPECTED_ERRORS = (ConfigError, AudioError, DetectorError, HeadError, EmbedderError, StoreError, BusError)
 
@@ -65,30 +69,54 @@ def _describe_event(envelope: Envelope) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.service import Service
+    from monitor.service import Service  # loads the models' libraries: only for the commands that run them
 
     settings = _settings(args, audio={"input": args.input, "speed": args.speed}, store={"url": args.db},
                          service={"bed": args.bed}, bus={"endpoint": args.bus})
     headless = args.headless or not (sys.stdin.isatty() and sys.stdout.isatty())
-    if not args.headless and headless:
-        print("crywatch: no terminal, running headless (use --headless to say so)", file=sys.stderr)
+    # Headless, stdout and stderr are pipes or journald: one nobody reads must never stall a stage.
+    out, err = (LineWriter(sys.stdout.fileno()), LineWriter(sys.stderr.fileno())) if headless else (None, None)
+    if not args.headless and err is not None:
+        err.write_line("crywatch: no terminal, running headless (use --headless to say so)")
+    try:
+        summary = _run_service(Service, settings, headless, out, err)
+        if summary.failed and summary.input_error is None:
+            if err is not None:
+                err.write_line(f"crywatch: error: {summary.failed}")
+            else:
+                print(f"crywatch: error: {summary.failed}", file=sys.stderr)
+    finally:
+        for writer in (out, err):
+            if writer is not None:
+                writer.close(timeout_s=1.0)
+    if summary.input_error is not None:  # a file that broke off midway: one line (main's), exit 2
+        raise summary.input_error
+    return 1 if summary.failed else 0
+
+
+def _run_service(service_type: type[Service], settings: Settings, headless: bool, out: LineWriter | None,
+                 err: LineWriter | None) -> RunSummary:
+    def say(line: str, writer: LineWriter | None = out, file: TextIO = sys.stdout) -> None:
+        if writer is not None:
+            writer.write_line(line)
+        else:
+            print(line, file=file, flush=True)
 
     def print_event(envelope: Envelope) -> None:
         line = _describe_event(envelope)
         if line:
-            print(line, flush=True)
+            say(line)
 
-    service = Service(settings, on_message=print_event if headless else None)
+    service = service_type(settings, on_message=print_event if headless else None)
     models = service.models
     served = (f" from {models.failover.remote.url} (fallback {models.failover.fallback.id}, head "
               f"{models.fallback_head.name})" if models.failover is not None and models.fallback_head is not None else "")
-    print(f"crywatch: bed {service.bed}, {service.source.description}\n"
-          f"crywatch: embedder {models.embedder.id}{served}, head {models.head.name}, "
-          f"events on {service.bus_endpoint}, control on {service.control_endpoint}, log {redact_url(settings.store.url)}",
-          flush=True)
+    say(f"crywatch: bed {service.bed}, {service.source.description}\n"
+        f"crywatch: embedder {models.embedder.id}{served}, head {models.head.name}, "
+        f"events on {service.bus_endpoint}, control on {service.control_endpoint}, log {redact_url(settings.store.url)}")
     for label in service.pipeline.classifier.unsupported_alert_classes:
-        print(f"crywatch: warning: head {service.models.head.name} has no {label!r} class: "
-              f"{label} cries will NOT alert (see its model card)", file=sys.stderr, flush=True)
+        say(f"crywatch: warning: head {service.models.head.name} has no {label!r} class: "
+            f"{label} cries will NOT alert (see its model card)", err, sys.stderr)
     if headless:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: service.request_stop())
@@ -97,14 +125,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from monitor.tui.app import run_with_service
 
         summary = run_with_service(service)
-    print(f"crywatch: stopped after {summary.windows} windows, {summary.alerts} alerts; run {summary.run_id}; "
-          + ("latest episodes:" if summary.episodes else "no cry episodes"), flush=True)
+    say(f"crywatch: stopped after {summary.windows} windows, {summary.alerts} alerts; run {summary.run_id}; "
+        + ("latest episodes:" if summary.episodes else "no cry episodes"))
     for ep in summary.episodes:
-        print(f"  episode {ep.number}: {ep.start_s:.1f}-{ep.end_s:.1f} s {ep.label}{' ALERT' if ep.alerts else ''}")
-    if summary.failed:
-        print(f"crywatch: error: {summary.failed}", file=sys.stderr)
-        return 1
-    return 0
+        say(f"  episode {ep.number}: {ep.start_s:.1f}-{ep.end_s:.1f} s {ep.label}{' ALERT' if ep.alerts else ''}")
+    return summary
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -358,27 +383,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(level: str, dashboard: bool) -> None:
-    """One line per event to stderr (journald reads it); inside a dashboard, to Textual's log
-    instead, so they do not scribble over the screen."""
+def _configure_logging(level: str, dashboard: bool) -> LineWriter | None:
+    """One line per event to stderr (journald reads it) through a LineWriter, so a stderr nobody reads
+    never blocks a stage; inside a dashboard, to Textual's log instead, so they do not scribble over the
+    screen. Returns the writer, for main to drain at the end."""
     from textual.logging import TextualHandler
 
-    handler = TextualHandler() if dashboard else logging.StreamHandler(sys.stderr)
+    err = None if dashboard else LineWriter(sys.stderr.fileno())
+    handler = TextualHandler() if err is None else LineHandler(err)
     logging.basicConfig(level=level.upper(), format="crywatch: %(levelname)s %(name)s: %(message)s",
                         handlers=[handler])
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    logging.captureWarnings(err is not None)  # Python's warnings write to stderr directly otherwise
+    return err
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level, dashboard=args.command in ("tui", "review"))
+    err = _configure_logging(args.log_level, dashboard=args.command in ("tui", "review"))
     try:
         return args.func(args)
     except EXPECTED_ERRORS as exc:
-        print(f"crywatch: error: {exc}", file=sys.stderr)
+        if err is not None:
+            err.write_line(f"crywatch: error: {exc}")
+        else:
+            print(f"crywatch: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        if err is not None:
+            err.close(timeout_s=2.0)  # what is logged gets out, unless nobody reads stderr at all
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from monitor.messages import (
     AlarmRaised,
     AlertEnded,
     AlertStarted,
+    Embedding,
     EpisodeClosed,
     EpisodeOpened,
     EpisodeSummary,
@@ -40,6 +41,7 @@ from monitor.messages import (
     Heartbeat,
     PipelineEvent,
     ServiceStatus,
+    Window,
     WindowEmbedded,
     WindowScored,
     WireEvent,
@@ -71,7 +73,11 @@ def sd_notify(state: str) -> None:
     if address.startswith("@"):
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(state.encode(), address)
+        sock.setblocking(False)  # a systemd that does not read must not stall the supervisor
+        try:
+            sock.sendto(state.encode(), address)
+        except BlockingIOError:
+            pass  # its queue is full: this ping is lost, the next one is sent in a heartbeat
 
 
 @dataclass
@@ -91,6 +97,7 @@ class _Watch:
     disk_checked: float = float("-inf")
     disk_low: bool = False
     server_fault: str | None = None  # the embedding server's, as last reported
+    behind: bool = False  # some stage is more than max_lag_s behind the newest audio
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class RunSummary:
     alerts: int  # cry alarms raised
     windows: int
     failed: str | None  # the worker error that stopped the service, if any
+    input_error: AudioError | None = None  # the input broke off midway (a damaged file): the user's to fix
 
 
 class Service:
@@ -150,7 +158,9 @@ class Service:
         self._bus_q: DropOldestQueue = DropOldestQueue(maxlen=1000)
         self._store_q: DropOldestQueue = DropOldestQueue(maxlen=None)  # nothing may be lost
         self._stop = threading.Event()
-        self._classified_to = 0
+        # A paced playback (a file at speed 0) waits for the stages: being behind is how it runs, not a fault.
+        self._paced = not self.source.live and audio.speed == 0
+        self._stale_windows = 0  # windows the embedder skipped to catch up
         self.recent: list[EpisodeSummary] = []
         self.windows = 0
         self.alerts = 0
@@ -159,8 +169,30 @@ class Service:
 
     @property
     def dropped_windows(self) -> int:
-        """Windows lost because a stage fell behind: by the gate (ring lapped) or the embedder queue."""
-        return self._embed_q.dropped + self.pipeline.gate.dropped_windows
+        """Windows lost because a stage fell behind: by the gate (ring lapped, or skipped ahead) or the embedder."""
+        return self._embed_q.dropped + self.pipeline.gate.dropped_windows + self._stale_windows
+
+    @property
+    def skipped_s(self) -> float:
+        """Audio never judged, skipped so that a stage that fell behind could catch up."""
+        return round(seconds(self.pipeline.gate.skipped), 1)
+
+    def stage_lags(self) -> dict[str, int]:
+        """How far behind the newest audio each stage is, in samples: the oldest audio it still has to
+        judge, or, with nothing in hand, what it has been given so far (its upstream's lag)."""
+        end = self.ring.end
+        gate = max(0, end - self.pipeline.gate.decided_to)
+        lags = {"gate": gate}
+        upstream = gate
+        for name, queue in (("embedder", self._embed_q), ("classifier", self._classify_q)):
+            pending = [start for start in (_start_of(queue.oldest()), self._worker(name).busy_from) if start is not None]
+            upstream = lags[name] = max([upstream] + [end - start for start in pending])
+        return lags
+
+    @property
+    def _max_lag(self) -> int | None:
+        """Samples a stage may fall behind before it skips ahead; None for a paced playback, which waits."""
+        return None if self._paced else int(self.settings.service.max_lag_s * SAMPLE_RATE)
 
     # -- time ---------------------------------------------------------------------------------
     def _wall(self, stream_s: float) -> datetime:
@@ -171,7 +203,7 @@ class Service:
         self._stop.set()
 
     def run(self) -> RunSummary:
-        """Blocks until the input ends, a stop is requested, or a worker fails."""
+        """Blocks until the input ends, a stop is requested, a worker fails or the input breaks off."""
         if isinstance(self.source, PlaybackSource):
             self.source.set_consumer_progress(lambda: self.pipeline.gate.needed_from)
         self._workers = [
@@ -196,7 +228,7 @@ class Service:
         sd_notify("READY=1\nSTATUS=listening: " + self.source.description)
         failed = self._supervise()
         self._shutdown(failed)
-        return RunSummary(self.run_id, self.recent, self.alerts, self.windows, failed)
+        return RunSummary(self.run_id, self.recent, self.alerts, self.windows, failed, self.source.error)
 
     def _supervise(self) -> str | None:
         watch = _Watch(self.ring.end, time.monotonic())
@@ -207,6 +239,10 @@ class Service:
                     failed = f"{worker.name} worker failed: {describe_error(worker.error)['error']}"
                     self._alarm_events(lambda: self.alarms.fault("monitor_failed", True, self.ring.end, failed))
                     return failed
+            if self.source.error is not None:  # checked first: the stages end as if the input had ended
+                failed = f"input failed: {self.source.error}"
+                self._alarm_events(lambda: self.alarms.fault("monitor_failed", True, self.ring.end, failed))
+                return failed
             if not self._worker("gate").is_alive() and not self._worker("classifier").is_alive():
                 return None  # the input ended and everything downstream drained
             now = time.monotonic()
@@ -214,17 +250,19 @@ class Service:
                 self._recover_microphone(watch, now)
             self._check_audio(watch, now)
             self._check_stages(watch, now)
+            self._check_lag(watch)
             self._check_disk(watch, now)
             self._check_server(watch)
             problems = (["microphone lost"] if watch.lost_since else []) + (["audio stalled"] if watch.stalled else []) \
                 + (["microphone muted"] if watch.muted else []) + (["embedding server down"] if watch.server_fault else []) \
-                + (["bad audio"] if watch.bad_since else []) + [f"{name} hung" for name in sorted(watch.hung)]
+                + (["bad audio"] if watch.bad_since else []) + [f"{name} hung" for name in sorted(watch.hung)] \
+                + (["behind the audio"] if watch.behind else [])
             self._health = ", ".join(problems) or "ok"
             self._alarm_events(lambda: self.alarms.tick(self.ring.end))
             if now >= next_beat:
                 next_beat = now + self.settings.bus.heartbeat_s
                 self._emit(self._heartbeat())
-                if not watch.stalled and not watch.hung:  # systemd restarts what stops petting it
+                if not watch.stalled and not watch.hung and not watch.behind:  # systemd restarts what stops petting it
                     sd_notify("WATCHDOG=1")
         return None
 
@@ -294,6 +332,26 @@ class Service:
                 if not watch.hung:
                     self._alarm_events(lambda: self.alarms.fault("stage_hung", False, self.ring.end))
 
+    def _check_lag(self, watch: _Watch) -> None:
+        """A stage behind the newest audio hears cries late: alarm past max_lag_s, clear under half of it
+        (the stage skips ahead meanwhile, so it catches up even when the machine stays loaded)."""
+        limit = self._max_lag
+        if limit is None:
+            return
+        lags = self.stage_lags()
+        name, worst = max(lags.items(), key=lambda item: item[1])
+        behind = worst > (limit // 2 if watch.behind else limit)
+        if behind == watch.behind:
+            return
+        watch.behind = behind
+        if behind:
+            detail = f"{name} {seconds(worst):.1f} s behind the newest audio"
+            _LOGGER.error("monitor behind: %s; skipping audio to catch up", detail)
+            self._alarm_events(lambda: self.alarms.fault("monitor_behind", True, self.ring.end, detail))
+        else:
+            _LOGGER.warning("monitor caught up (%.1f s of audio skipped so far)", self.skipped_s)
+            self._alarm_events(lambda: self.alarms.fault("monitor_behind", False, self.ring.end))
+
     def _check_disk(self, watch: _Watch, now: float) -> None:
         """Warn before the log's disk fills (the spool then keeps alerting going, but only so long)."""
         folder, limit = self._log_folder, self.settings.store.min_free_mb
@@ -345,6 +403,7 @@ class Service:
         self._alarm_events(lambda: self.alarms.finish(self.ring.end, "monitor stopped"))
         self._emit(ServiceStatus(self.ring.end, "failed" if failed else "stopped", {
             "reason": failed or "stopped", "overruns": self.source.overruns, "dropped_windows": self.dropped_windows,
+            "skipped_s": self.skipped_s,
             "log_events_lost": self._log_events_lost(deadline)}))
         self._store_q.put(END)
         self._bus_q.put(END)
@@ -385,7 +444,7 @@ class Service:
                 time.sleep(_GATE_POLL_S)
             # A file or scenario ends; a lost microphone does not end the stream: the supervisor reopens it.
             finished = self.source.finished and not self.source.live
-            output = gate.advance(self.ring, final=finished)
+            output = gate.advance(self.ring, final=finished, behind_limit=self._max_lag)
             if output.activity is not None:  # frames skip the embedder: episodes open without waiting for it
                 self._classify_q.put(output.activity)
             for window in output.windows:
@@ -402,8 +461,15 @@ class Service:
             # When behind, take several windows at once: batching is cheaper per window.
             items = self._embed_q.get_batch(max_batch, timeout=0.2)
             windows = [w for w in items if w is not END]
+            limit = self._max_lag
+            if limit is not None:  # catch up: windows already too old to alarm in time are skipped, counted
+                fresh = [w for w in windows if self.ring.end - w.start <= limit]
+                self._stale_windows += len(windows) - len(fresh)
+                windows = fresh
             if windows:
+                me.busy_from = windows[0].start
                 self._classify_q.put(self.pipeline.embed(windows))
+                me.busy_from = None
             if any(i is END for i in items):
                 self._classify_q.put(END)
                 return
@@ -415,11 +481,12 @@ class Service:
                 if item is END:
                     self._emit_all(self.pipeline.finish())
                     return
+                me.busy_from = _start_of(item)
                 if isinstance(item, Activity):
                     self._emit_all(self.pipeline.observe(item))
                 else:
                     self._emit_all(self.pipeline.classify(item))
-                    self._classified_to = item[-1].window.end
+                me.busy_from = None
 
     def _open_log(self) -> None:
         """Before the store's first write, and again until it works: the log migrated and written to once,
@@ -542,6 +609,7 @@ class Service:
 
     def _heartbeat(self) -> Heartbeat:
         current = self.pipeline.episodes.current
+        lags = self.stage_lags()
         return Heartbeat(
             time=self.ring.end,
             health=self._health,
@@ -557,6 +625,18 @@ class Service:
             recent=tuple(self.recent),
             overruns=self.source.overruns,
             dropped_windows=self.dropped_windows,
-            lag_s=round(max(0, self.ring.end - self._classified_to - 32_000) / SAMPLE_RATE, 2),
+            lag_s=round(seconds(max(lags.values())), 2),
             heard_s=round(seconds(self.ring.end), 1),
+            stage_lag_s={name: round(seconds(lag), 2) for name, lag in lags.items()},
+            skipped_s=self.skipped_s,
         )
+
+
+def _start_of(item: object) -> int | None:
+    """The stream sample a queued item's audio starts at (a gate window, detector frames, embedded windows)."""
+    match item:
+        case Window(start=start) | Activity(start=start):
+            return start
+        case [Embedding(window=Window(start=start)), *_]:
+            return start
+    return None
