@@ -143,6 +143,14 @@ class Classifier:
         self._not_cry = head.classes.index(NOT_CRY)
         self._alpha = smoothing
         self._smoothed: np.ndarray | None = None
+        self._policies = self._policies_for(alerts)
+        # Alert classes the head cannot output (e.g. neurological on public data) are reported, not hidden.
+        self.unsupported_alert_classes = tuple(c for c in alerts.classes if c not in head.classes)
+        self.rejected = 0  # head outputs that were not finite, treated as silence
+        self._reloaded: AlertSettings | None = None  # new settings for the stepping thread to take up
+
+    def _policies_for(self, alerts: AlertSettings) -> list[_AlertState]:
+        head = self.head
         for label in alerts.thresholds:
             if label not in head.classes:
                 raise ConfigError(f"config key alerts.thresholds.{label}: not a class of head {head.name!r} "
@@ -152,13 +160,29 @@ class Classifier:
                 raise ConfigError(f"config key alerts.classes: {label!r} is not a class of head {head.name!r} "
                                   f"(classes: {', '.join(head.classes)})")
         thresholds = {**head.thresholds, **alerts.thresholds}
-        self._policies = [
-            _AlertState(c, head.classes.index(c), thresholds.get(c, 0.5), alerts.raise_windows, alerts.clear_windows)
-            for c in alerts.classes if c in head.classes
-        ]
-        # Alert classes the head cannot output (e.g. neurological on public data) are reported, not hidden.
-        self.unsupported_alert_classes = tuple(c for c in alerts.classes if c not in head.classes)
-        self.rejected = 0  # head outputs that were not finite, treated as silence
+        return [_AlertState(c, head.classes.index(c), thresholds.get(c, 0.5), alerts.raise_windows, alerts.clear_windows)
+                for c in alerts.classes if c in head.classes]
+
+    def reconfigure(self, alerts: AlertSettings) -> None:
+        """New alert settings (SIGHUP): checked against the head now (ConfigError), taken up by the
+        thread that steps, before its next window, so no window sees half of them."""
+        self._policies_for(alerts)
+        self._reloaded = alerts
+
+    def _take_up_reload(self, time: int) -> list[AlertEnded]:
+        """An alert under way keeps its state; one whose class is no longer alerted on ends."""
+        alerts, self._reloaded = self._reloaded, None
+        if alerts is None:
+            return []
+        before = {p.label: p for p in self._policies}
+        self._policies = self._policies_for(alerts)
+        for policy in self._policies:
+            if policy.label in before:
+                policy.active, policy.streak = before[policy.label].active, before[policy.label].streak
+        self.unsupported_alert_classes = tuple(c for c in alerts.classes if c not in self.head.classes)
+        kept = {p.label for p in self._policies}
+        return [AlertEnded(time, p.label, 0.0, "no longer an alert class (config reloaded)", None)
+                for p in before.values() if p.active and p.label not in kept]
 
     @property
     def active_alerts(self) -> list[str]:
@@ -175,8 +199,8 @@ class Classifier:
         else:
             self._smoothed = self._alpha * self._smoothed + (1 - self._alpha) * observed
         prediction = Prediction(embedding.window, self.classes, raw, self._smoothed.copy())
-        events: list[AlertStarted | AlertEnded] = []
         time = embedding.window.end
+        events: list[AlertStarted | AlertEnded] = list(self._take_up_reload(time))
         for policy in self._policies:
             probability = round(float(self._smoothed[policy.index]), 4)
             change = policy.update(probability)

@@ -71,8 +71,9 @@ def _describe_event(envelope: Envelope) -> str | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from monitor.service import Service  # loads the models' libraries: only for the commands that run them
 
-    settings = _settings(args, audio={"input": args.input, "speed": args.speed}, store={"url": args.db},
-                         service={"bed": args.bed}, bus={"endpoint": args.bus})
+    overrides: dict[str, dict[str, Any]] = {"audio": {"input": args.input, "speed": args.speed}, "store": {"url": args.db},
+                                            "service": {"bed": args.bed}, "bus": {"endpoint": args.bus}}
+    settings = _settings(args, **overrides)
     headless = args.headless or not (sys.stdin.isatty() and sys.stdout.isatty())
     # Headless, stdout and stderr are pipes or journald: one nobody reads must never stall a stage.
     out, err = (LineWriter(sys.stdout.fileno()), LineWriter(sys.stderr.fileno())) if headless else (None, None)
@@ -120,6 +121,8 @@ def _run_service(service_type: type[Service], settings: Settings, headless: bool
     if headless:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: service.request_stop())
+        # systemctl reload: alert settings change without a gap in monitoring (docs/operations.md)
+        signal.signal(signal.SIGHUP, lambda *_: service.request_reload(lambda: _settings(args, **overrides)))
         summary = service.run()
     else:
         from monitor.tui.app import run_with_service

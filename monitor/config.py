@@ -298,6 +298,23 @@ class Settings:
         return updated
 
 
+RELOADABLE_SECTIONS = ("alerts",)  # applied by SIGHUP without a restart: thresholds, alarm timing and priorities, paging
+
+
+def changed_keys(old: Settings, new: Settings) -> list[str]:
+    """Every setting that differs, as "section.key" (a reload reports these)."""
+    changed = []
+    for section in fields(Settings):
+        before, after = dataclasses.asdict(getattr(old, section.name)), dataclasses.asdict(getattr(new, section.name))
+        changed += [f"{section.name}.{key}" for key in before if before[key] != after[key]]
+    return changed
+
+
+def reloadable(key: str) -> bool:
+    """Whether `key` ("section.key") takes effect on SIGHUP; the others need a restart."""
+    return key.split(".", 1)[0] in RELOADABLE_SECTIONS
+
+
 def check_watchdog(settings: Settings, watchdog_usec: str | None) -> None:
     """Under systemd's watchdog (WATCHDOG_USEC), the service must pet it well inside the limit,
     and notice a dead microphone before systemd would restart it anyway."""

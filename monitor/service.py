@@ -23,7 +23,7 @@ from monitor.alarms import AlarmError, AlarmManager
 from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Source, open_source
 from monitor.bus import BusError, Envelope, Publisher
 from monitor.clock import StreamClock
-from monitor.config import Settings, check_watchdog
+from monitor.config import ConfigError, Settings, changed_keys, check_watchdog, reloadable
 from monitor.control import ControlReply, ControlRequest, ControlServer
 from monitor.keys import load_monitor_keys, serve_securely, start_authenticator
 from monitor.messages import (
@@ -158,6 +158,7 @@ class Service:
         self._bus_q: DropOldestQueue = DropOldestQueue(maxlen=1000)
         self._store_q: DropOldestQueue = DropOldestQueue(maxlen=None)  # nothing may be lost
         self._stop = threading.Event()
+        self._reload_from: Callable[[], Settings] | None = None  # set by SIGHUP, taken up by the supervisor
         # A paced playback (a file at speed 0) waits for the stages: being behind is how it runs, not a fault.
         self._paced = not self.source.live and audio.speed == 0
         self._stale_windows = 0  # windows the embedder skipped to catch up
@@ -202,6 +203,10 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def request_reload(self, load: Callable[[], Settings]) -> None:
+        """SIGHUP: the supervisor reads the settings again with `load` at its next check (safe in a signal handler)."""
+        self._reload_from = load
+
     def run(self) -> RunSummary:
         """Blocks until the input ends, a stop is requested, a worker fails or the input breaks off."""
         if isinstance(self.source, PlaybackSource):
@@ -234,6 +239,9 @@ class Service:
         watch = _Watch(self.ring.end, time.monotonic())
         next_beat = 0.0
         while not self._stop.wait(0.1):
+            load, self._reload_from = self._reload_from, None
+            if load is not None:
+                self._reload(load)
             for worker in self._workers:
                 if worker.error is not None:
                     failed = f"{worker.name} worker failed: {describe_error(worker.error)['error']}"
@@ -265,6 +273,36 @@ class Service:
                 if not watch.stalled and not watch.hung and not watch.behind:  # systemd restarts what stops petting it
                     sd_notify("WATCHDOG=1")
         return None
+
+    def _reload(self, load: Callable[[], Settings]) -> None:
+        """Alert settings (thresholds, alarm timing and priorities, paging) change at once, without a gap in
+        monitoring; a changed key that needs a restart is named and keeps its running value. A config that
+        does not validate changes nothing."""
+        try:
+            new = load()
+            self.pipeline.classifier.reconfigure(new.alerts)  # checked against the head before anything changes
+        except ConfigError as exc:
+            _LOGGER.error("reload refused, the running settings stay: %s", exc)
+            self._emit(ServiceStatus(self.ring.end, "reload_refused", {"error": str(exc)}))
+            return
+        changed = changed_keys(self.settings, new)
+        applied, restart = [k for k in changed if reloadable(k)], [k for k in changed if not reloadable(k)]
+        if applied:
+            self.alarms.reconfigure(new.alerts)
+            alerts, before = new.alerts, self.settings.alerts
+            if (alerts.command, alerts.command_timeout_s) != (before.command, before.command_timeout_s):
+                old_notifier = self._notifier
+                self._notifier = CommandNotifier(alerts.command, alerts.command_timeout_s) if alerts.command else None
+                if self._notifier is not None:
+                    self._notifier.start()
+                if old_notifier is not None:
+                    old_notifier.stop(timeout_s=0)  # it finishes what it was given in its own thread
+            self.settings = replace(self.settings, alerts=alerts)
+        _LOGGER.info("config reloaded: %s in effect", ", ".join(applied) or "no change")
+        if restart:
+            _LOGGER.warning("config reloaded: %s changed but take effect only after a restart "
+                            "(systemctl restart crywatch)", ", ".join(restart))
+        self._emit(ServiceStatus(self.ring.end, "reloaded", {"applied": applied, "needs_restart": restart}))
 
     def _recover_microphone(self, watch: _Watch, now: float) -> None:
         """The microphone is gone: say so once, then open it again with backoff (1, 2, 4 ... 30 s)."""
