@@ -1,7 +1,13 @@
-"""Event wall times follow the wall clock when time sync steps it after the start (fake clocks)."""
+"""Event wall times follow the wall clock when time sync steps it after the start (fake clocks, and a
+service whose wall clock is stepped while it runs)."""
 import logging
+import time
+from datetime import datetime
 
 from monitor.clock import StreamClock
+from monitor.messages import EpisodeOpened, ServiceStatus
+from monitor.service import Service
+from tests.conftest import free_endpoint
 
 
 class Clocks:
@@ -60,3 +66,24 @@ def test_small_corrections_are_followed_without_a_warning(caplog):
         clocks.wall_now += 0.01  # read jitter between the two clocks is not a correction
         assert clock.wall(0.0) == start + 1.5
     assert caplog.records == []
+
+
+def test_a_clock_step_while_the_service_runs_moves_the_next_episode_s_times_in_its_events(settings, models, tmp_path,
+                                                                                          caplog):
+    events = []
+    service = Service(settings.with_overrides(
+        audio={"input": "scenario:nicu", "speed": 0.0}, store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+        bus={"endpoint": free_endpoint()}, service={"bed": "bed-clock"}), models=models,
+        on_message=lambda envelope: events.append(envelope))
+
+    def wall():  # NTP steps the PC's clock back an hour once 10 s of the recording have been heard
+        return time.time() - (3600 if service.ring.end > 10 * 16_000 else 0)
+
+    service._stream_clock = StreamClock(0.0, wall)
+    with caplog.at_level(logging.WARNING, logger="monitor.clock"):
+        assert service.run().failed is None
+    started = next(e for e in events if isinstance(e.event, ServiceStatus) and e.event.state == "started")
+    opened = next(e.event.episode for e in events if isinstance(e.event, EpisodeOpened))
+    later = (datetime.fromisoformat(opened.start_time) - datetime.fromisoformat(started.time)).total_seconds()
+    assert abs(later - (opened.start_s - 3600)) < 1.0  # the cry 20 s in, on the corrected clock
+    assert [r.getMessage()[:36] for r in caplog.records] == ["the wall clock stepped -3600.0 s (ti"]
