@@ -120,7 +120,7 @@ def _run_service(service_type: type[Service], settings: Settings, headless: bool
             f"{label} cries will NOT alert (see its model card)", err, sys.stderr)
     if headless:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: service.request_stop())
+            signal.signal(sig, lambda number, _frame: service.request_stop(signal.Signals(number).name))
         # systemctl reload: alert settings change without a gap in monitoring (docs/operations.md)
         signal.signal(signal.SIGHUP, lambda *_: service.request_reload(lambda: _settings(args, **overrides)))
         summary = service.run()
@@ -244,24 +244,25 @@ def cmd_annotate(args: argparse.Namespace) -> int:
 
 def cmd_review(args: argparse.Namespace) -> int:
     from monitor.store import open_engine
+    from monitor.tui.app import run_app
     from monitor.tui.review import ReviewApp
 
     settings = _settings(args, store={"url": args.db})
-    ReviewApp(open_engine(settings.store.url), _episode_filter(args)).run()
+    run_app(ReviewApp(open_engine(settings.store.url), _episode_filter(args)))
     return 0
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
     from monitor.bus import Subscriber
     from monitor.keys import load_dashboard_keys
-    from monitor.tui.app import CryWatchApp
+    from monitor.tui.app import CryWatchApp, run_app
 
     settings = _settings(args, store={"url": args.db})
     endpoints = args.connect or [settings.bus.endpoint]
     folder = args.keys or settings.bus.keys
     keys = load_dashboard_keys(folder) if folder else None
     Subscriber(endpoints).close()  # a bad endpoint is one line here, not a traceback inside the app
-    CryWatchApp(endpoints, review_db=settings.store.url, keys=keys).run()
+    run_app(CryWatchApp(endpoints, review_db=settings.store.url, keys=keys))
     return 0
 
 

@@ -159,6 +159,7 @@ class Service:
         self._store_q: DropOldestQueue = DropOldestQueue(maxlen=None)  # nothing may be lost
         self._stop = threading.Event()
         self._reload_from: Callable[[], Settings] | None = None  # set by SIGHUP, taken up by the supervisor
+        self._stop_reason: str | None = None  # None at the stop: the input ended
         # A paced playback (a file at speed 0) waits for the stages: being behind is how it runs, not a fault.
         self._paced = not self.source.live and audio.speed == 0
         self._stale_windows = 0  # windows the embedder skipped to catch up
@@ -200,7 +201,9 @@ class Service:
         return utc(self._stream_clock.wall(stream_s))
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """`reason` (e.g. SIGTERM) is published with the stop, so dashboards show a stop, not a lost monitor."""
+        self._stop_reason = self._stop_reason or reason
         self._stop.set()
 
     def request_reload(self, load: Callable[[], Settings]) -> None:
@@ -440,7 +443,8 @@ class Service:
             join("server-probe", 3)
         self._alarm_events(lambda: self.alarms.finish(self.ring.end, "monitor stopped"))
         self._emit(ServiceStatus(self.ring.end, "failed" if failed else "stopped", {
-            "reason": failed or "stopped", "overruns": self.source.overruns, "dropped_windows": self.dropped_windows,
+            "reason": failed or self._stop_reason or "end of input",
+            "overruns": self.source.overruns, "dropped_windows": self.dropped_windows,
             "skipped_s": self.skipped_s,
             "log_events_lost": self._log_events_lost(deadline)}))
         self._store_q.put(END)

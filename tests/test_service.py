@@ -131,7 +131,7 @@ def test_signals_stop_the_service_cleanly_with_everything_flushed(tmp_path, sig)
         process.kill()
     output = "".join(lines) + rest
     assert process.returncode == 0, output
-    assert "cry episode 1 started" in output and "stopped (reason=stopped" in output
+    assert "cry episode 1 started" in output and f"stopped (reason={sig.name}," in output  # the signal is the reason published
     with sqlite3.connect(db) as conn:
         ends = conn.execute("select end from episodes").fetchall()
         assert len(ends) == 1 and ends[0][0] is not None  # the open episode was closed and written

@@ -2,23 +2,29 @@
 import asyncio
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 from textual_plotext import PlotextPlot
 
-from monitor.bus import Envelope, Publisher
-from monitor.control import OWN_SOCKET, ControlReply, ControlServer
-from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, EpisodeSummary, Heartbeat
+from monitor.bus import Envelope, Publisher, Subscriber
+from monitor.control import OWN_SOCKET, ControlReply, ControlRequest, ControlServer, send_request
+from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, EpisodeSummary, Heartbeat, ServiceStatus
 from monitor.service import Service
 from monitor.store import EpisodeFilter, StoreWriter, list_episodes, open_engine
+from monitor.tui import app as app_module
 from monitor.tui.app import CryWatchApp
 from monitor.tui.review import ReviewApp, ReviewScreen
+from monitor.tui.state import NO_SIGNAL
 from monitor.tui.widgets import AlertBanner, BedTile, EpisodesTable
 from tests.conftest import PROJECT_ROOT, crywatch_command, free_endpoint, run_crywatch
 from tests.test_bus import ALARM, EPISODE
@@ -177,36 +183,93 @@ def test_a_bad_endpoint_is_one_line_not_a_traceback():
     assert "cannot connect to foo" in result.stderr
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
-def test_crywatch_run_draws_the_dashboard_in_a_real_terminal(tmp_path):
-    session = f"crywatch-test-{time.monotonic_ns()}"
-    command = " ".join(crywatch_command("run", "--input", "scenario:nicu", "--speed", "4",
-                                        "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", free_endpoint()))
-    done = tmp_path / "exit"
-    # 80x24: the smallest terminal a bedside PC is likely to have; the size is pinned, not left to tmux.
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "-c", str(PROJECT_ROOT),
-                    f"{command}; echo $? > {done}; sleep 60"], check=True)
-    subprocess.run(["tmux", "set-option", "-t", session, "window-size", "manual"], check=True)
-    subprocess.run(["tmux", "resize-window", "-t", session, "-x", "80", "-y", "24"], check=True)
+class _Terminal:
+    """A command in a real terminal (tmux) of 80x24, the smallest a bedside PC is likely to have (pinned,
+    not left to tmux); its exit status goes to `done`."""
 
-    def screen() -> str:
-        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+    def __init__(self, command: list[str], done: Path):
+        self.session, self.done = f"crywatch-test-{time.monotonic_ns()}", done
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", "80", "-y", "24", "-c", str(PROJECT_ROOT),
+                        f"{' '.join(command)}; echo $? > {done}; sleep 60"], check=True)
+        subprocess.run(["tmux", "set-option", "-t", self.session, "window-size", "manual"], check=True)
+        subprocess.run(["tmux", "resize-window", "-t", self.session, "-x", "80", "-y", "24"], check=True)
 
-    try:
-        deadline = time.monotonic() + 40
-        while "ongoing" not in screen():
-            assert time.monotonic() < deadline, screen()
-            time.sleep(0.5)
-        shown = screen()
-        assert "CryWatch" in shown and "level" in shown and "dBFS" in shown and "episode 1 " in shown
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
-        deadline = time.monotonic() + 30
-        while not done.exists() or "crywatch: stopped after" not in screen():  # tmux draws the pane a little later
-            assert time.monotonic() < deadline, screen()
+    def screen(self, joined: bool = False) -> str:
+        """What the terminal shows; joined: lines it wrapped joined again."""
+        return subprocess.run(["tmux", "capture-pane", "-p", *(["-J"] if joined else []), "-t", self.session],
+                              capture_output=True, text=True).stdout
+
+    def wait_for(self, condition: Callable[[str], bool], seconds: float, joined: bool = False) -> str:
+        deadline = time.monotonic() + seconds
+        while not condition(shown := self.screen(joined)):
+            assert time.monotonic() < deadline, shown
             time.sleep(0.2)
-        assert done.read_text().strip() == "0"
+        return shown
+
+    def quit(self, until: str) -> str:
+        """Presses q; the terminal once the command has exited and `until` is drawn (tmux draws a little later)."""
+        subprocess.run(["tmux", "send-keys", "-t", self.session, "q"], check=True)
+        return self.wait_for(lambda shown: self.done.exists() and until in shown, 30, joined=True)
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+@contextmanager
+def _terminal(command: list[str], done: Path) -> Iterator[_Terminal]:
+    terminal = _Terminal(command, done)
+    try:
+        yield terminal
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        terminal.close()
+
+
+def _control_endpoint(bus: str, seconds: float = 40) -> str:
+    """A running monitor's control endpoint, from its heartbeat on the bus."""
+    subscriber = Subscriber([bus])
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            received = subscriber.receive_from(timeout_ms=200)
+            if received is not None and isinstance(received[1].event, Heartbeat):
+                return received[1].event.control
+    finally:
+        subscriber.close()
+    raise AssertionError(f"no heartbeat on {bus}")
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
+def test_crywatch_run_draws_the_dashboard_in_a_real_terminal_and_logs_only_after_it(tmp_path):
+    """The service logs a warning while the dashboard is up (a refused control request): not a character of
+    it on the screen, yet it is in the terminal once the dashboard has closed. At the end of its input
+    the monitor shows as stopped, and its unacknowledged pain alarm stays."""
+    bus, done = free_endpoint(), tmp_path / "exit"
+    command = crywatch_command("run", "--input", "scenario:nicu", "--speed", "4",
+                               "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", bus)
+    with _terminal(command, done) as terminal:
+        control = _control_endpoint(bus)
+        shown = terminal.wait_for(lambda shown: "ongoing" in shown, 40)
+        assert "CryWatch" in shown and "level" in shown and "dBFS" in shown and "episode 1 " in shown
+        reply = send_request(control, ControlRequest("acknowledge", "QA", 999))
+        assert not reply.ok and "999" in reply.error  # the monitor has logged its refusal by now
+        shown = terminal.wait_for(lambda shown: "MONITOR STOPPED: end of input" in shown, 40)
+        assert "HIGH PAIN CRY" in shown and "monitor stopped" in shown and NO_SIGNAL not in shown
+        assert "crywatch:" not in shown and "refused" not in shown, shown  # nothing logged over the screen
+        after = terminal.quit("crywatch: stopped after")
+        assert done.read_text().strip() == "0"
+        assert "crywatch: WARNING monitor.control: control request refused: " in after, after  # kept, not lost
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
+def test_a_silent_monitor_on_crywatch_tui_is_flagged_on_screen_and_logged_after_it(tmp_path):
+    """NO SIGNAL is logged (the journal keeps who was unmonitored when): never over the screen."""
+    nobody, done = free_endpoint(), tmp_path / "exit"
+    with _terminal(crywatch_command("tui", "--connect", nobody), done) as terminal:
+        shown = terminal.wait_for(lambda shown: f"HIGH {NO_SIGNAL}" in shown, 30)
+        assert "crywatch:" not in shown and "WARNING" not in shown, shown
+        after = terminal.quit(f"monitor.tui.app: {nobody}: {NO_SIGNAL}")
+        assert done.read_text().strip() == "0"
+        assert f"crywatch: WARNING monitor.tui.app: {nobody}: {NO_SIGNAL}" in after, after
 
 
 def test_review_shows_a_timeline_stores_annotations_and_exports(tmp_path):
@@ -277,3 +340,141 @@ def test_two_running_monitors_one_dashboard_and_the_acknowledgement_reaches_the_
             acknowledged[bed] = conn.execute("select acknowledged_by from alarms where technical = 0").fetchall()
     assert acknowledged["bed-a"][0] == ("AB",)
     assert acknowledged["bed-b"] and all(by is None for (by,) in acknowledged["bed-b"])
+
+
+def _checks_after(app: CryWatchApp) -> list[float]:
+    """When the app's silence check ran, from now on (to wait past the limit on a condition, not a sleep)."""
+    ran: list[float] = []
+    check = app.check_silent_monitors
+
+    def counted() -> None:
+        check()
+        ran.append(time.monotonic())
+
+    app.check_silent_monitors = counted  # type: ignore[method-assign]
+    return ran
+
+
+async def _wait_past_silence_limit(pilot, ran: list[float], since: float) -> None:
+    await _wait_for(pilot, lambda: any(t > since + app_module.SILENT_AFTER_S for t in ran), 10)
+
+
+def test_end_of_input_is_a_stop_not_no_signal_and_the_unacknowledged_pain_alarm_stays(settings, models, tmp_path,
+                                                                                         monkeypatch):
+    """The demo's scenario ends (a real service, as fast as it goes): the bed shows STOPPED with the reason,
+    a low-priority notice that never turns into NO SIGNAL; its pain alarm nobody acknowledged stays on the
+    banner (the monitor cleared it in its log when it stopped) until staff acknowledge it here."""
+    monkeypatch.setattr(app_module, "SILENT_AFTER_S", 0.5)
+    configured = settings.with_overrides(audio={"input": "scenario:nicu", "speed": 0.0},
+                                         store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+                                         bus={"endpoint": free_endpoint()}, service={"bed": "bed-9"})
+    service = Service(configured, models=models)
+    runner = threading.Thread(target=service.run)
+
+    async def scenario():
+        app = CryWatchApp([service.bus_endpoint])
+        ran = _checks_after(app)
+        async with app.run_test(size=(120, 40)) as pilot:
+            runner.start()
+            await _wait_for(pilot, lambda: "bed-9" in app.beds and app.beds["bed-9"].stopped is not None, 60)
+            stopped_at = time.monotonic()
+            await _wait_past_silence_limit(pilot, ran, stopped_at)
+            view, banner = app.beds["bed-9"], app.query_one(AlertBanner)
+            assert view.stopped == "end of input" and not view.silent and not view.alarms
+            assert [(a.label, a.acknowledged_by) for a in view.left] == [("pain", None)]
+            shown = _text(banner)
+            assert NO_SIGNAL not in shown and "bed-9: LOW MONITOR STOPPED: end of input" in shown
+            assert "bed-9: HIGH PAIN CRY since " in shown and "(UNACKNOWLEDGED, monitor stopped)" in shown
+            assert banner.has_class("priority-high")  # the pain alarm, not the notice, colours the banner
+            assert "MONITOR STOPPED: end of input" in _text(_tile(app, "bed-9"))
+            await pilot.press("a")
+            await pilot.press("j", "d", "enter")
+            await _wait_for(pilot, lambda: not app.beds["bed-9"].left, 10)
+            assert "PAIN CRY" not in _text(banner) and "MONITOR STOPPED" in _text(banner)
+            assert banner.has_class("priority-low") and not app.beds["bed-9"].silent
+            await pilot.press("q")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.request_stop()
+        runner.join(timeout=30)
+    with sqlite3.connect(tmp_path / "log.db") as conn:  # what the dashboard shows, the log says
+        detail = conn.execute("select detail from service_events where kind = 'stopped'").fetchone()[0]
+    assert '"reason": "end of input"' in detail
+
+
+def test_a_sigtermed_monitor_shows_stopped_and_a_killed_one_no_signal(tmp_path, monkeypatch):
+    """Two real monitors (`crywatch run --headless`, as systemd runs them): one stopped by SIGTERM shows
+    STOPPED (SIGTERM), never NO SIGNAL; one killed outright says nothing and is the HIGH NO SIGNAL alarm."""
+    monkeypatch.setattr(app_module, "SILENT_AFTER_S", 1.0)
+    buses = {bed: free_endpoint() for bed in ("bed-term", "bed-kill")}
+    processes = {bed: subprocess.Popen(crywatch_command("run", "--headless", "--input", "scenario:quiet", "--speed", "1",
+                                                        "--bed", bed, "--db", f"sqlite:///{tmp_path / bed}.db",
+                                                        "--bus", bus),
+                                       cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for bed, bus in buses.items()}
+
+    async def scenario():
+        app = CryWatchApp(list(buses.values()))
+        ran = _checks_after(app)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await _wait_for(pilot, lambda: all(app.beds.get(bed) and app.beds[bed].health == "ok" for bed in buses), 90)
+            processes["bed-term"].send_signal(signal.SIGTERM)
+            processes["bed-kill"].kill()
+            await _wait_for(pilot, lambda: app.beds["bed-term"].stopped is not None and app.beds["bed-kill"].silent, 30)
+            await _wait_past_silence_limit(pilot, ran, time.monotonic())
+            term, kill = app.beds["bed-term"], app.beds["bed-kill"]
+            assert term.stopped == "SIGTERM" and not term.silent
+            assert kill.stopped is None and kill.silent
+            shown = _text(app.query_one(AlertBanner))
+            assert f"bed-kill: HIGH {NO_SIGNAL}" in shown and "bed-term: LOW MONITOR STOPPED: SIGTERM" in shown
+            assert f"bed-term: HIGH {NO_SIGNAL}" not in shown
+            assert [t.name for t in app.query(BedTile)] == ["bed-kill", "bed-term"]  # the silent one first
+            await pilot.press("q")
+
+    try:
+        asyncio.run(scenario())
+        assert processes["bed-term"].wait(timeout=30) == 0
+    finally:
+        for process in processes.values():
+            process.kill()
+            process.wait()
+
+
+def test_alarms_a_stopped_monitor_left_survive_a_lost_clear_and_its_restart():
+    """Canned events on a real socket: the stop arrives without the AlarmCleared before it (a bus may drop
+    events); the unacknowledged pain alarm is kept. The monitor starts again, numbering alarms from 1: its
+    new alarm and the old one are both shown. A monitor that FAILED is not a stop: it is NO SIGNAL."""
+    endpoint = free_endpoint()
+    publisher = Publisher(endpoint)
+    old, new = ALARM, replace(ALARM, raised_time=_now())  # same id, another run
+
+    async def publish_until(pilot, event, condition) -> None:
+        while not condition():
+            publisher.publish(Envelope("bed-5", _now(), event))
+            await pilot.pause(0.1)
+
+    async def scenario():
+        app = CryWatchApp([endpoint])
+        async with app.run_test(size=(120, 40)) as pilot:
+            await publish_until(pilot, _heartbeat("tcp://127.0.0.1:1", [old]), lambda: "bed-5" in app.beds)
+            await publish_until(pilot, ServiceStatus(0, "stopped", {"reason": "end of input"}),
+                                lambda: app.beds["bed-5"].stopped)
+            assert app.beds["bed-5"].left == (old,) and not app.beds["bed-5"].alarms
+            await publish_until(pilot, _heartbeat("tcp://127.0.0.1:1", [new]), lambda: app.beds["bed-5"].alarms)
+            view = app.beds["bed-5"]
+            assert view.stopped is None and view.left == (old,) and view.alarms == (new,)
+            assert _text(app.query_one(AlertBanner)).count("PAIN CRY") == 2
+            await publish_until(pilot, ServiceStatus(0, "failed", {"reason": "embedder worker failed"}),
+                                lambda: "failed" in app.beds["bed-5"].health)
+            await _wait_for(pilot, lambda: app.beds["bed-5"].silent, 10)
+            view = app.beds["bed-5"]
+            assert view.stopped is None and {a.raised_time for a in view.left} == {old.raised_time, new.raised_time}
+            assert f"bed-5: HIGH {NO_SIGNAL}" in _text(app.query_one(AlertBanner))
+            await pilot.press("q")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        publisher.close()

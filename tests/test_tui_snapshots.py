@@ -13,11 +13,13 @@ import pytest
 from monitor.bus import Envelope
 from monitor.messages import (
     Alarm,
+    AlarmCleared,
     EpisodeClosed,
     EpisodeOpened,
     EpisodeSummary,
     Heartbeat,
     Priority,
+    ServiceStatus,
     WindowScored,
 )
 from monitor.store import EpisodeFilter, StoreWriter, annotate, open_engine
@@ -89,6 +91,29 @@ def test_unit_dashboard(snap_compare, size):
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=feed)
+
+
+STOPPED_BEDS = {
+    # The input ended while a pain alarm was unacknowledged: the monitor cleared it in its log as it stopped.
+    "bed-1": [_beat([_alarm(1, "pain", Priority.HIGH)], recent=[_episode(1, 20, 40)]),
+              AlarmCleared(0, replace(_alarm(1, "pain", Priority.HIGH), cleared_time=_at(90)), "monitor stopped"),
+              ServiceStatus(0, "stopped", {"reason": "end of input"})],
+    "bed-2": [_beat(), ServiceStatus(0, "stopped", {"reason": "SIGTERM"})],  # stopped by systemd, nothing pending
+    "bed-3": [_beat()],  # running
+}
+
+
+def test_unit_dashboard_with_stopped_monitors(snap_compare):
+    endpoints = [f"tcp://127.0.0.1:{5611 + i}" for i in range(len(STOPPED_BEDS))]
+    app = CryWatchApp(endpoints)
+
+    async def feed(pilot) -> None:
+        for endpoint, (bed, events) in zip(endpoints, STOPPED_BEDS.items()):
+            for event in events:
+                app.post_message(BusMessage(endpoint, Envelope(bed, _at(90), event)))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZES[0], run_before=feed)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

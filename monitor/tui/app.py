@@ -20,12 +20,13 @@ from monitor.bus import BusError, Envelope, Subscriber, ThrottledWarning
 from monitor.control import ControlRequest, Op, reachable, send_request
 from monitor.keys import DashboardKeys, connect_securely
 from monitor.messages import Alarm, AlarmAnnounced, AlarmRaised
-from monitor.tui.state import NO_SIGNAL, BedView, apply
+from monitor.tui.logs import held_while_on_screen
+from monitor.tui.state import NO_SIGNAL, BedView, apply, is_left, without_left
 from monitor.tui.widgets import AlertBanner, BedTile, EpisodesTable, InitialsScreen
 
 _LOGGER = logging.getLogger(__name__)
 SILENT_AFTER_S = 3.0  # heartbeats come every second: three missed is a monitor in trouble
-RING_AGAIN_S = 30.0  # an unacknowledged NO SIGNAL rings again, like the monitors' own alarms
+RING_AGAIN_S = 30.0  # what the dashboard itself rings for rings again, like the monitors' own alarms
 
 
 @dataclass
@@ -55,7 +56,7 @@ class CryWatchApp(App):
         self.beds: dict[str, BedView] = {e: BedView(e, health="never heard from") for e in self.endpoints}
         self._bed_of_endpoint: dict[str, str] = {}
         self._last_seen: dict[str, float] = {e: time.monotonic() for e in self.endpoints}
-        self._rung: dict[str, float] = {}  # when each silent bed last rang
+        self._rung: dict[str, float] = {}  # when each bed with an alarm only the dashboard keeps last rang
         self._stop_listening = threading.Event()
         self.bus_problems = 0  # unreadable bus messages shown so far
 
@@ -115,12 +116,12 @@ class CryWatchApp(App):
     def check_silent_monitors(self) -> None:
         """A monitor that stops talking must not look like a quiet room."""
         now = time.monotonic()
-        newly = [bed for bed, seen in self._last_seen.items()
-                 if now - seen > SILENT_AFTER_S and not self.beds[bed].silent]
+        newly = [bed for bed, seen in self._last_seen.items()  # one that said it stopped is not silent: it is stopped
+                 if now - seen > SILENT_AFTER_S and not self.beds[bed].silent and self.beds[bed].stopped is None]
         for bed in newly:
             self.beds[bed] = replace(self.beds[bed], silent=True)
             _LOGGER.warning("%s: %s", bed, NO_SIGNAL)
-        due = [bed for bed, view in self.beds.items() if view.silent and view.silent_acknowledged_by is None
+        due = [bed for bed, view in self.beds.items() if _rings_here(view)
                and now - self._rung.get(bed, -RING_AGAIN_S) >= RING_AGAIN_S]
         for bed in due:
             self._rung[bed] = now
@@ -157,7 +158,8 @@ class CryWatchApp(App):
         for view in self.beds.values():
             if view.silent and view.silent_acknowledged_by is None:
                 candidates.append(((0, view.bed, 0), view, None))
-            candidates += [((a.priority.rank, view.bed, a.id), view, a) for a in view.alarms if a.acknowledged_by is None]
+            candidates += [((a.priority.rank, view.bed, a.id), view, a) for a in view.alarms + view.left
+                           if a.acknowledged_by is None]
         if not candidates:
             return None
         _key, view, alarm = min(candidates, key=lambda c: c[0])
@@ -190,6 +192,16 @@ class CryWatchApp(App):
         if alarm is None:  # the dashboard's own alarm: nobody else to tell
             self.beds[bed] = replace(self.beds[bed], silent_acknowledged_by=by)
             _LOGGER.warning("%s: %s acknowledged by %s", bed, NO_SIGNAL, by)
+            self.render_state()
+            return
+        if is_left(self.beds[bed], alarm):  # its monitor has stopped: only this dashboard still holds it
+            if op != "acknowledge":
+                self.notify(f"{bed}: its monitor has stopped, so its audio cannot be paused: acknowledge it (a)")
+                return
+            self.beds[bed] = without_left(self.beds[bed], alarm)
+            _LOGGER.warning("%s: alarm %d %s (left by the stopped monitor) acknowledged by %s", bed, alarm.id,
+                            alarm.message, by)
+            self.notify(f"{bed}: alarm {alarm.id} acknowledged by {by}")
             self.render_state()
             return
         bus = next((endpoint for endpoint, its_bed in self._bed_of_endpoint.items() if its_bed == bed), "")
@@ -225,6 +237,17 @@ class CryWatchApp(App):
         self._stop_listening.set()  # however the app ends, the subscriber thread must end too
 
 
+def _rings_here(view: BedView) -> bool:
+    """Alarms the dashboard rings for itself: no monitor is left to announce them."""
+    return (view.silent and view.silent_acknowledged_by is None) or bool(view.left)
+
+
+def run_app(app: App) -> Any:
+    """Run a Textual app in this terminal, with log records kept off its screen (shown once it closes)."""
+    with held_while_on_screen():
+        return app.run()
+
+
 def run_with_service(service) -> Any:
     """`crywatch run` with a dashboard: the service runs in a thread, the app in the foreground.
 
@@ -239,10 +262,11 @@ def run_with_service(service) -> Any:
     folder = service.settings.bus.keys
     app = CryWatchApp([service.bus_endpoint], review_db=service.settings.store.url,
                       keys=load_dashboard_keys(folder) if folder else None)
-    signal.signal(signal.SIGTERM, lambda *_: app.exit())
+    signal.signal(signal.SIGTERM, lambda *_: app.exit(result="SIGTERM"))
+    reason = "dashboard closed"
     try:
-        app.run()
+        reason = run_app(app) or reason
     finally:
-        service.request_stop()
+        service.request_stop(reason)  # what other dashboards of this monitor show it stopped for
         thread.join()
     return result["summary"]

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
 from monitor.messages import Alarm, EpisodeSummary, Priority
-from monitor.tui.state import NO_SIGNAL, BedView, alarm_urgency
+from monitor.tui.state import NO_SIGNAL, STOPPED_PRIORITY, BedView, alarm_urgency
 
 _BAR = 14  # bars, labels and values fit a half-width panel of an 80-column terminal
 PRIORITY_CLASSES = ("priority-high", "priority-medium", "priority-low")
@@ -34,8 +34,9 @@ def alarm_state(alarm: Alarm, short: bool = False) -> str:
     return "UNACK" if short else "UNACKNOWLEDGED"
 
 
-def alarm_text(alarm: Alarm) -> str:
-    gone = "" if alarm.condition else ", cause gone"
+def alarm_text(alarm: Alarm, left: bool = False) -> str:
+    """`left`: the monitor that raised it has stopped (BedView.left)."""
+    gone = ", monitor stopped" if left else "" if alarm.condition else ", cause gone"
     return f"{alarm.priority.value.upper()} {alarm.message} since {clock(alarm.raised_time)} ({alarm_state(alarm)}{gone})"
 
 
@@ -59,6 +60,10 @@ class AlertBanner(Static):
                 lines.append((alarm_urgency(view.silent_acknowledged_by, Priority.HIGH), f"{view.bed}: HIGH {NO_SIGNAL}"
                               + (f" (ack {view.silent_acknowledged_by})" if view.silent_acknowledged_by else "")))
             lines += [(alarm_urgency(a.acknowledged_by, a.priority), f"{view.bed}: {alarm_text(a)}") for a in view.alarms]
+            lines += [(alarm_urgency(None, a.priority), f"{view.bed}: {alarm_text(a, left=True)}") for a in view.left]
+            if view.stopped is not None:
+                lines.append((alarm_urgency(None, STOPPED_PRIORITY),
+                              f"{view.bed}: {STOPPED_PRIORITY.value.upper()} {view.health}"))
         lines.sort(key=lambda item: item[0])
         highlight(self, min(views, key=lambda v: v.urgency, default=None))
         if lines:
@@ -89,9 +94,13 @@ class BedTile(Static):
             lines.append("  ".join(f"{label} {p:.2f}" for label, p in view.probs.items()))
         if view.unsupported:
             lines.append(f"[dim]not in this head: {', '.join(view.unsupported)}[/dim]")
-        lines += [f"[b]#{a.id} {a.priority.value.upper()}[/b] {escape(a.message)} {clock(a.raised_time)} "
-                  f"{alarm_state(a, short=True)}" for a in view.alarms]
+        lines += [_tile_alarm(a) for a in view.alarms] + [_tile_alarm(a, " (monitor stopped)") for a in view.left]
         self.update("\n".join(lines))
+
+
+def _tile_alarm(alarm: Alarm, note: str = "") -> str:
+    return (f"[b]#{alarm.id} {alarm.priority.value.upper()}[/b] {escape(alarm.message)} {clock(alarm.raised_time)} "
+            f"{alarm_state(alarm, short=True)}{note}")
 
 
 class EpisodesTable(DataTable):
