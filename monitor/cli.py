@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from monitor import model_cmd
 from monitor.audio import AudioError
@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless and err is not None:
         err.write_line("crywatch: no terminal, running headless (use --headless to say so)")
     try:
-        summary = _run_service(Service, settings, headless, out, err)
+        summary = _run_service(Service, settings, headless, out, err, reload=lambda: _settings(args, **overrides))
         if summary.failed and summary.input_error is None:
             if err is not None:
                 err.write_line(f"crywatch: error: {summary.failed}")
@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_service(service_type: type[Service], settings: Settings, headless: bool, out: LineWriter | None,
-                 err: LineWriter | None) -> RunSummary:
+                 err: LineWriter | None, reload: Callable[[], Settings]) -> RunSummary:
     def say(line: str, writer: LineWriter | None = out, file: TextIO = sys.stdout) -> None:
         if writer is not None:
             writer.write_line(line)
@@ -122,7 +122,7 @@ def _run_service(service_type: type[Service], settings: Settings, headless: bool
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda number, _frame: service.request_stop(signal.Signals(number).name))
         # systemctl reload: alert settings change without a gap in monitoring (docs/operations.md)
-        signal.signal(signal.SIGHUP, lambda *_: service.request_reload(lambda: _settings(args, **overrides)))
+        signal.signal(signal.SIGHUP, lambda *_: service.request_reload(reload))
         summary = service.run()
     else:
         from monitor.tui.app import run_with_service
