@@ -154,7 +154,7 @@ def test_the_page_is_one_self_contained_file(shift):
     html = path.read_text()
     assert "http://" not in html and "https://" not in html and "<script" not in html  # nothing to fetch
     images = html.count('src="data:image/png;base64,')
-    assert images == html.count("<img") >= 6  # timeline, per-bed timelines and burdens, map, decisions
+    assert images == html.count("<img") == 3 + len(shift["json"]["decisions"])  # timeline, burden, map, decisions
     assert 'id="map-figure"' in html and 'id="timeline-figure"' in html and "bed-a" in html and "bed-b" in html
 
 

@@ -40,7 +40,8 @@ class _Palette:
 
 def _png(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+    # Figures lay themselves out (constrained layout): bbox_inches="tight" would draw each one twice.
+    figure.savefig(buffer, format="png", dpi=_DPI, pil_kwargs={"compress_level": 3})
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -62,7 +63,7 @@ def timeline(beds: list[BedFigures], report: Report, palette: _Palette) -> str:
     """One row per bed: unmonitored gaps and technical alarms shaded, episodes as bars by type (at least
     0.2 % of the period wide, so a 10 s cry in a 12 h shift stays visible), alarm marks above them."""
     period = report.period
-    figure = Figure(figsize=(11, 0.9 + 0.55 * max(len(beds), 1)))
+    figure = Figure(figsize=(11, 1.5 + 0.5 * max(len(beds), 1)), layout="constrained")
     axes = figure.add_subplot(facecolor=TIMELINE_BACKGROUND)
     min_width = (mdates.date2num(period.until) - mdates.date2num(period.since)) * 0.002
     labels = set()
@@ -88,15 +89,14 @@ def timeline(beds: list[BedFigures], report: Report, palette: _Palette) -> str:
                 Line2D([], [], linestyle="none", marker="v", color="#c00000", label="alarm raised"),
                 Line2D([], [], linestyle="none", marker="o", color="#1a9850", label="acknowledged"),
                 Line2D([], [], linestyle="none", marker="x", color="#333333", label="cleared")]
-    axes.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.32 if len(beds) < 3 else -0.12),
-                ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=8, frameon=False)
     axes.grid(axis="x", color="#eeeeee")
     return _png(figure)
 
 
 def burden(bed: BedFigures, palette: _Palette) -> str:
-    """Minutes crying in each hour, stacked by episode type."""
-    figure = Figure(figsize=(5.5, 2.4))
+    """Minutes crying in each hour, stacked by episode type (the unit's; the page gives each bed's as a table)."""
+    figure = Figure(figsize=(7, 2.6), layout="constrained")
     axes = figure.add_subplot()
     hours = [mdates.date2num(h.start) for h in bed.burden.per_hour]
     bottom = [0.0] * len(hours)
@@ -110,7 +110,7 @@ def burden(bed: BedFigures, palette: _Palette) -> str:
     axes.set_ylabel("minutes crying")
     axes.set_ylim(0, max([*bottom, 1.0]) * 1.15)
     if bed.burden.episodes_by_type:
-        axes.legend(fontsize=7, frameon=False, ncol=3)
+        figure.legend(fontsize=7, frameon=False, loc="outside right center")
     return _png(figure)
 
 
@@ -118,7 +118,7 @@ def embedding_map(figures: EmbeddingMap, palette: _Palette) -> str | None:
     """Two panels of the same projection: the model's type, and staff's verdict where reviewed."""
     if figures.missing:
         return None
-    figure = Figure(figsize=(11, 4.6))
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
     by_type, by_verdict = figure.subplots(1, 2, sharex=True, sharey=True, subplot_kw={"facecolor": MAP_BACKGROUND})
     size = 14 if len(figures.points) < 2000 else 5
     for label in sorted({p.type for p in figures.points}):
@@ -146,7 +146,7 @@ def decision(figures: Decision, palette: _Palette) -> str | None:
     the alarm thresholds and when an alarm was raised."""
     if not figures.windows:
         return None
-    figure = Figure(figsize=(7.5, 2.6))
+    figure = Figure(figsize=(8.5, 2.6), layout="constrained")
     axes = figure.add_subplot()
     x = [w.seconds for w in figures.windows]
     axes.fill_between(x, [w.activity for w in figures.windows], step="mid", color="#cccccc", label="cry activity")
@@ -161,7 +161,7 @@ def decision(figures: Decision, palette: _Palette) -> str | None:
     axes.set_ylim(0, 1.02)
     axes.set_xlabel("seconds from the episode's start")
     axes.set_ylabel("probability")
-    axes.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    figure.legend(fontsize=7, frameon=False, loc="outside right center")
     return _png(figure)
 
 
@@ -176,8 +176,6 @@ def render_html(report: Report) -> str:
     environment.filters["rate"] = lambda value: "-" if value is None else f"{value:.2f}"
     return environment.get_template("report.html.j2").render(
         report=report, unit=report.beds[0], beds=beds, colour=palette,
-        timeline=timeline(beds, report, palette),
-        bed_timelines={b.bed: timeline([b], report, palette) for b in beds} if len(beds) > 1 else {},
-        burdens={b.bed: burden(b, palette) for b in report.beds},
+        timeline=timeline(beds, report, palette), burden=burden(report.beds[0], palette),
         embedding_map=embedding_map(report.embedding_map, palette),
         decisions=[(d, decision(d, palette)) for d in report.decisions])
