@@ -76,8 +76,8 @@ def test_a_clock_step_while_the_service_runs_moves_the_next_episode_s_times_in_i
         bus={"endpoint": free_endpoint()}, service={"bed": "bed-clock"}), models=models,
         on_message=lambda envelope: events.append(envelope))
 
-    def wall():  # NTP steps the PC's clock back an hour once 10 s of the recording have been heard
-        return time.time() - (3600 if service.ring.end > 10 * 16_000 else 0)
+    def wall():  # NTP steps the PC's clock back an hour once the service has said it started
+        return time.time() - (3600 if events else 0)
 
     service._stream_clock = StreamClock(0.0, wall)
     with caplog.at_level(logging.WARNING, logger="monitor.clock"):
