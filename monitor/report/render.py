@@ -120,23 +120,24 @@ def embedding_map(figures: EmbeddingMap, palette: _Palette) -> str | None:
         return None
     figure = Figure(figsize=(11, 4.6), layout="constrained")
     by_type, by_verdict = figure.subplots(1, 2, sharex=True, sharey=True, subplot_kw={"facecolor": MAP_BACKGROUND})
-    size = 14 if len(figures.points) < 2000 else 5
+    # Markers through plot(), not scatter(): Agg stamps one marker image per point, several times faster.
+    size = 3.5 if len(figures.points) < 2000 else 2.0
     for label in sorted({p.type for p in figures.points}):
         chosen = [p for p in figures.points if p.type == label]
-        by_type.scatter([p.x for p in chosen], [p.y for p in chosen], s=size, color=palette(label), alpha=0.75,
-                        label=f"{label} ({len(chosen)})", linewidths=0)
+        by_type.plot([p.x for p in chosen], [p.y for p in chosen], "o", markersize=size, color=palette(label), alpha=0.75,
+                     markeredgewidth=0, label=f"{label} ({len(chosen)})")
     unreviewed = [p for p in figures.points if p.verdict is None]
-    by_verdict.scatter([p.x for p in unreviewed], [p.y for p in unreviewed], s=size, color=_UNREVIEWED,
-                       label=f"not reviewed ({len(unreviewed)})", linewidths=0)
+    by_verdict.plot([p.x for p in unreviewed], [p.y for p in unreviewed], "o", markersize=size, color=_UNREVIEWED,
+                    markeredgewidth=0, label=f"not reviewed ({len(unreviewed)})")
     for verdict in sorted({p.verdict for p in figures.points if p.verdict is not None}):
         chosen = [p for p in figures.points if p.verdict == verdict]
-        by_verdict.scatter([p.x for p in chosen], [p.y for p in chosen], s=size * 2, color=palette(verdict),
-                           edgecolors="black", linewidths=0.3, label=f"{verdict} ({len(chosen)})")
+        by_verdict.plot([p.x for p in chosen], [p.y for p in chosen], "o", markersize=size * 1.4, color=palette(verdict),
+                        markeredgecolor="black", markeredgewidth=0.3, label=f"{verdict} ({len(chosen)})")
     for axes, title in ((by_type, "the model's type (window's most probable smoothed class)"),
                         (by_verdict, "staff verdict (windows of reviewed episodes)")):
         axes.set_title(title, fontsize=10)
         axes.set_xlabel(f"PC 1 ({figures.explained_variance[0]:.0%} of variance)")
-        axes.legend(fontsize=7, frameon=False, markerscale=1.5)
+        axes.legend(fontsize=7, frameon=False, markerscale=2)
     by_type.set_ylabel(f"PC 2 ({figures.explained_variance[1]:.0%})")
     return _png(figure)
 
