@@ -26,25 +26,30 @@ install: $(VENV)/.base
 install-dev: $(VENV)/.dev
 
 # The monitor end to end on the built-in synthetic scenario: dashboard in a terminal,
-# printed events and a summary otherwise. No microphone or data needed.
+# printed events and a summary otherwise. No microphone or data needed. Ends with the shift
+# report of this run (demo-report.html, one self-contained page) and prints its path.
 demo: install
-	$(VENV)/bin/crywatch run --input scenario:nicu --db sqlite:///demo.db --bus 'tcp://127.0.0.1:*' $(ARGS)
+	@since=$$(date -u +%Y-%m-%dT%H:%M:%SZ) && \
+	  $(VENV)/bin/crywatch run --input scenario:nicu --db sqlite:///demo.db --bus 'tcp://127.0.0.1:*' $(ARGS) && \
+	  $(VENV)/bin/crywatch report --db sqlite:///demo.db --since "$$since" --out demo-report.html
 
 # The default microphone; fails with a clear message naming `crywatch devices` when there is none.
 run: install
 	$(VENV)/bin/crywatch run --input mic $(ARGS)
 
-# Packages the tests need from the system: PortAudio and PulseAudio for the virtual microphone, tmux.
+# Packages the tests need from the system: PortAudio and PulseAudio for the virtual microphone, tmux,
+# Chromium for the report's browser test.
 system-test-deps:
 	@if ! command -v pulseaudio >/dev/null || ! command -v tmux >/dev/null || ! command -v paplay >/dev/null \
 	    || ! command -v systemd-analyze >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
-	    || ! ldconfig -p | grep -q libportaudio.so.2; then \
+	    || ! command -v chromium >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	      libportaudio2 libsndfile1 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux systemd postgresql >/dev/null; \
+	      libportaudio2 libsndfile1 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux systemd postgresql \
+	      chromium >/dev/null; \
 	  else \
-	    echo "tests that need them will skip; to run them: sudo apt-get install libportaudio2 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux systemd postgresql"; \
+	    echo "tests that need them will skip; to run them: sudo apt-get install libportaudio2 pulseaudio pulseaudio-utils alsa-utils libasound2-plugins tmux systemd postgresql chromium"; \
 	  fi; \
 	fi
 
@@ -86,4 +91,4 @@ bench-events: install-dev
 	$(PY) -m train evaluate-events --mixtures runs/dev-mixtures-hard $(ARGS)
 
 clean:
-	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm
+	rm -rf $(VENV) demo.db demo.db-wal demo.db-shm demo-report.html
