@@ -48,12 +48,12 @@ def test_sighup_applies_alarm_settings_and_paging_names_restart_keys_and_keeps_m
     config.write_text("[audio]\nblock_ms = 50\n")
     process = subprocess.Popen(
         crywatch_command("--config", str(config), "--log-level", "info", "run", "--headless", "--input",
-                         "scenario:nicu", "--speed", "8", "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus",
+                         "scenario:nicu", "--speed", "6", "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus",
                          free_endpoint()),
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = _Lines(process.stdout)
     try:
-        output.wait_for(r"\] listening")  # at 8x, the cry (20 s in) raises its alarm some 3 s from here
+        output.wait_for(r"\] listening")  # at 6x, the cry (20 s in) raises its alarm some 4 s from here
         config.write_text("[alerts]\nraise_windows = 0\n")
         process.send_signal(signal.SIGHUP)
         refused = output.wait_for(r"\] reload_refused")
