@@ -5,7 +5,6 @@ import contextlib
 import io
 import json
 import shutil
-import sqlite3
 import subprocess
 import threading
 import time
@@ -91,7 +90,7 @@ def shift(settings, models, cries_index, tmp_path_factory):
     assert page.returncode == 0, page.stderr
     code, figures = _report_json(*window)
     assert code == 0
-    return {"engine": engine, "url": url, "db": folder / "log.db", "folder": folder, "page": page, "json": figures,
+    return {"engine": engine, "url": url, "folder": folder, "page": page, "json": figures,
             "period": Period(since, until), "window": window, "episodes": first}
 
 
@@ -158,22 +157,26 @@ def test_the_page_is_one_self_contained_file(shift):
     assert 'id="map-figure"' in html and 'id="timeline-figure"' in html and "bed-a" in html and "bed-b" in html
 
 
-def test_an_empty_period_and_a_log_without_embeddings_are_clear_pages(shift, settings, tmp_path):
-    thresholds = alarm_thresholds(settings)
-    empty = build_report(shift["engine"], Period(datetime(2020, 1, 1, tzinfo=timezone.utc),
-                                                 datetime(2020, 1, 1, 12, tzinfo=timezone.utc)), thresholds)
+def test_an_empty_period_and_a_log_without_embeddings_are_clear_pages(settings, models, tmp_path):
+    """No cry data needed: the built-in scenario, logged with [store] log_embeddings off."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    assert Service(settings.with_overrides(
+        audio={"input": "scenario:nicu", "speed": 0.0}, store={"url": url, "log_embeddings": False},
+        bus={"endpoint": free_endpoint()}, service={"bed": "bed-c"}), models=models).run().failed is None
+    engine, thresholds = open_engine(url), alarm_thresholds(settings)
+    empty = build_report(engine, Period(datetime(2020, 1, 1, tzinfo=timezone.utc), datetime(2020, 1, 1, 12, tzinfo=timezone.utc)),
+                         thresholds)
     html = render_html(empty)
     assert 'id="empty-period"' in html and "no gated windows were logged in this period" in html
     assert to_json(empty)["beds"][0]["verdicts"]["episodes"] == 0
-    bare = tmp_path / "no-embeddings.db"
-    shutil.copy(shift["db"], bare)
-    with sqlite3.connect(bare) as db:
-        db.execute("delete from window_embeddings")
-    code, figures = _report_json("--db", f"sqlite:///{bare}", *shift["window"][2:])
-    assert code == 0 and figures["embedding_map"]["points"] == []
+    bare = build_report(engine, Period(since, datetime.now(timezone.utc) + timedelta(minutes=10)), thresholds)
+    figures = to_json(bare)
+    assert figures["beds"][0]["verdicts"]["episodes"] == 1 and figures["embedding_map"]["points"] == []
     assert "turn on [store] log_embeddings" in figures["embedding_map"]["missing"]
-    html = render_html(build_report(open_engine(f"sqlite:///{bare}"), shift["period"], thresholds))
+    html = render_html(bare)
     assert 'id="map-missing"' in html and "turn on [store] log_embeddings" in html and 'id="timeline-figure"' in html
+    assert 'id="empty-period"' not in html
 
 
 def test_one_episode_and_one_bed_on_request_and_a_reversed_period_is_refused(shift, capfd):
