@@ -235,6 +235,7 @@ class Subscriber:
         self.endpoints = tuple(endpoints)
         self._sockets: dict[zmq.Socket, str] = {}
         self._disconnects: dict[zmq.Socket, tuple[zmq.Socket, str]] = {}  # each socket's monitor
+        self._to_reconnect: set[zmq.Socket] = set()  # disconnected by their peer, connected again once read empty
         self._poller = zmq.Poller()
         for endpoint in self.endpoints:
             socket = context.socket(zmq.SUB)
@@ -261,13 +262,19 @@ class Subscriber:
 
         BusError (SchemaMismatch) for one that cannot be read, naming the endpoint it came from."""
         ready = dict(self._poller.poll(timeout_ms))
-        for monitor, (socket, endpoint) in self._disconnects.items():
+        for monitor, (socket, _) in self._disconnects.items():
             if monitor in ready:
                 monitor.recv_multipart()
                 # A peer that sent more than MAX_MESSAGE_BYTES is cut off for good (ZeroMQ ends the session
                 # on a protocol error without reconnecting): connecting again lets it be heard once it behaves.
-                socket.disconnect(endpoint)
-                socket.connect(endpoint)
+                self._to_reconnect.add(socket)
+        # Only once nothing is queued: a monitor's last events (its `stopped` status) arrive with its
+        # disconnect, and disconnecting a SUB socket that polling has already made fetch the first frame of
+        # a message aborts the process at the second frame (libzmq #2163, `!_more` in fq.cpp).
+        for socket in [s for s in self._to_reconnect if s not in ready and not s.poll(0)]:
+            self._to_reconnect.discard(socket)
+            socket.disconnect(self._sockets[socket])
+            socket.connect(self._sockets[socket])
         for socket, endpoint in self._sockets.items():
             if socket in ready:
                 frames = socket.recv_multipart()
@@ -282,10 +289,11 @@ class Subscriber:
         return None if received is None else received[1]
 
     def close(self) -> None:
-        for monitor, (socket, _endpoint) in self._disconnects.items():
+        for monitor, (socket, _) in self._disconnects.items():
             socket.disable_monitor()
             monitor.close(linger=0)
         for socket in self._sockets:
             socket.close()
         self._disconnects.clear()
+        self._to_reconnect.clear()
         self._sockets.clear()

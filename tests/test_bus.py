@@ -1,10 +1,14 @@
 """The event bus: typed events over real ZeroMQ sockets, encoded and checked in one place."""
+import json
+import subprocess
+import sys
 import time
 
 import msgspec
 import pytest
 
 from monitor.bus import SCHEMA_VERSION, BusError, Envelope, Publisher, SchemaMismatch, Subscriber, decode, encode
+from monitor.config import PROJECT_ROOT
 from monitor.messages import (
     Alarm,
     AlarmRaised,
@@ -155,3 +159,56 @@ def test_an_address_not_on_this_pc_is_not_blamed_on_another_crywatch():
     with pytest.raises(BusError, match="is that address this PC's") as refused:
         Publisher("tcp://192.0.2.1:5557")  # TEST-NET-1: never a local address
     assert "another crywatch" not in str(refused.value)
+
+
+# A monitor stops while the dashboard is busy: its last events and its disconnect are waiting together
+# when the dashboard next reads. Run in a subprocess: libzmq aborts the interpreter when it goes wrong.
+_A_MONITOR_STOPS_AND_COMES_BACK = """
+import json, sys, time
+import zmq
+from monitor.bus import BusError, Envelope, Publisher, Subscriber
+from monitor.messages import ServiceStatus
+
+endpoint, wall = sys.argv[1:]
+def status(n, state):
+    return Envelope("bed-1", wall, ServiceStatus(n, state, {}))
+def until(condition):
+    deadline = time.monotonic() + 5
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+
+subscriber = Subscriber([endpoint])
+publisher = Publisher(endpoint)
+heard = []
+def hear(want):
+    received = subscriber.receive(50)
+    if received is not None and received.event.time > 0:
+        heard.append([received.event.time, received.event.state])
+    return received is not None and received.event.time == want
+until(lambda: publisher.publish(status(0, "started")) or subscriber.receive(50) is not None)  # the subscription landed
+for n, state in [(1, "running"), (2, "running"), (3, "stopped")]:
+    publisher.publish(status(n, state))
+publisher.close()
+zmq.select(list(subscriber._disconnects), [], [], 5)  # the disconnect is waiting behind the events
+until(lambda: hear(3))
+def restart():
+    global publisher
+    try:
+        publisher = Publisher(endpoint)
+    except BusError:  # the port is still held for a moment
+        return False
+    return True
+until(restart)
+until(lambda: publisher.publish(status(4, "started")) or hear(4))  # heard again: the dashboard reconnected
+publisher.close()
+subscriber.close()
+print(json.dumps(heard))
+"""
+
+
+def test_a_stopping_monitors_last_events_all_arrive_with_its_disconnect_and_a_restart_is_heard():
+    run = subprocess.run([sys.executable, "-c", _A_MONITOR_STOPS_AND_COMES_BACK, free_endpoint(), WALL],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]  # -6 (SIGABRT): "Assertion failed: !_more (src/fq.cpp:80)"
+    heard = json.loads(run.stdout)
+    assert heard[:3] == [[1, "running"], [2, "running"], [3, "stopped"]] and heard[-1] == [4, "started"]
