@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         for writer in (out, err):
             if writer is not None:
-                writer.close(timeout_s=1.0)
+                writer.close(timeout_s=0.5)
     if summary.input_error is not None:  # a file that broke off midway: one line (main's), exit 2
         raise summary.input_error
     return 1 if summary.failed else 0
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         if err is not None:
-            err.close(timeout_s=2.0)  # what is logged gets out, unless nobody reads stderr at all
+            err.close(timeout_s=1.0)  # what is logged gets out, unless nobody reads stderr at all
 
 
 if __name__ == "__main__":

@@ -161,6 +161,39 @@ def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the
     assert beats[-1].skipped_s >= 4.0 and set(beats[-1].stage_lag_s) == {"gate", "embedder", "classifier"}
 
 
+def test_on_the_virtual_microphone_a_stall_longer_than_the_ring_is_an_alarm_then_a_cry_is_heard(
+        virtual_mic, settings, models, held_out, tmp_path):
+    """The issue's live case: one stall of the detector longer than the ring, then a pain cry played
+    into a real PortAudio input stream."""
+    detector = StallingDetector(models.detector)
+    events: list = []
+    configured = settings.with_overrides(
+        audio={"input": "mic", "ring_seconds": 6.0}, service={"bed": "bed-mic", "max_lag_s": 3.0},
+        alerts={"technical_min_s": 0.0}, store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+        bus={"endpoint": free_endpoint(), "heartbeat_s": 0.2})
+    service = Service(configured, models=replace(models, detector=detector), on_message=lambda m: events.append(m.event))
+    runner = threading.Thread(target=service.run)
+    runner.start()
+    try:
+        _wait(lambda: any(isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind" for e in events), 30,
+              "the monitor_behind alarm")
+        behind = next(e.alarm for e in events if isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind")
+        assert send_request(service.control_endpoint, ControlRequest("acknowledge", "NB", behind.id)).ok
+        _wait(lambda: service.ring.oldest > service.pipeline.gate.decided_to + SAMPLE_RATE, 30,
+              "the ring to lap the stalled detector")
+        detector.release()
+        _wait(lambda: any(isinstance(e, AlarmCleared) and e.alarm.label == "monitor_behind" for e in events), 10,
+              "the monitor to catch up")
+        [row] = pick(held_out, 1, source="corvin", label="pain")
+        assert subprocess.run(["paplay", f"--device={virtual_mic}", str(cry_path(row))], timeout=60).returncode == 0
+        _wait(lambda: any(isinstance(e, EpisodeOpened) for e in events), 5, "an episode for the cry after the stall")
+    finally:
+        detector.release()
+        service.request_stop()
+        runner.join(30)
+    assert service.skipped_s >= 4.0
+
+
 def _full_pipe() -> tuple[int, int]:
     """A pipe as small as Linux allows, already full: whoever writes to it blocks until it is read."""
     read_end, write_end = os.pipe()

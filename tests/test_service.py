@@ -207,7 +207,8 @@ def test_a_hung_stage_is_a_technical_alarm_and_the_watchdog_starves(settings, mo
         while alarm is None:
             assert time.monotonic() < deadline, "no technical alarm for the hung embedder"
             got = subscriber.receive(50)
-            if got is not None and isinstance(got.event, AlarmRaised) and got.event.alarm.technical:
+            # monitor_behind may come first: a hung embedder also falls behind the newest audio
+            if got is not None and isinstance(got.event, AlarmRaised) and got.event.alarm.label == "stage_hung":
                 alarm = got.event.alarm
             try:
                 if b"WATCHDOG=1" in notify.recv(100):
@@ -236,7 +237,8 @@ def test_a_hung_stage_is_a_technical_alarm_and_the_watchdog_starves(settings, mo
         notify.close()
     with sqlite3.connect(tmp_path / "log.db") as db:
         assert db.execute("select count(*) from episodes where end is null").fetchone() == (0,)
-        assert db.execute("select label from alarms where technical").fetchall() == [("stage_hung",)]
+        technical = db.execute("select label from alarms where technical").fetchall()
+        assert ("stage_hung",) in technical and set(technical) <= {("stage_hung",), ("monitor_behind",)}
 
 
 @pytest.fixture
