@@ -19,15 +19,24 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from monitor.audio import load_audio
-from monitor.bus import Subscriber
+from monitor.bus import Envelope, Subscriber
 from monitor.cli import main
 from monitor.control import ControlRequest, send_request
-from monitor.messages import AlarmAcknowledged, AlarmRaised
+from monitor.messages import AlarmAcknowledged, AlarmRaised, ServiceStatus
 from monitor.report import alarm_thresholds
 from monitor.report.figures import Period, build_report, to_json
 from monitor.report.render import MAP_BACKGROUND, TIMELINE_BACKGROUND, render_html
 from monitor.service import Service
-from monitor.store import AlarmRow, AnnotationRow, EpisodeRow, WindowEmbeddingRow, WindowRow, annotate, open_engine
+from monitor.store import (
+    AlarmRow,
+    AnnotationRow,
+    EpisodeRow,
+    StoreWriter,
+    WindowEmbeddingRow,
+    WindowRow,
+    annotate,
+    open_engine,
+)
 from tests.conftest import cry_path, free_endpoint, pick, run_crywatch
 from train.site import evaluate_site
 
@@ -227,3 +236,24 @@ def _first_area(image: np.ndarray, colour: str) -> np.ndarray | None:
     last = rows[breaks[0]] if len(breaks) else rows[-1]
     columns = np.flatnonzero(mask[rows[0]:last + 1].any(axis=0))
     return image[rows[0]:last + 1, columns[0]:columns[-1] + 1]
+
+
+def test_a_running_monitor_counts_as_monitored_until_now_and_a_killed_one_until_its_last_moment(settings, tmp_path):
+    """Windows are logged only while someone cries: a quiet bed's monitor logs nothing between its start
+    and its stop. Its latest run without a logged end is running; an earlier one was killed."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+
+    def started(bed: str, at: datetime) -> None:
+        writer = StoreWriter(engine, f"run-{bed}-{at:%H%M}", bed, "mic", "acoustic-v2", "acoustic-v2", lambda s: at)
+        writer.write([Envelope(bed, at.isoformat(), ServiceStatus(0, "started", {}))])
+
+    started("bed-q", now - timedelta(hours=2))  # quiet since, still running
+    started("bed-k", now - timedelta(hours=3))  # killed: the next start of the bed follows it
+    started("bed-k", now - timedelta(hours=1))
+    report = build_report(engine, Period(now - timedelta(hours=4), now + timedelta(hours=1)), {}, now=now)
+    beds = {b.bed: b for b in report.beds}
+    assert beds["bed-q"].verdicts.monitored_hours == pytest.approx(2.0)
+    assert [(g.start, g.end) for g in beds["bed-q"].gaps] == [(now - timedelta(hours=4), now - timedelta(hours=2)),
+                                                              (now, now + timedelta(hours=1))]
+    assert beds["bed-k"].verdicts.monitored_hours == pytest.approx(1.0)  # the killed run logged one moment only

@@ -240,11 +240,11 @@ def _alarms(session: Session, period: Period) -> list[AlarmMark]:
                       a.episode_id) for a in session.scalars(query)]
 
 
-def _runs(session: Session, period: Period) -> dict[str, list[Span]]:
+def _runs(session: Session, period: Period, now: datetime) -> dict[str, list[Span]]:
     """Each bed's runs as spans, clipped to the period: a run lasts from its first to its last logged
     moment, as `evaluate-site` counts monitored time (store.monitored_seconds). A bed's latest run
-    that has not logged its end is running: it lasts to the period's end (windows are logged only
-    while someone cries, so its last moment says nothing about a quiet night)."""
+    that has not logged its end is running: it lasts to the period's end or now, whichever is first
+    (windows are logged only while someone cries, so its last moment says nothing about a quiet night)."""
     moments: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     ended: set[str] = set()
     for run_id, bed, moment in (ServiceEventRow.run_id, ServiceEventRow.bed, ServiceEventRow.time), \
@@ -263,7 +263,7 @@ def _runs(session: Session, period: Period) -> dict[str, list[Span]]:
     for (bed_name, run), seen in moments.items():
         last = max(seen)
         if run not in ended and latest[bed_name][1] == run:
-            last = max(last, period.until)
+            last = max(last, min(period.until, now))
         start, end = max(min(seen), period.since), min(last, period.until)
         if start < end:
             spans[bed_name].append(Span(start, end))
@@ -439,10 +439,11 @@ def build_report(engine: Engine, period: Period, thresholds: dict[str, float], e
                  max_decisions: int = 8, now: datetime | None = None) -> Report:
     """The figures of `period`. "Why this decision" is shown for `episode_ids` if given, otherwise for
     the newest episodes that raised an alarm or were reviewed (at most `max_decisions`)."""
+    now = now or datetime.now(timezone.utc)
     episodes = _episodes(engine, period)
     with Session(engine) as session:
         alarms = _alarms(session, period)
-        runs = _runs(session, period)
+        runs = _runs(session, period, now)
         names = sorted(set(runs) | {ep.bed for ep in episodes} | {a.bed for a in alarms})
         beds = [_bed(name, runs.get(name, []), [ep for ep in episodes if ep.bed == name], [a for a in alarms if a.bed == name],
                      period) for name in names]
@@ -456,7 +457,7 @@ def build_report(engine: Engine, period: Period, thresholds: dict[str, float], e
             chosen, notes = sorted(candidates[:max_decisions], key=lambda ep: ep.start), []
         decisions = _decisions(session, chosen, alarms, thresholds)
     left_out = 0 if episode_ids else max(0, len([ep for ep in episodes if ep.alarm or ep.verdict is not None]) - max_decisions)
-    return Report(period, now or datetime.now(timezone.utc), [_unit(beds, period), *beds], embedding_map, decisions,
+    return Report(period, now, [_unit(beds, period), *beds], embedding_map, decisions,
                   left_out, notes)
 
 
