@@ -83,6 +83,7 @@ class RunFigures:
     max_lag_s: float = 0.0
     max_stage_lag_s: dict[str, float] = field(default_factory=dict)
     behind_alarms: int = 0
+    behind_at_end: bool = False  # monitor_behind's cause still present in the last heartbeat
     technical_alarms: list[str] = field(default_factory=list)
     rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (audio heard s, MB), once a second
     heard_s: float = 0.0
@@ -125,6 +126,7 @@ def soak_run(recording: Path, speed: float, hogs: int, folder: Path) -> RunFigur
             if isinstance(event, Heartbeat):
                 figures.max_lag_s = max(figures.max_lag_s, event.lag_s)
                 figures.heard_s = event.heard_s
+                figures.behind_at_end = any(a.label == "monitor_behind" and a.condition for a in event.alarms)
                 for stage, lag in event.stage_lag_s.items():
                     figures.max_stage_lag_s[stage] = max(figures.max_stage_lag_s.get(stage, 0.0), lag)
             elif isinstance(event, AlarmRaised) and event.alarm.technical:
@@ -176,7 +178,8 @@ def report(figures: RunFigures, reference: list[tuple[float, float]], duration_s
         f"  dropped windows {figures.stop.get('dropped_windows', '?')}, skipped {figures.stop.get('skipped_s', '?')} s "
         f"of audio, overruns {figures.stop.get('overruns', '?')}, stop reason {figures.stop.get('reason', '?')}",
         f"  max lag in heartbeats {figures.max_lag_s:.1f} s (per stage: {lags}){paced}; monitor_behind raised "
-        f"{figures.behind_alarms}x; technical alarms: {', '.join(sorted(set(figures.technical_alarms))) or 'none'}",
+        f"{figures.behind_alarms}x{', still behind at the end' if figures.behind_at_end else ''}; "
+        f"technical alarms: {', '.join(sorted(set(figures.technical_alarms))) or 'none'}",
         f"  RSS {rss[0] if rss else float('nan'):.0f} MB at the first heartbeat, "
         f"{settled[0] if settled else float('nan'):.0f} MB a tenth of the way in, "
         f"{rss[-1] if rss else float('nan'):.0f} MB at the end, max {max(rss) if rss else float('nan'):.0f} MB",
