@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from typing import Any
 
 COLUMNS = ("id", "bed", "start", "end", "label", "p", "alert", "windows", "source", "head", "embedder_id",
@@ -22,3 +23,16 @@ def to_csv(episodes: list[dict[str, Any]]) -> str:
             **{f"review_{k}": review.get(k, "") for k in ("verdict", "by", "time", "note")},
         })
     return out.getvalue()
+
+
+def agreement(pairs: Counter) -> dict[str, Any]:
+    """Confusion of (staff verdict, type) pairs and precision per type: `evaluate-site`'s and the shift report's."""
+    verdicts = sorted({v for v, _ in pairs})
+    predicted = sorted({p for _, p in pairs})
+    precision = {}
+    for label in predicted:
+        total = sum(n for (_, p), n in pairs.items() if p == label)
+        precision[label] = {"reviewed": total, "confirmed": pairs[(label, label)], "precision": pairs[(label, label)] / total}
+    return {"confusion": {"rows": "staff verdict", "columns": "type",
+                          "counts": {v: {p: pairs[(v, p)] for p in predicted} for v in verdicts}},
+            "precision_by_type": precision}

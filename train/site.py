@@ -11,20 +11,8 @@ from sqlalchemy.engine import Engine
 
 from monitor.classify import Head, HeadError
 from monitor.messages import NOT_CRY
+from monitor.review import agreement
 from monitor.store import episode_embeddings, list_episodes, monitored_seconds
-
-
-def _agreement(pairs: Counter) -> dict[str, Any]:
-    """Confusion of (staff verdict, type) pairs and precision per type."""
-    verdicts = sorted({v for v, _ in pairs})
-    predicted = sorted({p for _, p in pairs})
-    precision = {}
-    for label in predicted:
-        total = sum(n for (_, p), n in pairs.items() if p == label)
-        precision[label] = {"reviewed": total, "confirmed": pairs[(label, label)], "precision": pairs[(label, label)] / total}
-    return {"confusion": {"rows": "staff verdict", "columns": "type",
-                          "counts": {v: {p: pairs[(v, p)] for p in predicted} for v in verdicts}},
-            "precision_by_type": precision}
 
 
 def score_head(engine: Engine, reviewed: list[dict[str, Any]], head: Head) -> dict[str, Any]:
@@ -44,7 +32,7 @@ def score_head(engine: Engine, reviewed: list[dict[str, Any]], head: Head) -> di
         mean = head.predict_proba(vectors).mean(axis=0)
         pairs[(episode["review"]["verdict"], head.classes[max(types, key=lambda i: mean[i])])] += 1
     return {"head": head.name, "embedder_id": head.embedder_id, "scored": sum(pairs.values()),
-            "without_embeddings": missing, **_agreement(pairs)}
+            "without_embeddings": missing, **agreement(pairs)}
 
 
 def evaluate_site(engine: Engine, head: Head | None = None) -> dict[str, Any]:
@@ -57,7 +45,7 @@ def evaluate_site(engine: Engine, head: Head | None = None) -> dict[str, Any]:
     return {
         "episodes": len(episodes), "reviewed": len(reviewed),
         "monitored_hours": round(hours, 3),
-        **_agreement(pairs),
+        **agreement(pairs),
         "false_episodes": false_episodes,
         "false_episodes_per_monitored_hour": false_episodes / hours if hours else None,
         "alarmed_episodes_confirmed_cry": (sum(e["review"]["verdict"] != "not_cry" for e in alarmed) / len(alarmed)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitor.messages import NOT_CRY
+from monitor.review import agreement
 from monitor.store import (
     AlarmRow,
     EpisodeFilter,
@@ -26,7 +27,6 @@ from monitor.store import (
     WindowRow,
     list_episodes,
 )
-from train.site import _agreement  # evaluate-site's confusion table and precision: one definition for both
 
 UNIT = "unit"  # the figures of all beds together
 MAP_POINTS = 10_000  # windows drawn on the embedding map at most (an even subsample beyond: the page stays fast)
@@ -341,11 +341,11 @@ def _verdicts(episodes: list[EpisodeBar], alarms: list[AlarmMark], monitored_hou
     def per_hour(count: int) -> float | None:
         return round(count / monitored_hours, 3) if monitored_hours else None
 
-    agreement = _agreement(Counter((ep.verdict, ep.label) for ep in reviewed))
+    agreed = agreement(Counter((ep.verdict, ep.label) for ep in reviewed))
     return Verdicts(
         episodes=len(episodes), reviewed=len(reviewed),
         reviewed_share=round(len(reviewed) / len(episodes), 3) if episodes else None,
-        confusion=agreement["confusion"]["counts"], precision_by_type=agreement["precision_by_type"],
+        confusion=agreed["confusion"]["counts"], precision_by_type=agreed["precision_by_type"],
         monitored_hours=round(monitored_hours, 3), false_episodes=false_episodes, false_alarms=false_alarms,
         false_episodes_per_monitored_hour=per_hour(false_episodes), false_alarms_per_monitored_hour=per_hour(false_alarms))
 
