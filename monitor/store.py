@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, DateTime, ForeignKey, LargeBinary, String, create_engine, event, func, inspect, select, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
@@ -142,6 +143,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _PRE_MIGRATION_REVISION = "0001"  # what a log written before migrations existed holds
+# Alembic's `op` and `context` are module-wide proxies to the one migration being run: two at once in one
+# process (two monitors' store threads, as in the tests) sent each other's DDL to the wrong database.
+_ALEMBIC = threading.Lock()
+_POSTGRESQL_MIGRATION_LOCK = 0x43525957  # pg_advisory_xact_lock key ("CRYW"): one migration of a database at a time
 
 
 _CONNECT_TIMEOUT_S = 10  # a database server that does not answer must not hold the log's thread for minutes
@@ -207,9 +212,10 @@ def _migrate(engine: Engine) -> None:
     scripts = ScriptDirectory.from_config(config)
     head = scripts.get_current_head()
     shown = redact_url(engine.url.render_as_string(hide_password=True))  # hide_password misses ?password=
-    with engine.begin() as connection:
+    with engine.begin() as connection, _ALEMBIC:
+        _lock_for_migration(connection)
         config.attributes["connection"] = connection
-        current = MigrationContext.configure(connection).get_current_revision()
+        current = MigrationContext.configure(connection).get_current_revision()  # read under the lock
         if current is None and "episodes" in inspect(connection).get_table_names():
             current = _PRE_MIGRATION_REVISION
             alembic_command.stamp(config, current)
@@ -222,6 +228,17 @@ def _migrate(engine: Engine) -> None:
                 _LOGGER.warning("log %s upgraded from schema %s to %s", shown, current, head)
         # A write now, before the service says it is ready: a read-only log must fail here, not at the first episode.
         connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+
+
+def _lock_for_migration(connection: Connection) -> None:
+    """The database's own write lock, for the whole migration: monitors opening one new log at once (beds
+    sharing a log, started together) take turns, and the later ones find it at head instead of creating the
+    same tables again. On SQLite it also makes the migration one transaction (pysqlite runs DDL outside any),
+    so one that fails halfway (disk full) leaves no half-made schema to fail on at every later try."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits up to busy_timeout for another writer
+    elif connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRESQL_MIGRATION_LOCK})
 
 
 def utc(ts: float) -> datetime:

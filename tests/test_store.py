@@ -1,13 +1,21 @@
 """The review log on a real SQLite file, fed typed events as the service hands them over."""
 import sqlite3
+import subprocess
+import sys
+import threading
+import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import inspect
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, inspect, text
 
 from monitor.bus import Envelope
-from monitor.config import BED_MAX_LENGTH, LABEL_MAX_LENGTH
+from monitor.config import BED_MAX_LENGTH, LABEL_MAX_LENGTH, PROJECT_ROOT
 from monitor.messages import (
     Alarm,
     AlarmAcknowledged,
@@ -22,6 +30,8 @@ from monitor.messages import (
     WindowScored,
 )
 from monitor.store import (
+    MIGRATIONS,
+    Base,
     EpisodeFilter,
     Spool,
     StoreError,
@@ -244,3 +254,108 @@ def test_the_spool_opens_a_log_that_is_not_there_yet_once_it_appears_and_writes_
     spool.offer([_envelope(ServiceStatus(3200, "stopped"))])
     spool.abandon()  # given up on: nothing more is written, so what waits is what was lost
     assert spool.flush() is False and len(spool.pending) == 1
+
+
+def _at_head(url: str) -> bool:
+    """The log at `url` holds exactly the models' schema, stamped with the newest migration."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = connect(url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection)
+            return (context.get_current_revision() == ScriptDirectory.from_config(config).get_current_head()
+                    and compare_metadata(context, Base.metadata) == [])
+    finally:
+        engine.dispose()
+
+
+_OPEN_WHEN_TOLD = """
+import sys
+from monitor.store import connect, prepare
+engine = connect(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()
+prepare(engine)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_log_url(request, tmp_path) -> str:
+    """A log nothing has opened yet: a SQLite file, or a new database on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    server = request.getfixturevalue("postgres_url")
+    name = f"shared_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return f"{server.rsplit('/', 1)[0]}/{name}"
+
+
+def test_monitors_sharing_a_new_log_and_started_together_both_open_it(new_log_url):
+    """Two processes (two beds' services sharing one log) migrate one new log at the same moment."""
+    url = new_log_url
+    monitors = [subprocess.Popen([sys.executable, "-c", _OPEN_WHEN_TOLD, url], cwd=PROJECT_ROOT, text=True,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    try:
+        for monitor in monitors:
+            assert monitor.stdout is not None and monitor.stdout.readline() == "ready\n"
+        for monitor in monitors:  # both go at once
+            assert monitor.stdin is not None
+            monitor.stdin.write("go\n")
+            monitor.stdin.flush()
+        errors = [monitor.communicate(timeout=60)[1] for monitor in monitors]
+    finally:
+        for monitor in monitors:
+            monitor.kill()
+    assert [monitor.returncode for monitor in monitors] == [0, 0], errors  # was "table episodes already exists"
+    assert _at_head(url)
+
+
+@pytest.mark.parametrize("files", [("a.db", "b.db"), ("shared.db", "shared.db")], ids=["own logs", "one log"])
+def test_two_services_in_one_process_open_their_new_logs_at_the_same_time(tmp_path, files):
+    """Each service's store thread opens its log: two at once used to run Alembic's migrations into each other."""
+    engines = [connect(f"sqlite:///{tmp_path / name}") for name in files]
+    start, errors = threading.Barrier(len(engines)), []
+
+    def open_log(engine) -> None:
+        start.wait()
+        try:
+            prepare(engine)
+        except Exception as exc:  # noqa: BLE001 - every failure is the test's finding
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_log, args=(engine,)) for engine in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for engine in engines:
+        engine.dispose()
+    assert errors == []  # was "index ix_episodes_bed already exists", "no such table: alarms", KeyError 'config'
+    assert all(_at_head(f"sqlite:///{tmp_path / name}") for name in set(files))
+
+
+def test_a_disk_that_fills_while_the_log_is_created_leaves_nothing_half_made_and_the_log_opens_once_there_is_room(
+        tmp_path):
+    full = tmp_path / "full.db"
+    open_engine(f"sqlite:///{tmp_path / 'sized.db'}").dispose()
+    with sqlite3.connect(tmp_path / "sized.db") as conn:
+        [(pages,)] = conn.execute("PRAGMA page_count").fetchall()
+    engine = connect(f"sqlite:///{full}")
+    # A real SQLITE_FULL halfway through the migrations: room for half the pages a new log needs.
+    event.listen(engine, "connect", lambda connection, _record: connection.execute(f"PRAGMA max_page_count={pages // 2}"))
+    spool = Spool(StoreWriter(engine, "run-1", "bed-7", "mic", "acoustic-v2", "head-a", utc), open_log=lambda: prepare(engine))
+    spool.offer([_envelope(ServiceStatus(0, "started"))])
+    assert spool.flush() is False and "database or disk is full" in (spool.failing or "")  # the service's log_failing
+    engine.dispose()
+    with sqlite3.connect(full) as conn:  # no half-made schema, which every later try failed on ("no such table")
+        assert conn.execute("select name from sqlite_master").fetchall() == []
+    roomy = connect(f"sqlite:///{full}")
+    spool = Spool(StoreWriter(roomy, "run-1", "bed-7", "mic", "acoustic-v2", "head-a", utc), open_log=lambda: prepare(roomy))
+    spool.offer([_envelope(ServiceStatus(0, "started"))])
+    assert spool.flush() is True and spool.failing is None
+    roomy.dispose()
+    assert _at_head(f"sqlite:///{full}")
