@@ -15,6 +15,7 @@ import soundfile
 
 from monitor.audio import RingBuffer, load_audio
 from monitor.bus import Subscriber
+from monitor.config import ConfigError
 from monitor.control import ControlRequest, send_request
 from monitor.gate import Gate
 from monitor.messages import SAMPLE_RATE, AlarmCleared, AlarmRaised, EpisodeOpened, Heartbeat, ServiceStatus, WindowScored
@@ -94,6 +95,12 @@ def test_a_gate_far_behind_skips_to_the_newest_audio_and_counts_it(models, setti
     gate.advance(ring, behind_limit=4 * SAMPLE_RATE)  # 20 s behind, 4 s allowed: keeps the newest 1 s
     assert 18.9 * SAMPLE_RATE <= gate.skipped <= 19.1 * SAMPLE_RATE
     assert ring.end - gate.decided_to < SAMPLE_RATE
+
+
+@pytest.mark.parametrize("value", [0.5, 1e9])
+def test_the_lag_bound_is_validated_with_the_key_named(settings, value):
+    with pytest.raises(ConfigError, match="service.max_lag_s"):
+        settings.with_overrides(service={"max_lag_s": value})
 
 
 def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the_next_cry(
