@@ -57,9 +57,13 @@ def test_a_microphone_that_is_not_there(tmp_path):
     assert "crywatch devices" in result.stderr or "libportaudio2" in result.stderr, result.stderr
 
 
-def test_unwritable_database_is_refused_before_listening(tmp_path):
-    _one_line_error(run_crywatch("run", "--headless", "--input", "scenario:quiet",
-                                 "--db", f"sqlite:///{tmp_path}/no/such/dir/log.db"), "cannot open database")
+def test_an_unwritable_database_is_a_technical_alarm_while_the_bed_is_watched(tmp_path):
+    """Issue 17: it used to be exit 2 before listening, leaving the bed unwatched until the log came back."""
+    result = run_crywatch("run", "--headless", "--input", "scenario:quiet", "--speed", "0",
+                          "--db", f"sqlite:///{tmp_path}/no/such/dir/log.db")
+    assert result.returncode == 0, result.stderr
+    assert "LOG NOT WRITING" in result.stdout and "cannot open database" in result.stderr
+    assert "no/such/dir/log.db" in result.stderr and "never took" in result.stderr
 
 
 def test_analyze_json_and_a_bad_file_among_good_ones(cries_index, tmp_path):

@@ -427,6 +427,8 @@ def _window_rows(tmp_path: Path) -> list[tuple[str, str]]:
     import sqlite3
 
     with sqlite3.connect(tmp_path / "log.db") as db:
+        if not db.execute("select 1 from sqlite_master where name = 'windows'").fetchone():
+            return []  # the store thread has not created the log yet
         return db.execute("select w.start, e.embedder_id from windows w join window_embeddings e "
                           "on e.window_id = w.id order by w.id").fetchall()
 
