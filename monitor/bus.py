@@ -107,7 +107,13 @@ class _Wire(msgspec.Struct):
 
 _REPR = reprlib.Repr()
 _REPR.maxstring = _REPR.maxother = 40
-_brief = _REPR.repr  # foreign values in messages, never megabytes of them
+_BRIEF_CHARS = 120
+
+
+def _brief(value: Any) -> str:
+    """A foreign value in a message, never megabytes of it: reprlib bounds each level, not nested ones together."""
+    text = _REPR.repr(value)
+    return text if len(text) <= _BRIEF_CHARS else text[: _BRIEF_CHARS - 3] + "..."
 
 
 def decode(body: bytes) -> Envelope:

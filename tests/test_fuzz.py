@@ -3,6 +3,7 @@
 In audio files: NaN samples raise the bad_audio alarm as from a microphone; 8-bit files decode right
 and are flagged."""
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile
 import zmq
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from monitor.audio import load_audio
@@ -81,8 +82,13 @@ MESSAGES = st.one_of(
 )
 
 
+_NESTED_TYPE = {f"k{i}" * 8: {f"j{j}" * 8: "v" * 60 for j in range(6)} for i in range(6)}
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(MESSAGES)
+# reprlib bounds each level of a nested value, not all of them: this one was named in 1,100 characters
+@example([b"window", json.dumps({"v": 2, "type": _NESTED_TYPE, "bed": "b", "time": "t", "data": {}}).encode()])
 def test_the_decoder_returns_an_event_or_raises_a_bus_error_for_any_frames(frames):
     try:
         envelope = decode_frames(frames)
