@@ -103,6 +103,17 @@ def test_the_lag_bound_is_validated_with_the_key_named(settings, value):
         settings.with_overrides(service={"max_lag_s": value})
 
 
+def _acknowledge_behind_and_wait_for_the_lap(service, events: list, timeout_s: float) -> None:
+    """Technical alarms latch: a nurse acknowledges monitor_behind (it clears once the monitor has caught
+    up); then the ring laps the stalled detector."""
+    _wait(lambda: any(isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind" for e in events), timeout_s,
+          "the monitor_behind alarm")
+    behind = next(e.alarm for e in events if isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind")
+    assert send_request(service.control_endpoint, ControlRequest("acknowledge", "NB", behind.id)).ok
+    _wait(lambda: service.ring.oldest > service.pipeline.gate.decided_to + SAMPLE_RATE, timeout_s,
+          "the ring to lap the stalled detector")
+
+
 def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the_next_cry(
         settings, models, cries_index, tmp_path, monkeypatch):
     # The watchdog is systemd's: its datagrams are read here, in the event callback, so each one is
@@ -139,13 +150,7 @@ def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the
     runner = threading.Thread(target=lambda: events.append(service.run()))
     runner.start()
     try:
-        _wait(lambda: any(isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind" for e in events), 20,
-              "the monitor_behind alarm")
-        # Technical alarms latch: a nurse acknowledges it, and it clears once the monitor has caught up.
-        behind = next(e.alarm for e in events if isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind")
-        assert send_request(service.control_endpoint, ControlRequest("acknowledge", "NB", behind.id)).ok
-        _wait(lambda: service.ring.oldest > service.pipeline.gate.decided_to + SAMPLE_RATE, 20,
-              "the ring to lap the stalled detector")
+        _acknowledge_behind_and_wait_for_the_lap(service, events, 20)
         assert service.ring.end < cry_s * SAMPLE_RATE, "the stall must end before the cry is played"
         stalled_beats = [e for e in events if isinstance(e, Heartbeat) and e.health != "ok"]
         assert stalled_beats and stalled_beats[-1].stage_lag_s["gate"] > 6.0
@@ -182,12 +187,7 @@ def test_on_the_virtual_microphone_a_stall_longer_than_the_ring_is_an_alarm_then
     runner = threading.Thread(target=service.run)
     runner.start()
     try:
-        _wait(lambda: any(isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind" for e in events), 30,
-              "the monitor_behind alarm")
-        behind = next(e.alarm for e in events if isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind")
-        assert send_request(service.control_endpoint, ControlRequest("acknowledge", "NB", behind.id)).ok
-        _wait(lambda: service.ring.oldest > service.pipeline.gate.decided_to + SAMPLE_RATE, 30,
-              "the ring to lap the stalled detector")
+        _acknowledge_behind_and_wait_for_the_lap(service, events, 30)
         detector.release()
         _wait(lambda: any(isinstance(e, AlarmCleared) and e.alarm.label == "monitor_behind" for e in events), 10,
               "the monitor to catch up")

@@ -55,11 +55,15 @@ def _heartbeat(control: str, alarms=(), episode=None, recent=()) -> Heartbeat:
                      tuple(alarms), (), episode, tuple(recent), 0, 0, 0.1, 1.0)
 
 
+def _scenario_service(settings, models, tmp_path, bed: str, speed: float) -> Service:
+    """A real service on the demo's scenario, logging to a SQLite file in tmp_path."""
+    return Service(settings.with_overrides(audio={"input": "scenario:nicu", "speed": speed},
+                                           store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+                                           bus={"endpoint": free_endpoint()}, service={"bed": bed}), models=models)
+
+
 def test_dashboard_shows_a_live_episode_from_a_running_service(settings, models, tmp_path):
-    configured = settings.with_overrides(audio={"input": "scenario:nicu", "speed": 4.0},
-                                         store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
-                                         bus={"endpoint": free_endpoint()}, service={"bed": "bed-12"})
-    service = Service(configured, models=models)
+    service = _scenario_service(settings, models, tmp_path, "bed-12", speed=4.0)
     runner = threading.Thread(target=service.run)
 
     async def scenario():
@@ -365,10 +369,7 @@ def test_end_of_input_is_a_stop_not_no_signal_and_the_unacknowledged_pain_alarm_
     a low-priority notice that never turns into NO SIGNAL; its pain alarm nobody acknowledged stays on the
     banner (the monitor cleared it in its log when it stopped) until staff acknowledge it here."""
     monkeypatch.setattr(app_module, "SILENT_AFTER_S", 0.5)
-    configured = settings.with_overrides(audio={"input": "scenario:nicu", "speed": 0.0},
-                                         store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
-                                         bus={"endpoint": free_endpoint()}, service={"bed": "bed-9"})
-    service = Service(configured, models=models)
+    service = _scenario_service(settings, models, tmp_path, "bed-9", speed=0.0)
     runner = threading.Thread(target=service.run)
 
     async def scenario():
