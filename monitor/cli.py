@@ -75,8 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                                             "service": {"bed": args.bed}, "bus": {"endpoint": args.bus}}
     settings = _settings(args, **overrides)
     headless = args.headless or not (sys.stdin.isatty() and sys.stdout.isatty())
-    # Headless, stdout and stderr are pipes or journald: one nobody reads must never stall a stage.
-    out, err = (LineWriter(sys.stdout.fileno()), LineWriter(sys.stderr.fileno())) if headless else (None, None)
+    # Headless, stdout and stderr are pipes or journald: one nobody reads must never stall a stage. stderr's
+    # writer is main's, the one logging writes through, so error lines and log lines keep their order.
+    out = LineWriter(sys.stdout.fileno()) if headless else None
+    err: LineWriter | None = args.stderr_lines if headless else None
     if not args.headless and err is not None:
         err.write_line("crywatch: no terminal, running headless (use --headless to say so)")
     try:
@@ -87,9 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             else:
                 print(f"crywatch: error: {summary.failed}", file=sys.stderr)
     finally:
-        for writer in (out, err):
-            if writer is not None:
-                writer.close(timeout_s=0.5)
+        if out is not None:
+            out.close(timeout_s=0.5)
     if summary.input_error is not None:  # a file that broke off midway: one line (main's), exit 2
         raise summary.input_error
     return 1 if summary.failed else 0
@@ -405,6 +406,7 @@ def _configure_logging(level: str, dashboard: bool) -> LineWriter | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = _configure_logging(args.log_level, dashboard=args.command in ("tui", "review"))
+    args.stderr_lines = err  # the commands' own stderr lines go the same way as the log's
     try:
         return args.func(args)
     except EXPECTED_ERRORS as exc:
