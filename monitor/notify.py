@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import shlex
 import subprocess
-import threading
 
 from monitor.bus import Envelope, encode
 from monitor.messages import AlarmAcknowledged, AlarmCleared, AlarmRaised
-from monitor.workers import END, DropOldestQueue
+from monitor.workers import QueueDrain
 
 _LOGGER = logging.getLogger(__name__)
 _BACKLOG = 100  # events waiting for a slow program; beyond this the oldest are dropped (and counted)
@@ -23,34 +22,25 @@ class CommandNotifier:
     def __init__(self, command: str, timeout_s: float):
         self._argv = shlex.split(command)
         self._timeout = timeout_s
-        self._queue: DropOldestQueue = DropOldestQueue(maxlen=_BACKLOG)
-        self._thread = threading.Thread(target=self._loop, name="alarm-command", daemon=True)
+        self._events: QueueDrain[Envelope] = QueueDrain("alarm-command", _BACKLOG, self._run)
         self.failures = 0
         self.runs = 0
 
     @property
     def dropped(self) -> int:
-        return self._queue.dropped
+        return self._events.dropped
 
     def start(self) -> None:
-        self._thread.start()
+        self._events.start()
 
     def offer(self, envelope: Envelope) -> None:
         """Called on every event; only raise, acknowledge and clear run the program. Never blocks."""
         if isinstance(envelope.event, (AlarmRaised, AlarmAcknowledged, AlarmCleared)):
-            self._queue.put(envelope)
+            self._events.put(envelope)
 
     def stop(self, timeout_s: float) -> None:
         """Runs what is queued (each within its timeout), waiting at most `timeout_s` in all."""
-        self._queue.put(END)
-        self._thread.join(timeout_s)
-
-    def _loop(self) -> None:
-        while True:
-            for item in self._queue.get_batch(1, timeout=0.5):
-                if item is END:
-                    return
-                self._run(item)
+        self._events.finish(timeout_s)
 
     def _run(self, envelope: Envelope) -> None:
         _topic, body = encode(envelope)

@@ -74,6 +74,39 @@ class Worker(threading.Thread):
             self.error = exc
 
 
+class QueueDrain(Generic[T]):
+    """A daemon thread that hands each queued item, in order, to `handle`; `put` never blocks: beyond
+    `backlog` waiting items the oldest is dropped and counted. For outputs that may stall (a pipe nobody
+    reads, a slow paging program), so that the stage producing them never waits."""
+
+    def __init__(self, name: str, backlog: int, handle: Callable[[T], None]):
+        self._queue: DropOldestQueue[T] = DropOldestQueue(maxlen=backlog)
+        self._handle = handle
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    @property
+    def dropped(self) -> int:
+        return self._queue.dropped
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, item: T) -> None:
+        self._queue.put(item)
+
+    def finish(self, timeout_s: float) -> None:
+        """Handles what is queued, waiting at most `timeout_s`."""
+        self._queue.put(END)
+        self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while True:
+            for item in self._queue.get_batch(64, timeout=0.5):
+                if item is END:
+                    return
+                self._handle(item)
+
+
 class LineWriter:
     """Lines to a file descriptor (stdout, stderr: a pipe, journald's socket, a terminal) from a thread of
     their own, so a reader that stops reading never blocks the stage that printed or logged: the newest
@@ -83,31 +116,22 @@ class LineWriter:
 
     def __init__(self, fd: int, backlog: int = 1000):
         self._fd = fd
-        self._queue: DropOldestQueue[bytes] = DropOldestQueue(maxlen=backlog)
         self._abandon = threading.Event()
-        self._thread = threading.Thread(target=self._drain, name=f"line-writer-{fd}", daemon=True)
-        self._thread.start()
+        self._lines: QueueDrain[bytes] = QueueDrain(f"line-writer-{fd}", backlog, self._write)
+        self._lines.start()
 
     @property
     def dropped(self) -> int:
-        return self._queue.dropped
+        return self._lines.dropped
 
     def write_line(self, line: str) -> None:
         """Never blocks."""
-        self._queue.put((line + "\n").encode(errors="replace"))
+        self._lines.put((line + "\n").encode(errors="replace"))
 
     def close(self, timeout_s: float) -> None:
         """Writes what is queued, for at most `timeout_s`: a reader that never reads loses the rest."""
-        self._queue.put(END)
-        self._thread.join(timeout_s)
+        self._lines.finish(timeout_s)
         self._abandon.set()
-
-    def _drain(self) -> None:
-        while True:
-            for item in self._queue.get_batch(64, timeout=0.5):
-                if item is END:
-                    return
-                self._write(item)
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
