@@ -212,7 +212,9 @@ def _migrate(engine: Engine) -> None:
     scripts = ScriptDirectory.from_config(config)
     head = scripts.get_current_head()
     shown = redact_url(engine.url.render_as_string(hide_password=True))  # hide_password misses ?password=
-    with engine.begin() as connection, _ALEMBIC:
+    # The process lock outside the transaction: a second monitor in this process starts only once the first has
+    # committed, never waiting on its open write lock (busy_timeout ran out on a loaded CI machine).
+    with _ALEMBIC, engine.begin() as connection:
         _lock_for_migration(connection)
         config.attributes["connection"] = connection
         current = MigrationContext.configure(connection).get_current_revision()  # read under the lock
