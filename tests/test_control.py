@@ -238,19 +238,21 @@ def test_a_flood_of_bad_requests_is_counted_and_logged_in_a_few_lines(caplog):
         with caplog.at_level(logging.WARNING, logger="monitor.control"):
             for i in range(10_000):
                 flooder.send_multipart([b"", b"junk" if i % 2 else b'{"op": "acknowledge", "by": "XX", "alarm": 99}'])
-            for _ in range(10_000):
-                assert flooder.poll(5000), "the monitor stopped answering"
-                flooder.recv_multipart()
-            deadline = time.monotonic() + 3
+            assert flooder.poll(5000), "the monitor never answered the flood"
+            deadline = time.monotonic() + 10
             while "10000 in all" not in caplog.text:  # the flood's tail is logged once its second is up
                 assert time.monotonic() < deadline, caplog.text
                 time.sleep(0.05)
+            # Replies past the queue limits of a client that never reads are dropped (ZeroMQ ROUTER): what
+            # matters is that every request was read and refused, and that a real client is answered now.
+            reply = send_request(server.endpoint, ControlRequest("acknowledge", "AB", 7), timeout_s=5.0)
+            assert not reply.ok and reply.error == "no such alarm"
     finally:
         flooder.close()
         stop.set()
         thread.join()
         server.close()
-    assert server.refused == 10_000
+    assert server.refused == 10_001  # the flood and the real client's request
     lines = [r for r in caplog.records if r.name == "monitor.control"]
     assert 1 <= len(lines) <= 10 and "control request refused" in lines[0].getMessage()
 
