@@ -135,7 +135,7 @@ def _heartbeat_frames(bed: str) -> list[bytes]:
     return list(encode(Envelope(bed, WALL, beat)))
 
 
-async def _until(pilot, condition, send=None, seconds: float = 10.0) -> None:
+async def _until(pilot, condition, send=None, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "the dashboard never reached the expected state"
@@ -164,7 +164,7 @@ def _run_dashboard_against(junk: list[list[bytes]], oversized: bool = False) -> 
                 publisher.send_multipart([b"heartbeat", msgspec.json.encode(beat)])
             await _until(pilot, lambda: "after" in app.beds, lambda: publisher.send_multipart(_heartbeat_frames("after")))
             if junk:
-                await _until(pilot, lambda: app.bus_problems == len(junk), seconds=5)
+                await _until(pilot, lambda: app.bus_problems == len(junk), seconds=20)
             assert app.is_running
             await pilot.press("q")
 

@@ -45,13 +45,13 @@ def test_a_real_cry_file_gives_an_episode_row_and_bus_events(settings, models, c
     listener.start()
     # PUB/SUB drops what is sent before the subscription lands (slow joiner), and at speed 0 the episode
     # opens within ~0.1 s: probe on the service's own socket (no other thread uses it before run) until heard.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not received:
         assert time.monotonic() < deadline, "the subscription never landed"
         service._publisher.publish(Envelope("bed-test", "2026-11-27T08:00:00+00:00", ServiceStatus(0, "probe", {})))
         time.sleep(0.05)
     summary = service.run()
-    deadline = time.monotonic() + 10  # "stopped" is the last event: everything before it has arrived too
+    deadline = time.monotonic() + 30  # "stopped" is the last event: everything before it has arrived too
     while not any(isinstance(m.event, ServiceStatus) and m.event.state == "stopped" for m in received):
         assert time.monotonic() < deadline, "the last events never arrived"
         time.sleep(0.05)
