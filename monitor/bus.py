@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 import msgspec
 import zmq
 
+from monitor.config import has_valid_port
 from monitor.messages import (
     AlarmAcknowledged,
     AlarmAnnounced,
@@ -192,8 +193,7 @@ def allow_ipv6(socket: zmq.Socket, endpoint: str) -> None:
 def bind(kind: int, endpoint: str, role: str, config_key: str, linger_ms: int, context: zmq.Context | None = None,
          secure: Callable[[zmq.Socket], None] | None = None) -> tuple[zmq.Socket, str]:
     """A socket of `kind` bound to `endpoint` (CURVE first, if `secure`), and the endpoint it got."""
-    port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else "*"
-    if port != "*" and not (port.isdigit() and 1 <= int(port) <= 65535):  # ZeroMQ would take 99999 modulo 65536
+    if not has_valid_port(endpoint):
         raise BusError(f"cannot bind {role} {endpoint}: the port must be 1..65535, or * for any free port; "
                        f"set [bus] {config_key}")
     socket = (context or zmq.Context.instance()).socket(kind)

@@ -214,10 +214,7 @@ class BusSettings:
             _check(is_local(endpoint) or bool(self.keys), f"{section}.{key}",
                    f"{endpoint} listens beyond this PC: anyone on the network could read the beds' events or forge "
                    "them; set [bus] keys to a folder made by `crywatch keys DIR`, or keep 127.0.0.1")
-            if endpoint.startswith("tcp://"):
-                port = endpoint.rsplit(":", 1)[-1]
-                _check(port == "*" or (port.isdigit() and 1 <= int(port) <= 65535), f"{section}.{key}",
-                       f"{endpoint}: the port must be 1..65535, or * for any free port")
+            _check(has_valid_port(endpoint), f"{section}.{key}", f"{endpoint}: the port must be 1..65535, or * for any free port")
         _check(not self.control.startswith("tcp://") or bool(self.keys), f"{section}.control",
                f"{self.control} without keys lets any process on this PC acknowledge every alarm: keep the default "
                "ipc://* (only the service's group can open it), or set [bus] keys (`crywatch keys DIR`)")
@@ -339,6 +336,14 @@ def is_local(endpoint: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # *, an interface name or a host name: reachable from the network
+
+
+def has_valid_port(endpoint: str) -> bool:
+    """A tcp:// endpoint's port is 1..65535 or * (ZeroMQ would take 99999 modulo 65536); other transports have none."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    port = endpoint.rsplit(":", 1)[-1]
+    return port == "*" or (port.isdigit() and 1 <= int(port) <= 65535)
 
 
 def _project_path(value: str) -> Path:
