@@ -243,7 +243,7 @@ def test_a_flood_of_bad_requests_is_counted_and_logged_in_a_few_lines(caplog):
             while "10000 in all" not in caplog.text:  # the flood's tail is logged once its second is up
                 assert time.monotonic() < deadline, caplog.text
                 time.sleep(0.05)
-            # Replies past the queue limits of a client that never reads are dropped (ZeroMQ ROUTER): what
+            # Replies past the queue limits of a client that never reads are dropped (a REP socket is a ROUTER underneath): what
             # matters is that every request was read and refused, and that a real client is answered now.
             reply = send_request(server.endpoint, ControlRequest("acknowledge", "AB", 7), timeout_s=5.0)
             assert not reply.ok and reply.error == "no such alarm"
