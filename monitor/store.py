@@ -10,7 +10,7 @@ import logging
 import os
 import re
 import threading
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -247,8 +247,8 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
+def as_utc(value: datetime) -> datetime:
+    """A datetime read from the log, zoned: SQLite hands back naive datetimes; everything stored is UTC."""
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
@@ -451,8 +451,8 @@ def list_episodes(engine: Engine, where: EpisodeFilter = EpisodeFilter()) -> lis
                                  .order_by(AnnotationRow.id)):
             reviews[a.episode_id] = a  # the latest wins
         return [{
-            "id": r.id, "bed": r.bed, "start": _as_utc(r.start).isoformat(),
-            "end": _as_utc(r.end).isoformat() if r.end else None, "label": r.label, "probs": r.probs,
+            "id": r.id, "bed": r.bed, "start": as_utc(r.start).isoformat(),
+            "end": as_utc(r.end).isoformat() if r.end else None, "label": r.label, "probs": r.probs,
             "peak": r.peak, "windows": r.windows, "alert": r.alerted, "source": r.source,
             "embedder_id": r.embedder_id, "head": r.head, "run_id": r.run_id, "interrupted": r.interrupted,
             "review": _review(reviews.get(r.id)),
@@ -462,7 +462,7 @@ def list_episodes(engine: Engine, where: EpisodeFilter = EpisodeFilter()) -> lis
 def _review(row: AnnotationRow | None) -> dict[str, Any] | None:
     if row is None:
         return None
-    return {"verdict": row.verdict, "note": row.note, "by": row.by, "time": _as_utc(row.time).isoformat()}
+    return {"verdict": row.verdict, "note": row.note, "by": row.by, "time": as_utc(row.time).isoformat()}
 
 
 def annotate(engine: Engine, episode_id: int, verdict: str, by: str, note: str = "",
@@ -487,7 +487,7 @@ def episode_windows(engine: Engine, episode_id: int) -> list[dict[str, Any]]:
     """The episode's stored windows (with `[store] log_windows`), oldest first: its timeline."""
     with Session(engine) as session:
         rows = session.scalars(select(WindowRow).where(WindowRow.episode_id == episode_id).order_by(WindowRow.start))
-        return [{"start": _as_utc(w.start).isoformat(), "activity": w.activity, "level_dbfs": w.level_dbfs,
+        return [{"start": as_utc(w.start).isoformat(), "activity": w.activity, "level_dbfs": w.level_dbfs,
                  "smoothed": w.smoothed, "raw": w.raw} for w in rows]
 
 
@@ -511,14 +511,23 @@ def close_interrupted(engine: Engine, bed: str, now: datetime) -> tuple[int, int
 def monitored_seconds(engine: Engine) -> float:
     """Time the monitors were running, from each run's first to last logged moment (a run that
     crashed ends at its last window or episode)."""
-    spans: dict[str, list[datetime]] = {}
-    with Session(engine) as session:  # the database finds each table's first and last moment per run
-        for run_id, moment in (ServiceEventRow.run_id, ServiceEventRow.time), (WindowRow.run_id, WindowRow.start), \
-                (EpisodeRow.run_id, EpisodeRow.end):
-            for run, first, last in session.execute(select(run_id, func.min(moment), func.max(moment))
-                                                    .where(moment.is_not(None)).group_by(run_id)):
-                spans.setdefault(run, []).extend(_as_utc(m) for m in (first, last) if m is not None)
-    return sum((max(moments) - min(moments)).total_seconds() for moments in spans.values())
+    with Session(engine) as session:
+        return sum((last - first).total_seconds() for first, last in run_extents(session).values())
+
+
+def run_extents(session: Session, bed: str | None = None) -> dict[tuple[str, str], tuple[datetime, datetime]]:
+    """Each run's first and last logged moment, by (bed, run id), of every bed or one: the database finds
+    each table's first and last moment per run."""
+    moments: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    for run_id, bed_column, moment in (ServiceEventRow.run_id, ServiceEventRow.bed, ServiceEventRow.time), \
+            (WindowRow.run_id, WindowRow.bed, WindowRow.start), (EpisodeRow.run_id, EpisodeRow.bed, EpisodeRow.end):
+        query = (select(run_id, bed_column, func.min(moment), func.max(moment)).where(moment.is_not(None))
+                 .group_by(run_id, bed_column))
+        if bed is not None:
+            query = query.where(bed_column == bed)
+        for run, bed_name, first, last in session.execute(query):
+            moments[(bed_name, run)].extend(as_utc(m) for m in (first, last) if m is not None)
+    return {key: (min(seen), max(seen)) for key, seen in moments.items()}
 
 
 def episode_embeddings(engine: Engine, episode_id: int, embedder_id: str) -> np.ndarray:

@@ -21,11 +21,12 @@ from monitor.review import agreement
 from monitor.store import (
     AlarmRow,
     EpisodeFilter,
-    EpisodeRow,
     ServiceEventRow,
     WindowEmbeddingRow,
     WindowRow,
+    as_utc,
     list_episodes,
+    run_extents,
 )
 
 UNIT = "unit"  # the figures of all beds together
@@ -203,16 +204,12 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-
 def _maybe_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
+    return None if value is None else as_utc(value)
 
 
 def _iso(text: str | None) -> datetime | None:
-    return None if text is None else _utc(datetime.fromisoformat(text))
+    return None if text is None else as_utc(datetime.fromisoformat(text))
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -235,7 +232,7 @@ def _alarms(session: Session, period: Period) -> list[AlarmMark]:
              .where(AlarmRow.cleared.is_(None) | (AlarmRow.cleared >= period.since)).order_by(AlarmRow.raised))
     if period.bed is not None:
         query = query.where(AlarmRow.bed == period.bed)
-    return [AlarmMark(a.id, a.bed, a.label, a.technical, a.priority, _utc(a.raised), _maybe_utc(a.acknowledged),
+    return [AlarmMark(a.id, a.bed, a.label, a.technical, a.priority, as_utc(a.raised), _maybe_utc(a.acknowledged),
                       a.acknowledged_by, _maybe_utc(a.silenced), _maybe_utc(a.cleared), a.clear_reason, a.announcements,
                       a.episode_id) for a in session.scalars(query)]
 
@@ -245,26 +242,17 @@ def _runs(session: Session, period: Period, now: datetime) -> dict[str, list[Spa
     moment, as `evaluate-site` counts monitored time (store.monitored_seconds). A bed's latest run
     that has not logged its end is running: it lasts to the period's end or now, whichever is first
     (windows are logged only while someone cries, so its last moment says nothing about a quiet night)."""
-    moments: dict[tuple[str, str], list[datetime]] = defaultdict(list)
-    ended: set[str] = set()
-    for run_id, bed, moment in (ServiceEventRow.run_id, ServiceEventRow.bed, ServiceEventRow.time), \
-            (WindowRow.run_id, WindowRow.bed, WindowRow.start), (EpisodeRow.run_id, EpisodeRow.bed, EpisodeRow.end):
-        query = select(run_id, bed, func.min(moment), func.max(moment)).where(moment.is_not(None)).group_by(run_id, bed)
-        if period.bed is not None:
-            query = query.where(bed == period.bed)
-        for run, bed_name, first, last in session.execute(query):
-            moments[(bed_name, run)].extend(_utc(m) for m in (first, last) if m is not None)
-    ended.update(session.scalars(select(ServiceEventRow.run_id).where(ServiceEventRow.kind.in_(_END_STATES))))
+    extents = run_extents(session, period.bed)
+    ended = set(session.scalars(select(ServiceEventRow.run_id).where(ServiceEventRow.kind.in_(_END_STATES))))
     latest: dict[str, tuple[datetime, str]] = {}
-    for (bed_name, run), seen in moments.items():
-        if bed_name not in latest or min(seen) > latest[bed_name][0]:
-            latest[bed_name] = min(seen), run
+    for (bed_name, run), (first, _last) in extents.items():
+        if bed_name not in latest or first > latest[bed_name][0]:
+            latest[bed_name] = first, run
     spans: dict[str, list[Span]] = defaultdict(list)
-    for (bed_name, run), seen in moments.items():
-        last = max(seen)
+    for (bed_name, run), (first, last) in extents.items():
         if run not in ended and latest[bed_name][1] == run:
             last = max(last, min(period.until, now))
-        start, end = max(min(seen), period.since), min(last, period.until)
+        start, end = max(first, period.since), min(last, period.until)
         if start < end:
             spans[bed_name].append(Span(start, end))
     return {bed_name: _union(s) for bed_name, s in spans.items()}
@@ -427,7 +415,7 @@ def _decisions(session: Session, chosen: list[EpisodeBar], alarms: list[AlarmMar
     query = (select(WindowRow.episode_id, WindowRow.start, WindowRow.activity, WindowRow.smoothed)
              .where(WindowRow.episode_id.in_(list(starts))).order_by(WindowRow.start))
     for episode_id, start, activity, smoothed in session.execute(query):
-        start = _utc(start)
+        start = as_utc(start)
         by_episode[episode_id].append(DecisionWindow(start, round((start - starts[episode_id]).total_seconds(), 2),
                                                      activity, smoothed))
     return [Decision(ep, by_episode[ep.id], thresholds,
