@@ -133,11 +133,18 @@ class ServiceEventRow(Base):
     detail: Mapped[dict[str, Any]]
 
 
+_BUSY_TIMEOUT_MS = 5000
+# Another monitor migrating the same new log (beds started together) holds its write lock for the whole
+# migration, which once outlasted the ordinary 5 s wait (the full test suite on a loaded machine); 20 s stays
+# well inside [service] stage_timeout_s.
+_MIGRATION_WAIT_MS = 20_000
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")  # first: switching a new log to WAL may wait too
     cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the bedside writer
     cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint, cheap commits
-    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.close()
 
 
@@ -238,7 +245,11 @@ def _lock_for_migration(connection: Connection) -> None:
     same tables again. On SQLite it also makes the migration one transaction (pysqlite runs DDL outside any),
     so one that fails halfway (disk full) leaves no half-made schema to fail on at every later try."""
     if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits up to busy_timeout for another writer
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={_MIGRATION_WAIT_MS}")
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # waits up to busy_timeout for another writer
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     elif connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRESQL_MIGRATION_LOCK})
 

@@ -314,6 +314,34 @@ def test_monitors_sharing_a_new_log_and_started_together_both_open_it(new_log_ur
     assert _at_head(url)
 
 
+def test_a_migration_waits_longer_than_a_write_for_another_monitors_migration(tmp_path, monkeypatch):
+    """A monitor migrating a shared new log holds its write lock throughout; on a loaded machine that outlasted
+    the 5 s an ordinary write waits, and the second monitor's log failed to open ("database is locked")."""
+    import monitor.store as store
+
+    monkeypatch.setattr(store, "_BUSY_TIMEOUT_MS", 100)  # an ordinary write now gives up after 0.1 s
+    path = tmp_path / "shared.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")  # as the first monitor's connection left it
+    holder.execute("BEGIN IMMEDIATE")
+    failures: list[BaseException] = []
+
+    def second_monitor() -> None:
+        try:
+            prepare(connect(f"sqlite:///{path}"))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            failures.append(exc)
+
+    opener = threading.Thread(target=second_monitor)
+    opener.start()
+    opener.join(1.0)  # the first monitor's migration lasts 1 s, ten times the ordinary wait
+    holder.execute("COMMIT")
+    holder.close()
+    opener.join(30)
+    assert not opener.is_alive() and failures == []
+    assert _at_head(f"sqlite:///{path}")
+
+
 @pytest.mark.parametrize("files", [("a.db", "b.db"), ("shared.db", "shared.db")], ids=["own logs", "one log"])
 def test_two_services_in_one_process_open_their_new_logs_at_the_same_time(tmp_path, files):
     """Each service's store thread opens its log: two at once used to run Alembic's migrations into each other."""
