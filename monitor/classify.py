@@ -71,6 +71,12 @@ class Head:
         head._check(folder)
         return head
 
+    @property
+    def alert_thresholds(self) -> dict[str, float]:
+        """Per alert class, the threshold `python -m train tune-alerts` chose for alerts (train/alerts.py);
+        a class without one alerts at its window threshold."""
+        return {str(k): float(v) for k, v in self.metadata.get("alert_thresholds", {}).items()}
+
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -100,7 +106,12 @@ class Head:
             raise HeadError(f"head {folder} has a zero or negative scale: retrain or restore it")
         if not (np.isfinite(self.temperature) and self.temperature > 0):
             raise HeadError(f"head {folder} has temperature {self.temperature}: it must be > 0")
-        for label, threshold in self.thresholds.items():
+        try:
+            alert_thresholds = self.alert_thresholds
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise HeadError(f"head {folder} has malformed alert_thresholds ({exc}): rerun `python -m train tune-alerts`") \
+                from exc
+        for label, threshold in {**self.thresholds, **alert_thresholds}.items():
             if label not in self.classes or not 0 <= threshold <= 1:
                 raise HeadError(f"head {folder} threshold {label}={threshold}: thresholds are in [0, 1], for its classes")
         width = self.dim
@@ -159,7 +170,7 @@ class Classifier:
             if label not in head.classes and label not in CLINICAL_ONLY:
                 raise ConfigError(f"config key alerts.classes: {label!r} is not a class of head {head.name!r} "
                                   f"(classes: {', '.join(head.classes)})")
-        thresholds = {**head.thresholds, **alerts.thresholds}
+        thresholds = {**head.thresholds, **head.alert_thresholds, **alerts.thresholds}
         return [_AlertState(c, head.classes.index(c), thresholds.get(c, 0.5), alerts.raise_windows, alerts.clear_windows)
                 for c in alerts.classes if c in head.classes]
 

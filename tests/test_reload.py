@@ -80,7 +80,7 @@ def test_sighup_applies_alarm_settings_and_paging_names_restart_keys_and_keeps_m
 class _Head:
     """A head whose probabilities are the embedding itself (classes not_cry, pain, hunger)."""
 
-    name, classes, thresholds = "identity", ("not_cry", "pain", "hunger"), {}
+    name, classes, thresholds, alert_thresholds = "identity", ("not_cry", "pain", "hunger"), {}, {}
 
 
 def _step(classifier: Classifier, probabilities, start: int):

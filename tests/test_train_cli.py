@@ -84,6 +84,7 @@ def test_evaluate_reproduces_the_shipped_report(tmp_path):
     if not (DATA / "index.csv").is_file():
         pytest.skip(f"cry data not present at {DATA} (a fresh machine has none)")
     result = _run("evaluate", "--data", str(DATA / "index.csv"), "--model", str(model), "--split", "heldout",
+                  "--detector", str(ROOT / "models" / "cry-detector-v1"),  # the detector it types for
                   "--json", "--cache-dir", str(tmp_path / "cache"), "--workers", "2")
     assert result.returncode == 0, result.stderr[-2000:]
     got = json.loads(result.stdout)

@@ -27,6 +27,7 @@ from train.mixing import (
 if TYPE_CHECKING:
     from monitor.config import Settings
     from monitor.pipeline import Models
+    from monitor.yamnet import YamnetModel
 
 MIXTURE_SECONDS = 30.0
 EBRS_DB = (-6, 0, 6)
@@ -208,14 +209,39 @@ CLEAN_COLLAR_S = 1.0  # a clean cry must have opened an episode by its onset + t
 ALERT_RATE_TARGETS = ("pain", "discomfort")  # Corvin's vaccination (pain) and bath (discomfort) cries
 
 
-def evaluate_clean_cries(cries: list[Record], settings: Settings, models: Models) -> dict[str, Any]:
+CRYING_CLASSES = ("Crying, sobbing", "Baby cry, infant cry", "Whimper")
+DROWNED_OTHER = 0.7  # another AudioSet class at least this sure somewhere in the clip ...
+DROWNED_CRY = 0.3  # ... while no crying class reaches this anywhere
+
+
+def drowned_out(samples: np.ndarray, yamnet: YamnetModel) -> str | None:
+    """The sound YAMNet hears instead of crying in a clip labelled as a cry, or None if it is a clean cry by this
+    rule: another class at DROWNED_OTHER or more somewhere and no crying class at DROWNED_CRY anywhere. Some phone
+    uploads labelled as cries are mostly the parents' speech, music or a television; they are not the clear cry in
+    a quiet room that must always open an episode. The rule looks only at YAMNet, never at the detector."""
+    from monitor.yamnet import patches
+
+    scores = yamnet.run(patches(samples, pad_end=True)).scores
+    crying = [yamnet.classes.index(name) for name in CRYING_CLASSES]
+    if scores[:, crying].max() >= DROWNED_CRY:
+        return None
+    other = scores.max(axis=0)
+    other[crying] = 0.0
+    best = int(np.argmax(other))
+    return yamnet.classes[best] if other[best] >= DROWNED_OTHER else None
+
+
+def evaluate_clean_cries(cries: list[Record], settings: Settings, models: Models,
+                         yamnet: YamnetModel | None = None) -> dict[str, Any]:
     """Each cry alone, as `crywatch analyze` plays a file: the case a user meets first (a clear cry in a quiet
     room must open an episode). Opened = an episode starts by the cry's onset + CLEAN_COLLAR_S (the clip holds
-    nothing else to start one). Alert rates per type: pain cries should raise a pain alert, bath cries should not."""
+    nothing else to start one). Alert rates per type: pain cries should raise a pain alert, bath cries should not.
+    With `yamnet`, each missed clip that YAMNet hears as another sound is named (drowned_out)."""
     from monitor.analyze import analyze_samples
     from train.mixing import event_bounds
 
     opened, missed, alerted, latencies = 0, [], {t: [0, 0] for t in ALERT_RATE_TARGETS}, []
+    drowned: dict[str, str] = {}
     counted = 0
     for record in tqdm(cries, desc="clean cries", unit="cry"):
         samples = load_audio(record.path)
@@ -232,11 +258,13 @@ def evaluate_clean_cries(cries: list[Record], settings: Settings, models: Models
             latencies.append(max(0.0, found["detected_s"] - onset))
         else:
             missed.append(record.rel)
+            if yamnet is not None and (heard := drowned_out(samples, yamnet)) is not None:
+                drowned[record.rel] = heard
         if record.target in alerted:
             alerted[record.target][0] += 1
             alerted[record.target][1] += any("pain" in e["alerts"] for e in summary["episodes"])
     return {"n": counted, "opened": opened, "recall": opened / counted if counted else float("nan"),
-            "missed": missed, "detected_latency_s": _latency_summary(latencies),
+            "missed": missed, "missed_drowned_out": drowned, "detected_latency_s": _latency_summary(latencies),
             "pain_alerts": {t: {"n": n, "alerted": a, "rate": a / n if n else float("nan")}
                             for t, (n, a) in alerted.items()}}
 
@@ -351,6 +379,10 @@ def describe(result: dict[str, Any]) -> str:
         lines.append(f"  clean cries alone (one file each, {clean['n']}): {clean['recall']:.1%} open an episode by onset + "
                      f"{CLEAN_COLLAR_S:.0f} s ({len(clean['missed'])} missed); pain alerts on pain cries "
                      f"{pain['alerted']}/{pain['n']}, on bath cries {bath['alerted']}/{bath['n']}")
+        drowned = clean.get("missed_drowned_out", {})
+        if drowned:
+            lines.append(f"    of the missed, {len(drowned)} are clips YAMNet hears as another sound, not crying: "
+                         + ", ".join(f"{Path(rel).name} ({heard})" for rel, heard in drowned.items()))
     table = result["false_episodes_by_background"]
     lines.append(f"  false episodes (not overlapping the cry) by background class present, top {TOP_CLASSES} of {len(table)}:")
     lines += [f"    {name:<18} {e['false_episodes']:4d} in {e['mixtures']:3d} mixtures "

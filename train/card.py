@@ -86,6 +86,28 @@ def why_missed(report: dict, cv: dict) -> list[str]:
     return lines + [""]
 
 
+LICENCES = {"corvin": "MIT", "donateacry": "ODbL 1.0 / DbCL 1.0", "esc50": "CC BY-NC 3.0", "fsdd": "CC BY-SA 4.0",
+            "donateacry_raw": "ODbL 1.0 / DbCL 1.0", "deeply": "CC BY-NC-ND 4.0", "us8k": "CC BY-NC 3.0"}
+
+
+def _licences(per_source: dict[str, int]) -> str:
+    named = [f"{source} {LICENCES.get(source, 'see its README')}" for source in per_source]
+    non_commercial = [s for s in per_source if "NC" in LICENCES.get(s, "")]
+    return ("- Licences: " + "; ".join(named) + "." + (
+        f" {', '.join(non_commercial)} {'is' if len(non_commercial) == 1 else 'are'} non-commercial: a head trained on "
+        "them inherits that restriction for commercial use — retrain without them for a product." if non_commercial else ""))
+
+
+def _alert_line(tuning: dict | None) -> str:
+    if not tuning:
+        return "- Alerts use the window thresholds (no `alert_thresholds`: `python -m train tune-alerts` chooses them)."
+    parts = [f"{c['label']} {c['chosen']:.2f} ({c['cry_rate']:.0%} of {c['validation_cries']} validation {c['label']} "
+             f"cries alert, none of {c['cry_free_mixtures']} cry-free validation mixtures; at the window threshold "
+             f"{c['head_threshold']:.2f}, {c['cry_free_alerts_at_head_threshold']} of them)" for c in tuning["classes"]]
+    return (f"- Alert thresholds (head.json `alert_thresholds`, behind `{tuning['detector']}`): " + "; ".join(parts)
+            + f". Rule: {tuning['rule']}.")
+
+
 def model_card(report: dict) -> str:
     cv, held = report["metrics"].get("cv"), report["metrics"]["heldout"]
     data = report["data"]
@@ -97,7 +119,8 @@ def model_card(report: dict) -> str:
         f"- Head `{report['model']}` on embedder `{report['embedder']}`: {EMBEDDER_NOTES.get(report['embedder'], '')}",
         f"- Classes: {', '.join(report['classes'])}. Output: calibrated probabilities (temperature "
         f"{report['head']['temperature']:.3f}) for each gated 2 s window; windows the gate closes are not_cry without the head.",
-        f"- Alert thresholds (head.json): {report['head']['thresholds']} — {report['head']['thresholds_rule']}.",
+        f"- Window thresholds (head.json): {report['head']['thresholds']} — {report['head']['thresholds_rule']}.",
+        _alert_line(report.get("alert_tuning")),
         "- `neurological` is in the label vocabulary but **not** in this head: the public data holds no clinically "
         "confirmed neurological cries (the seed study's 'neurological' was a keyword bucket of discomfort, scared, "
         "lonely, cold, hot). Detecting it requires recordings labelled by clinicians (e.g. confirmed HIE, meningitis "
@@ -108,21 +131,25 @@ def model_card(report: dict) -> str:
         "training data, to draw a carer's attention. Research and evaluation use.",
         "- Not for: diagnosis, triage, unattended monitoring, or any decision without a person checking the infant.", "",
         "## Data",
-        f"- `{data['index']}` ({data['files']} recordings, {data['groups']} groups): " + ", ".join(
+        f"- `{data['index']}`" + (f" and the second collection `{data['more']}`" if data.get("more") else "")
+        + f" ({data['files']} recordings, {data['groups']} groups): " + ", ".join(
             f"{s} {n}" for s, n in data["per_source"].items()) + ".",
         "- Class mapping (train/labelmaps.toml, map `crywatch`): corvin vaccination → pain; corvin bath → discomfort; "
         "donateacry hungry → hunger; donateacry belly_pain, burping, tired, discomfort (cold/hot) and ESC-50 "
         "crying_baby → other_cry (parents' unverified guesses with 4–14 groups each, and cries of unknown reason: "
         "merging them into pain or discomfort would teach the corpus, not the reason); other ESC-50 classes and "
-        "FSDD speech → not_cry.",
-        "- Licences: corvin MIT; donateacry ODbL 1.0 / DbCL 1.0; ESC-50 CC BY-NC 3.0 (non-commercial: a head "
-        "trained on it inherits that restriction for commercial use — retrain without ESC-50 for a product); "
-        "FSDD CC BY-SA 4.0.",
-        f"- Windows: the monitor's gate (hop 1 s, 2 s windows). Training uses the gated windows of cry recordings "
+        "FSDD speech → not_cry." + (" Second collection: donateacry_raw uploads YAMNet hears as crying → other_cry "
+                                    "(crying of unknown reason), its other uploads, deeply's adult vocalisations and "
+                                    "UrbanSound8K → not_cry." if data.get("more") else ""),
+        _licences(data["per_source"]),
+        f"- Windows: the monitor's gate (hop 1 s, 2 s windows) behind detector `{report.get('detector', 'unrecorded')}`. "
+        "Training uses the gated windows of cry recordings "
         f"and {'all windows (gated and ungated)' if report['negatives'] == 'all' else 'the gated windows'} "
         "of non-cry recordings.", "",
         "## Split",
-        f"- By `group` only (infant, app installation, Freesound recording, speaker), stratified by source and class: "
+        "- By `group` only (infant, app installation, Freesound recording, speaker), stratified by source and class"
+        + (" (held-out test: the detector's test groups, so the detector's benchmarks are on infants this head never "
+           "learned from)" if "detector" in report["split"].get("method", "") else "") + ": "
         f"held-out test {report['split']['test_groups']} groups / {report['split']['test_files']} files; validation "
         f"{report['split']['val_groups']} groups (early stopping, temperature, thresholds); training "
         f"{report['split']['train_groups']} groups. The leakage check (no group and no identical decoded waveform "

@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from monitor.audio import AudioError
 from monitor.classify import Head, HeadError
 from monitor.config import ConfigError, GateSettings
@@ -22,10 +24,10 @@ from train.cache import DEFAULT_CACHE, EmbeddingCache
 from train.card import model_card
 from train.datasets import DataError, Record, more_index, read_dataset
 from train.evaluate import evaluate, score
-from train.labels import CRYWATCH, KeywordMap, LabelError, load_label_map
+from train.labels import CRYWATCH, KeywordMap, LabelError, LabelMap, load_label_map
 from train.mixing import HARD_KINDS, SIDES
 from train.report import plot_set, report_markdown, write_json
-from train.splits import LeakageError
+from train.splits import LeakageError, Split
 
 USER_ERRORS = (DataError, LabelError, LeakageError, HeadError, DetectorError, AudioError, EmbedderError, ConfigError,
                StoreError)
@@ -56,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--no-refit", action="store_true",
                      help="keep the model trained without the validation groups instead of refitting on them")
     fit.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
+    fit.add_argument("--heldout-like-detector", action="store_true",
+                     help="the detector's split: its test groups held out, its validation groups for validation "
+                          "(with --no-refit they stay unseen, for tune-alerts), so the head's and the detector's "
+                          "figures are on the same unseen infants")
     _common(fit)
 
     ev = sub.add_parser("evaluate", help="score a labelled set with a head, with the same metrics as fit")
@@ -89,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--data", type=Path, help="index.csv of the cry data: also play each cry of the mixtures' groups "
                                                   "alone (clean-cry recall, pain alerts on pain and bath cries)")
     events.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (with --data)")
+
+    tune = sub.add_parser("tune-alerts", help="choose a head's alert thresholds on the detector's validation groups: "
+                                              "the lowest at which no cry-free mixture alerts")
+    tune.add_argument("--head", type=Path, required=True, help="head folder whose head.json gets alert_thresholds")
+    tune.add_argument("--data", type=Path, required=True, help="index.csv of the cry data (the validation cries)")
+    tune.add_argument("--mixtures", type=Path, nargs="+", required=True,
+                      help="folders written by `mixtures --split val` (plain and --hard): their cry-free mixtures")
+    tune.add_argument("--config", help="monitor config.toml (default: the project's)")
+    tune.add_argument("--detector", type=Path, help="cry detector folder (default: [detector] model)")
+    tune.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml")
 
     site = sub.add_parser("evaluate-site", help="the running model on a unit's reviewed episodes (from its log)")
     site.add_argument("--db", required=True, help="SQLAlchemy URL of the monitor's log, e.g. sqlite:///crywatch.db")
@@ -161,6 +177,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="embedding cache (env CRYWATCH_CACHE)")
     parser.add_argument("--workers", type=int, default=0, help="processes for embedding (0 = all cores)")
     parser.add_argument("--config", help="config.toml whose [hear] section locates HeAR weights (default: the project's)")
+    parser.add_argument("--detector", type=Path,
+                        help="cry detector folder whose windows the head types (default: the project's [detector] model)")
+    parser.add_argument("--with-more", action="store_true",
+                        help="add the second collection: adult vocalisations, urban sounds, raw phone uploads")
+    parser.add_argument("--more", type=Path,
+                        help="its index.csv, read with --with-more (default: ../more/index.csv beside --data)")
 
 
 def cmd_evaluate_site(args: argparse.Namespace) -> int:
@@ -187,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"fit": cmd_fit, "evaluate": cmd_evaluate, "card": cmd_card, "mixtures": cmd_mixtures,
                 "detector": cmd_detector, "evaluate-events": cmd_evaluate_events,
                 "evaluate-site": cmd_evaluate_site, "yamnet-export": cmd_yamnet_export,
-                "fuse-detector": cmd_fuse_detector}[args.command](args)
+                "fuse-detector": cmd_fuse_detector, "tune-alerts": cmd_tune_alerts}[args.command](args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -201,16 +223,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from train.pipeline import FitConfig, class_list, cross_validate, holdout_fit
 
     label_map = load_label_map(args.label_map)
-    records = read_dataset(args.data, label_map)
+    records = _records(args, label_map)
     gate = GateSettings()
-    cache = EmbeddingCache(args.cache_dir, args.embedder, gate, args.config)
+    cache = EmbeddingCache(args.cache_dir, args.embedder, gate, args.config, args.detector)
     windows = cache.embed(records, args.workers)
     classes = class_list(records, label_map.vocabulary)
     mlp = MLPConfig(hidden=tuple(int(h) for h in args.hidden.split(",")), label_smoothing=args.label_smoothing,
                     mixup_alpha=args.mixup, seed=args.seed)
     config = FitConfig(embedder=cache.embedder_id, model=args.model, cv_folds=args.cv, seed=args.seed,
                        negatives=args.negatives, logistic_c=args.c, mlp=mlp, refit=not args.no_refit)
-    head, outer, inner, heldout = holdout_fit(records, windows, classes, config, args.out.name)
+    sides = _detector_sides(args, records, label_map) if args.heldout_like_detector else None
+    head, outer, inner, heldout = holdout_fit(records, windows, classes, config, args.out.name, sides)
     scored = {"heldout": heldout}
     if args.cv:
         scored["cv"] = cross_validate(records, windows, classes, config)
@@ -242,8 +265,12 @@ def _fit_report(args: argparse.Namespace, config, head: Head, records: list[Reco
         "name": args.out.name, "embedder": args.embedder, "model": args.model, "config": dataclasses.asdict(config),
         "classes": list(head.classes), "seed": args.seed, "negatives": args.negatives, "command": args.invocation,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "data": _data_summary(args.data, records),
-        "split": _split_summary(records, *splits),
+        "data": {**_data_summary(args.data, records),
+                 **({"more": str(more_index(args.data, args.more))} if args.with_more else {})},
+        "detector": cache.detector_id,
+        "split": {**_split_summary(records, *splits), **({"method": "the detector's split (both collections): its "
+                                                                   "test groups held out, its validation groups validate"}
+                                                        if args.heldout_like_detector else {})},
         "head": {"temperature": head.temperature, "thresholds": head.thresholds,
                  "thresholds_rule": head.metadata["thresholds_rule"], **head.metadata},
         "cache": {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder)},
@@ -251,7 +278,9 @@ def _fit_report(args: argparse.Namespace, config, head: Head, records: list[Reco
         "probes": probes,
         "extra_markdown": probes_markdown(probes) if probes else [],
         "reproduce": [args.invocation,
-                      f"python -m train evaluate --data {args.data} --model {args.out} --split heldout --json"],
+                      f"python -m train evaluate --data {args.data} --model {args.out} --split heldout --json"
+                      + (f" --detector {args.detector}" if args.detector else "") + (" --with-more" if args.with_more else "")
+                      + (f" --more {args.more}" if args.more else "")],
     }
 
 
@@ -318,17 +347,44 @@ def summary(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _detector_sides(args: argparse.Namespace, records: list[Record],
+                    label_map: LabelMap | KeywordMap) -> tuple[Split, Split]:
+    """The detector's own split (both collections): its test groups are the head's held-out test set and its
+    validation groups the head's validation set (train+val vs test, train vs val)."""
+    from monitor.config import DetectorSettings
+    from monitor.detect import DetectorModel
+    from train.mixing import detector_split
+
+    detector = DetectorModel.load(args.detector or DetectorSettings().model_path())
+    seed = int(detector.metadata.get("training", {}).get("split_seed", 0))
+    more = read_dataset(more_index(args.data, args.more), label_map) if args.with_more else None
+    split = detector_split(read_dataset(args.data, label_map), seed, more)
+    side = {r.split_key: name for name, rs in split.items() for r in rs}
+    of = np.array([side[r.split_key] for r in records])
+    return (Split(np.flatnonzero(of != "test"), np.flatnonzero(of == "test")),
+            Split(np.flatnonzero(of == "train"), np.flatnonzero(of == "val")))
+
+
+def _records(args: argparse.Namespace, label_map: LabelMap | KeywordMap) -> list[Record]:
+    """--data, and with --with-more the second collection (Record.split_key keeps an installation or a Freesound
+    id on one side across both)."""
+    if args.more is not None and not args.with_more:
+        raise DataError("--more is read only with --with-more: add --with-more, or drop --more")
+    records = read_dataset(args.data, label_map)
+    return records + read_dataset(more_index(args.data, args.more), label_map) if args.with_more else records
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     head = Head.load(args.model)
     label_map = load_label_map(head.metadata.get("label_map", args.label_map))
-    records = read_dataset(args.data, label_map)
+    records = _records(args, label_map)
     if args.split == "heldout":
         keep = set(head.metadata.get("heldout_groups", []))
         records = [r for r in records if r.key in keep]
         if not records:
             raise DataError(f"no recording of {args.data} is in the held-out groups of {args.model}: use --split all")
     gate = _trained_gate(head, args.model)
-    cache = EmbeddingCache(args.cache_dir, head.embedder_id, gate, args.config)
+    cache = EmbeddingCache(args.cache_dir, head.embedder_id, gate, args.config, args.detector)
     head.check_embedder(cache.embedder_id, head.dim)
     windows = cache.embed(records, args.workers)
     if windows and windows[0].vectors.shape[1] != head.dim:
@@ -394,9 +450,67 @@ def cmd_mixtures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune_alerts(args: argparse.Namespace) -> int:
+    from monitor.audio import load_audio
+    from monitor.config import load_settings
+    from monitor.pipeline import Models
+    from train.alerts import MIN_ALERT_RATE, tune_alert_thresholds
+    from train.benchmark import read_mixtures
+    from train.mixing import detector_split, event_bounds
+
+    metas = []
+    for folder in args.mixtures:
+        read_mixtures(folder)
+        if not (folder / "meta.json").is_file():
+            raise DataError(f"{folder / 'meta.json'} not found: write the mixtures with `python -m train mixtures`")
+        meta = json.loads((folder / "meta.json").read_text())
+        if meta.get("split") != "val":
+            raise DataError(f"{folder} holds {meta.get('split')!r}-group mixtures: tune on validation groups only "
+                            f"(`python -m train mixtures --split val --out ...`)")
+        metas.append(meta)
+    split_seeds = {int(m.get("split_seed", 0)) for m in metas}
+    if len(split_seeds) != 1:
+        raise DataError(f"the mixtures come from different detector splits (split seeds {sorted(split_seeds)})")
+    settings = load_settings(args.config).with_overrides(classifier={"head": str(args.head.resolve())}, **(
+        {"detector": {"model": str(args.detector.resolve())}} if args.detector else {}))
+    models = Models.load(settings)
+    val = detector_split(read_dataset(args.data, load_label_map(args.label_map)), split_seeds.pop())["val"]
+    cries: dict[str, list] = {}
+    for record in val:
+        if record.target in settings.alerts.classes:
+            samples = load_audio(record.path)
+            if event_bounds(samples) is not None:  # the clean-cry benchmark's own rule for an audible cry
+                cries.setdefault(record.target, []).append(samples)
+    cry_free = [load_audio(folder / row["filename"]) for folder in args.mixtures
+                for row in read_mixtures(folder) if row["cry"] != "1"]
+    tunings = tune_alert_thresholds(settings, models, cries, cry_free)
+    head = models.head
+    reports = [t.report(len(cries.get(t.label, [])), len(cry_free)) for t in tunings]
+    metadata = {**head.metadata, "alert_thresholds": {t.label: t.chosen for t in tunings},
+                "alert_tuning": {"rule": "the lowest threshold at which no cry-free validation mixture alerts "
+                                         "(met: >= 90 % of the class's clean validation cries still alert)",
+                                 "detector": models.detector.id, "raise_windows": settings.alerts.raise_windows,
+                                 "mixtures": [str(f) for f in args.mixtures], "command": args.invocation,
+                                 "classes": reports}}
+    dataclasses.replace(head, metadata=metadata).save(args.head)
+    report_path = args.head / "report.json"
+    if report_path.is_file():  # the card says which thresholds alert
+        report = {**json.loads(report_path.read_text()), "alert_tuning": metadata["alert_tuning"]}
+        write_json(report_path, report)
+        (args.head / "MODEL_CARD.md").write_text(model_card(report))
+    for t, r in zip(tunings, reports):
+        print(f"{t.label}: alert threshold {t.chosen:.2f} (window threshold {t.head_threshold:.2f}); "
+              f"{r['cry_rate']:.0%} of {r['validation_cries']} validation {t.label} cries alert; no cry-free mixture "
+              f"alerts (of {r['cry_free_mixtures']}; {t.cry_free_alerts_at_head_threshold} at the window threshold)"
+              + ("" if t.met else f"; fewer than {MIN_ALERT_RATE:.0%} of the cries alert with a silent cry-free set"))
+    print(f"written to {args.head / 'head.json'}", file=sys.stderr)
+    return 0
+
+
 def cmd_evaluate_events(args: argparse.Namespace) -> int:
     from monitor.config import load_settings
     from monitor.pipeline import Models
+    from monitor.yamnet import YamnetModel
     from train.benchmark import describe, evaluate_clean_cries, evaluate_events, read_mixtures
 
     read_mixtures(args.mixtures)  # a wrong folder fails before the models load
@@ -409,6 +523,6 @@ def cmd_evaluate_events(args: argparse.Namespace) -> int:
         groups = set(json.loads((args.mixtures / "meta.json").read_text())["split_groups"])
         cries = [r for r in read_dataset(args.data, load_label_map(args.label_map))
                  if r.target != "not_cry" and r.key in groups]
-        result["clean_cries"] = evaluate_clean_cries(cries, settings, models)
+        result["clean_cries"] = evaluate_clean_cries(cries, settings, models, YamnetModel.load())
     print(json.dumps(result, indent=1) if args.json else describe(result), end="\n" if args.json else "")
     return 0

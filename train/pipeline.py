@@ -113,13 +113,14 @@ def inner_split(records: list[Record], outer: Split, config: FitConfig) -> Split
     return Split(outer.train[inner.train], outer.train[inner.test])
 
 
-def holdout_fit(records: list[Record], windows: list[FileWindows], classes: tuple[str, ...],
-                config: FitConfig, name: str) -> tuple[Head, Split, Split, Scored]:
-    """The shipped head: trained on train groups, calibrated on validation groups, scored on test groups."""
+def holdout_fit(records: list[Record], windows: list[FileWindows], classes: tuple[str, ...], config: FitConfig,
+                name: str, sides: tuple[Split, Split] | None = None) -> tuple[Head, Split, Split, Scored]:
+    """The shipped head: trained on train groups, calibrated on validation groups, scored on test groups
+    (`sides` = (train+val vs test, train vs val) when given, else grouped hold-outs of its own)."""
     waves = [w.wave_sha1 for w in windows]
-    outer = grouped_holdout(records, config.test_fraction, config.seed)
+    outer = sides[0] if sides else grouped_holdout(records, config.test_fraction, config.seed)
     check_leakage(records, outer, waves)
-    inner = inner_split(records, outer, config)
+    inner = sides[1] if sides else inner_split(records, outer, config)
     check_leakage(records, inner, waves)
     head = fit_head(records, windows, inner, classes, config, name)
     test = subset(records, outer.test)
