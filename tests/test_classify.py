@@ -88,7 +88,46 @@ def test_config_thresholds_override_the_heads():
     assert [k for _, k in _steps(classifier, [(0.05, 0.9, 0.05)])] == [[]]
 
 
+def test_a_heads_tuned_alert_threshold_replaces_its_window_threshold_and_config_still_wins():
+    tuned = replace(_identity_head(), metadata={"alert_thresholds": {"pain": 0.8}})
+    between = (0.05, 0.7, 0.25)  # above the window threshold (0.6), below the tuned alert threshold (0.8)
+    assert [k for _, k in _steps(Classifier(_identity_head(), 0.0, AlertSettings(raise_windows=1)), [between])] \
+        == [["AlertStarted"]]
+    assert [k for _, k in _steps(Classifier(tuned, 0.0, AlertSettings(raise_windows=1)), [between])] == [[]]
+    assert [k for _, k in _steps(Classifier(tuned, 0.0, AlertSettings(raise_windows=1)), [(0.05, 0.9, 0.05)])] \
+        == [["AlertStarted"]]
+    overridden = AlertSettings(raise_windows=1, thresholds={"pain": 0.65})
+    assert [k for _, k in _steps(Classifier(tuned, 0.0, overridden), [between])] == [["AlertStarted"]]
+
+
+def test_acoustic_v3s_alert_threshold_was_tuned_behind_the_detector_it_types_for():
+    from monitor.config import PROJECT_ROOT
+    from monitor.detect import DetectorModel
+
+    head = Head.load(PROJECT_ROOT / "models" / "acoustic-v3")
+    tuning = head.metadata["alert_tuning"]
+    assert tuning["detector"] == head.metadata["detector"] == DetectorModel.load(PROJECT_ROOT / "models" / "cry-detector-v2").id
+    assert {c["label"]: c["chosen"] for c in tuning["classes"]} == head.alert_thresholds
+    assert all(c["cry_free_alerts"] == 0 and c["cry_free_mixtures"] >= 100 for c in tuning["classes"])
+
+
+def test_acoustic_v3_was_held_out_on_the_detectors_own_test_infants():
+    """Its held-out figures and detector v2's benchmarks are on the same infants, which neither learned from."""
+    from monitor.config import PROJECT_ROOT
+    from monitor.detect import DetectorModel
+
+    head = Head.load(PROJECT_ROOT / "models" / "acoustic-v3")
+    detector_test = set(DetectorModel.load(PROJECT_ROOT / "models" / "cry-detector-v2").metadata["training"]
+                        ["split_groups"]["test"])
+    sources = {group.split("/")[0] for group in detector_test}
+    held = {g for g in head.metadata["heldout_groups"] if g.split("/")[0] in sources}
+    assert held == detector_test
+
+
 @pytest.mark.parametrize("damage, expected", [
+    (lambda h: replace(h, metadata={"alert_thresholds": {"pain": 1.5}}), "threshold pain=1.5"),
+    (lambda h: replace(h, metadata={"alert_thresholds": {"pain": "high"}}), "malformed alert_thresholds"),
+    (lambda h: replace(h, metadata={"alert_thresholds": [0.5]}), "malformed alert_thresholds"),
     (lambda h: replace(h, layers=((h.layers[0][0] * np.nan, h.layers[0][1]),)), "non-finite values in W0"),
     (lambda h: replace(h, scale=np.zeros_like(h.scale)), "zero or negative scale"),
     (lambda h: replace(h, temperature=0.0), "temperature 0.0"),

@@ -19,11 +19,12 @@ from train.mixing import BackgroundMaker, db_gain, event_bounds, mix_at_ebr, nic
 
 MORE = SHARED / "data" / "more"
 V2 = PROJECT_ROOT / "models" / "cry-detector-v2"
+V3_HEAD = PROJECT_ROOT / "models" / "acoustic-v3"  # the type head trained on v2's windows
 
 
 @pytest.fixture(scope="module")
 def v2_settings(settings):
-    return settings.with_overrides(detector={"model": str(V2)})
+    return settings.with_overrides(detector={"model": str(V2)}, classifier={"head": str(V3_HEAD)})
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +65,26 @@ def _alone(clip: np.ndarray, seed: int) -> np.ndarray:
     return scene
 
 
-def test_clean_test_group_cries_open_an_episode_within_1_s_of_their_onset(test_records, v2_settings, v2_models):
-    """Issue 16 asks for 99 %; v2 opens 126 of these 130 (the 4 misses are phone-recorded Donate-a-cry cries),
-    v1 117. The bound guards what v2 reaches, well above v1."""
+def test_every_clean_test_group_cry_opens_an_episode_within_1_s_and_pain_cries_alone_alert(test_records, v2_settings,
+                                                                                            v2_models):
+    """Issue 16 asks for 99 %; v2 opens 126 of these 130 (v1 117). Each of the 4 it misses is a phone upload YAMNet
+    hears as speech, music or a howl rather than crying: every cry YAMNet does not hear as something else opens one.
+    acoustic-v3 (typing v2's windows; neither it nor v2 learned from these infants; its alert threshold the lowest
+    that keeps the validation groups' cry-free mixtures silent) alerts on no bath cry (issue 16: <= 10 %) but on
+    only 4 of the 12 vaccination cries of these three infants (issue 16: >= 90 %, not met): the bound on pain guards
+    that level, not the target."""
+    from monitor.yamnet import YamnetModel
+
     cries = [r for r in test_records if r.target != "not_cry"]
-    result = evaluate_clean_cries(cries, v2_settings, v2_models)
+    result = evaluate_clean_cries(cries, v2_settings, v2_models, YamnetModel.load())
     print(f"\n{result['opened']}/{result['n']} clean test-group cries open an episode by onset + 1 s; "
-          f"missed: {result['missed']}; pain alerts {result['pain_alerts']}")
+          f"missed: {result['missed_drowned_out']}; pain alerts {result['pain_alerts']}")
     assert result["n"] >= 100
     assert result["recall"] >= 0.95, result["missed"]
+    assert set(result["missed"]) == set(result["missed_drowned_out"]), "a cry YAMNet hears as crying opened no episode"
+    pain, bath = result["pain_alerts"]["pain"], result["pain_alerts"]["discomfort"]
+    assert pain["n"] >= 10 and pain["rate"] >= 0.25, pain
+    assert bath["n"] >= 30 and bath["rate"] <= 0.1, bath
 
 
 def test_a_cry_at_minus_6_db_in_a_noisy_room_is_found(test_records, v2_settings, v2_models):
