@@ -11,7 +11,7 @@ from monitor.audio import load_audio
 from monitor.config import PROJECT_ROOT
 from monitor.pipeline import Models
 from tests.conftest import cry_path
-from train.alerts import alert_level, choose_threshold
+from train.alerts import alert_levels, choose_threshold
 
 
 def test_the_threshold_is_the_lowest_that_keeps_every_cry_free_mixture_silent():
@@ -41,7 +41,7 @@ def test_alert_level_is_exactly_where_the_monitor_starts_alerting(settings, held
     models = Models.load(settings)
     for row in pain:
         samples = load_audio(cry_path(row))
-        level = alert_level(samples, settings, models, "pain")
+        level = alert_levels(samples, settings, models, ("pain",))["pain"]
         for threshold in (level - 0.01, level + 0.01):
             tuned = settings.with_overrides(alerts={"thresholds": {"pain": round(threshold, 4)}})
             episodes = analyze_samples(samples, tuned, models)[1]["episodes"]

@@ -23,13 +23,14 @@ MIN_ALERT_RATE = 0.9
 STEP = 0.01
 
 
-def alert_level(samples: np.ndarray, settings: Settings, models: Models, label: str) -> float:
-    """The highest threshold at which `label` would raise an alert on this recording: over every run of
-    `raise_windows` consecutive smoothed windows, the largest of their lowest values."""
+def alert_levels(samples: np.ndarray, settings: Settings, models: Models, labels: tuple[str, ...]) -> dict[str, float]:
+    """Per label, the highest threshold at which it would raise an alert on this recording: over every run of
+    `raise_windows` consecutive smoothed windows, the largest of their lowest values (one pass for all labels)."""
     events, _summary = analyze_samples(samples, settings, models)
-    levels = [e.smoothed.get(label, 0.0) for e in events if isinstance(e, WindowScored)]
+    scored = [e.smoothed for e in events if isinstance(e, WindowScored)]
     k = settings.alerts.raise_windows
-    return max((min(levels[i:i + k]) for i in range(len(levels) - k + 1)), default=0.0)
+    return {label: max((min(w.get(label, 0.0) for w in scored[i:i + k]) for i in range(len(scored) - k + 1)),
+                       default=0.0) for label in labels}
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,13 @@ def tune_alert_thresholds(settings: Settings, models: Models, cries: dict[str, l
                           cry_free: list[np.ndarray]) -> list[AlertTuning]:
     """One AlertTuning per alert class of the running head; `cries` holds each class's clean validation cries."""
     head = models.head
+    labels = tuple(c for c in settings.alerts.classes if c in head.classes)
+    free_levels = [alert_levels(s, settings, models, labels) for s in tqdm(cry_free, desc="cry-free mixtures",
+                                                                             unit="mixture")]
     tunings = []
-    for label in (c for c in settings.alerts.classes if c in head.classes):
-        own = head.thresholds.get(label, 0.5)
-        cry_levels = np.array([alert_level(s, settings, models, label)
-                               for s in tqdm(cries.get(label, []), desc=f"{label} cries", unit="cry")])
-        free_levels = np.array([alert_level(s, settings, models, label)
-                                for s in tqdm(cry_free, desc="cry-free mixtures", unit="mixture")])
-        tunings.append(choose_threshold(label, own, cry_levels, free_levels))
+    for label in labels:
+        cry_levels = [alert_levels(s, settings, models, (label,))[label]
+                      for s in tqdm(cries.get(label, []), desc=f"{label} cries", unit="cry")]
+        tunings.append(choose_threshold(label, head.thresholds.get(label, 0.5), np.array(cry_levels),
+                                        np.array([levels[label] for levels in free_levels])))
     return tunings

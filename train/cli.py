@@ -223,7 +223,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from train.pipeline import FitConfig, class_list, cross_validate, holdout_fit
 
     label_map = load_label_map(args.label_map)
-    records = _records(args, label_map)
+    cries, more = _collections(args, label_map)
+    records = cries + (more or [])
     gate = GateSettings()
     cache = EmbeddingCache(args.cache_dir, args.embedder, gate, args.config, args.detector)
     windows = cache.embed(records, args.workers)
@@ -232,7 +233,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                     mixup_alpha=args.mixup, seed=args.seed)
     config = FitConfig(embedder=cache.embedder_id, model=args.model, cv_folds=args.cv, seed=args.seed,
                        negatives=args.negatives, logistic_c=args.c, mlp=mlp, refit=not args.no_refit)
-    sides = _detector_sides(args, records, label_map) if args.heldout_like_detector else None
+    sides = _detector_sides(cache.detector, cries, more) if args.heldout_like_detector else None
     head, outer, inner, heldout = holdout_fit(records, windows, classes, config, args.out.name, sides)
     scored = {"heldout": heldout}
     if args.cv:
@@ -347,37 +348,34 @@ def summary(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _detector_sides(args: argparse.Namespace, records: list[Record],
-                    label_map: LabelMap | KeywordMap) -> tuple[Split, Split]:
-    """The detector's own split (both collections): its test groups are the head's held-out test set and its
+def _detector_sides(detector_folder: str, cries: list[Record], more: list[Record] | None) -> tuple[Split, Split]:
+    """The detector's own split of `cries + more`: its test groups are the head's held-out test set and its
     validation groups the head's validation set (train+val vs test, train vs val)."""
-    from monitor.config import DetectorSettings
     from monitor.detect import DetectorModel
     from train.mixing import detector_split
 
-    detector = DetectorModel.load(args.detector or DetectorSettings().model_path())
-    seed = int(detector.metadata.get("training", {}).get("split_seed", 0))
-    more = read_dataset(more_index(args.data, args.more), label_map) if args.with_more else None
-    split = detector_split(read_dataset(args.data, label_map), seed, more)
-    side = {r.split_key: name for name, rs in split.items() for r in rs}
-    of = np.array([side[r.split_key] for r in records])
+    seed = int(DetectorModel.load(detector_folder).metadata.get("training", {}).get("split_seed", 0))
+    side = {r.split_key: name for name, rs in detector_split(cries, seed, more).items() for r in rs}
+    of = np.array([side[r.split_key] for r in cries + (more or [])])
     return (Split(np.flatnonzero(of != "test"), np.flatnonzero(of == "test")),
             Split(np.flatnonzero(of == "train"), np.flatnonzero(of == "val")))
 
 
-def _records(args: argparse.Namespace, label_map: LabelMap | KeywordMap) -> list[Record]:
+def _collections(args: argparse.Namespace,
+                 label_map: LabelMap | KeywordMap) -> tuple[list[Record], list[Record] | None]:
     """--data, and with --with-more the second collection (Record.split_key keeps an installation or a Freesound
     id on one side across both)."""
     if args.more is not None and not args.with_more:
         raise DataError("--more is read only with --with-more: add --with-more, or drop --more")
-    records = read_dataset(args.data, label_map)
-    return records + read_dataset(more_index(args.data, args.more), label_map) if args.with_more else records
+    cries = read_dataset(args.data, label_map)
+    return cries, read_dataset(more_index(args.data, args.more), label_map) if args.with_more else None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     head = Head.load(args.model)
     label_map = load_label_map(head.metadata.get("label_map", args.label_map))
-    records = _records(args, label_map)
+    cries, more = _collections(args, label_map)
+    records = cries + (more or [])
     if args.split == "heldout":
         keep = set(head.metadata.get("heldout_groups", []))
         records = [r for r in records if r.key in keep]
