@@ -21,7 +21,7 @@ from bench.machine import cpu_model  # noqa: E402
 from monitor.analyze import analyze_samples  # noqa: E402
 from monitor.audio import RingBuffer  # noqa: E402
 from monitor.config import load_settings  # noqa: E402
-from monitor.gate import Gate, gate_recording  # noqa: E402
+from monitor.detect import Gate, gate_recording  # noqa: E402
 from monitor.messages import SAMPLE_RATE  # noqa: E402
 from monitor.pipeline import Models  # noqa: E402
 from monitor.scenario import render_scenario  # noqa: E402

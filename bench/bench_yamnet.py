@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # for bench.machine when run as a script
 
 from bench.machine import cpu_model, load_average  # noqa: E402
-from monitor.yamnet import DEFAULT_FOLDER, YamnetError, YamnetModel, patches  # noqa: E402
+from monitor.detect.yamnet import DEFAULT_FOLDER, YamnetError, YamnetModel, patches  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 TFLITE = SHARED / "models" / "yamnet" / "yamnet_spectra_in.tflite"

@@ -11,12 +11,11 @@ import numpy as np
 
 from monitor.classify import Classifier, Head, HeadError
 from monitor.config import HearSettings, Settings
-from monitor.detect import DetectorModel
+from monitor.detect import DetectorModel, Gate
 from monitor.embed import OFFLINE_EMBEDDERS, Embedder, EmbedderError, make_embedder, offline_embedder
 from monitor.embed.failover import Failover
 from monitor.embed.remote import RemoteEmbedder, ServedModelMismatch
 from monitor.episodes import EpisodeTracker
-from monitor.gate import Gate
 from monitor.messages import (
     NOT_CRY,
     Activity,

@@ -7,16 +7,8 @@ import pytest
 import torch
 
 from monitor.config import DetectorSettings
-from monitor.detect import (
-    Architecture,
-    Decision,
-    DetectorError,
-    DetectorModel,
-    FeatureSettings,
-    LogMel,
-    StreamingDetector,
-    pad_for_training,
-)
+from monitor.detect import Decision, DetectorError, DetectorModel, FeatureSettings
+from monitor.detect.crnn import Architecture, LogMel, StreamingDetector, pad_for_training
 from tests.conftest import run_crywatch
 from train.detector import CryCRNN, exported
 

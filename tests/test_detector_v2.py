@@ -73,7 +73,7 @@ def test_every_clean_test_group_cry_opens_an_episode_within_1_s_and_pain_cries_a
     that keeps the validation groups' cry-free mixtures silent) alerts on no bath cry (issue 16: <= 10 %) but on
     only 4 of the 12 vaccination cries of these three infants (issue 16: >= 90 %, not met): the bound on pain guards
     that level, not the target."""
-    from monitor.yamnet import YamnetModel
+    from monitor.detect.yamnet import YamnetModel
 
     cries = [r for r in test_records if r.target != "not_cry"]
     result = evaluate_clean_cries(cries, v2_settings, v2_models, YamnetModel.load())

@@ -6,9 +6,10 @@ import pytest
 
 from monitor.audio import RingBuffer, load_audio
 from monitor.config import DetectorSettings, EpisodeSettings, GateSettings
-from monitor.detect import Decision, DetectorModel, StreamingDetector
+from monitor.detect import Decision, DetectorModel
+from monitor.detect.crnn import StreamingDetector
+from monitor.detect.gate import Gate, RunDecider, decide_runs, gate_recording
 from monitor.episodes import EpisodeTracker
-from monitor.gate import Gate, RunDecider, decide_runs, gate_recording
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, EpisodeClosed, Prediction
 from monitor.scenario import render_scenario
 from tests.conftest import CRIES, cry_path, pick

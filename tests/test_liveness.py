@@ -17,7 +17,7 @@ from monitor.audio import RingBuffer, load_audio
 from monitor.bus import Subscriber
 from monitor.config import ConfigError
 from monitor.control import ControlRequest, send_request
-from monitor.gate import Gate
+from monitor.detect import Gate
 from monitor.messages import SAMPLE_RATE, AlarmCleared, AlarmRaised, EpisodeOpened, Heartbeat, ServiceStatus, WindowScored
 from monitor.service import Service
 from tests.conftest import CRIES, PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick, run_crywatch

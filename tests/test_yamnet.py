@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from monitor.audio import load_audio
-from monitor.yamnet import (
+from monitor.detect.yamnet import (
     CRY_CLASS,
     DEFAULT_FOLDER,
     EMBEDDING_DIM,

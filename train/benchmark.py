@@ -26,8 +26,8 @@ from train.mixing import (
 
 if TYPE_CHECKING:
     from monitor.config import Settings
+    from monitor.detect.yamnet import YamnetModel
     from monitor.pipeline import Models
-    from monitor.yamnet import YamnetModel
 
 MIXTURE_SECONDS = 30.0
 EBRS_DB = (-6, 0, 6)
@@ -219,7 +219,7 @@ def drowned_out(samples: np.ndarray, yamnet: YamnetModel) -> str | None:
     rule: another class at DROWNED_OTHER or more somewhere and no crying class at DROWNED_CRY anywhere. Some phone
     uploads labelled as cries are mostly the parents' speech, music or a television; they are not the clear cry in
     a quiet room that must always open an episode. The rule looks only at YAMNet, never at the detector."""
-    from monitor.yamnet import patches
+    from monitor.detect.yamnet import patches
 
     scores = yamnet.run(patches(samples, pad_end=True)).scores
     crying = [yamnet.classes.index(name) for name in CRYING_CLASSES]

@@ -21,9 +21,8 @@ from tqdm import tqdm
 
 from monitor.audio import load_audio
 from monitor.config import DetectorSettings, GateSettings, load_settings
-from monitor.detect import DetectorModel
+from monitor.detect import DetectorModel, gate_recording
 from monitor.embed import Embedder, make_embedder
-from monitor.gate import gate_recording
 from monitor.messages import WINDOW_SAMPLES
 from train.datasets import Record
 

@@ -507,8 +507,8 @@ def cmd_tune_alerts(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_events(args: argparse.Namespace) -> int:
     from monitor.config import load_settings
+    from monitor.detect.yamnet import YamnetModel
     from monitor.pipeline import Models
-    from monitor.yamnet import YamnetModel
     from train.benchmark import describe, evaluate_clean_cries, evaluate_events, read_mixtures
 
     read_mixtures(args.mixtures)  # a wrong folder fails before the models load

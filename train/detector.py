@@ -23,16 +23,10 @@ from torch import nn
 from tqdm import tqdm
 
 from monitor.audio import load_audio
-from monitor.detect import (
-    Architecture,
-    Decision,
-    DetectorModel,
-    FeatureSettings,
-    LogMel,
-    band_pools,
-    pad_for_training,
-)
-from monitor.gate import decide_runs, frame_time
+from monitor.detect import Decision, DetectorModel, FeatureSettings
+from monitor.detect.crnn import Architecture, LogMel, band_pools, pad_for_training
+from monitor.detect.frames import frame_time
+from monitor.detect.gate import decide_runs
 from monitor.messages import SAMPLE_RATE
 from train.datasets import Record
 from train.mixing import HARD_KINDS, ClipCache, TrainingMixer, active_rms, db_gain, room_noise
@@ -46,7 +40,7 @@ ONSET_BEFORE, ONSET_AFTER = 10, 50  # frames (0.2 s before, 1 s after) weighted 
 class CryCRNN(nn.Module):
     """(batch, frames, n_mels) log-mel → (batch, frames - 2 * CONV_LOOKAHEAD) cry logits.
 
-    The torch twin of monitor.detect.CRNNForward, which runs these weights by their names.
+    The torch twin of monitor.detect.crnn.CRNNForward, which runs these weights by their names.
     Output j is the GRU's step for input frame j + CONV_LOOKAHEAD (the convolutions are valid in
     time), trained to score frame j + CONV_LOOKAHEAD - delay_frames; inputs are normalised by
     per-band statistics of the training data, stored with the weights.

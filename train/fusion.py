@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from monitor.audio import load_audio
 from monitor.detect import Decision, DetectorModel, FeatureSettings
-from monitor.fusion import (
+from monitor.detect.frames import frame_time
+from monitor.detect.fusion import (
     HEAD_BIAS,
     HEAD_WEIGHT,
     Backbone,
@@ -35,9 +36,8 @@ from monitor.fusion import (
     patches_for,
     smooth,
 )
-from monitor.gate import frame_time
+from monitor.detect.yamnet import YamnetModel, patch_spans, patches
 from monitor.messages import SAMPLE_RATE
-from monitor.yamnet import YamnetModel, patch_spans, patches
 from train.benchmark import CLEAN_COLLAR_S
 from train.datasets import Record
 from train.detector import TuningMixture, episode_onsets, event_errors, track

@@ -2,10 +2,10 @@
 
 TensorFlow's interpreter reads every tensor once: the int8 weights with their per-channel scales and
 zero points, the int32 biases, the int8 activations' scales and zero points (the model is
-full-integer). They are written unchanged to weights.safetensors (about 4 MB; monitor/yamnet.py
+full-integer). They are written unchanged to weights.safetensors (about 4 MB; monitor/detect/yamnet.py
 dequantises or requantises at load), with yamnet.json (architecture, provenance, sha256), the class
 map, the Apache-2.0 licence and a model card. The export then runs the written folder through
-monitor.yamnet beside the interpreter and refuses to finish if they disagree.
+monitor.detect.yamnet beside the interpreter and refuses to finish if they disagree.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.yamnet import (
+from monitor.detect.yamnet import (
     CLASS_MAP_FILE,
     CRY_CLASS,
     GOLDEN,
@@ -94,7 +94,7 @@ def interpreter_scores(it: Any, patches: np.ndarray) -> np.ndarray:
 
 
 def read_tensors(tflite: Path) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-    """Every weight and quantisation parameter, by monitor.yamnet's names, and the conv layers in order."""
+    """Every weight and quantisation parameter, by monitor.detect.yamnet's names, and the conv layers in order."""
     it = interpreter(tflite, delegates=False)
     details = {d["index"]: d for d in it.get_tensor_details()}
     ops = [op for op in it._get_ops_details() if op["op_name"] != "DELEGATE"]  # no public API lists the graph
@@ -195,7 +195,7 @@ def export(tflite: Path, out: Path) -> dict[str, Any]:
 
 
 def agreement(tflite: Path, folder: Path) -> dict[str, Any]:
-    """The written folder through monitor.yamnet vs the interpreter, on the golden patch when it lies
+    """The written folder through monitor.detect.yamnet vs the interpreter, on the golden patch when it lies
     beside the model, and on seeded log-mel-like noise patches."""
     model = YamnetModel.load(folder)
     rng = np.random.default_rng(0)
@@ -223,7 +223,7 @@ def model_card(meta: dict[str, Any]) -> str:
 **What**: Google's YAMNet general-audio event classifier: MobileNetV1 (one 3x3 conv, 13
 depthwise-separable blocks), global mean → 1024-d embedding → dense 521 → sigmoid, over 0.96 s log-mel
 patches (96 frames x 64 bands). Class {meta['cry_class']} is "Baby cry, infant cry" (AudioSet
-/t/dd00002). CryWatch runs it with `monitor.yamnet.YamnetModel` in numpy, reproducing the TFLite file's
+/t/dd00002). CryWatch runs it with `monitor.detect.yamnet.YamnetModel` in numpy, reproducing the TFLite file's
 integer arithmetic.
 
 **Training data**: AudioSet (about 2 million 10 s YouTube clips, weak labels), by Google. Its scores
@@ -253,7 +253,7 @@ among them).
 16 kHz mono; each 15,600-sample patch (0.975 s) scaled to peak 1; {front['frame_length']}-sample
 periodic Hann frames every {front['frame_hop']} samples; |{front['n_fft']}-point FFT|; {front['n_mels']}
 HTK mel bands {front['fmin']:g}-{front['fmax']:g} Hz (peak-1 triangles, DC bin excluded);
-log(mel + {front['log_offset']:g}). YAMNet's published recipe (`monitor.yamnet.PUBLISHED`) uses
+log(mel + {front['log_offset']:g}). YAMNet's published recipe (`monitor.detect.yamnet.PUBLISHED`) uses
 log(mel + 0.001) on unnormalised samples; the int8 input range of this file ([-6.93, 5.26]) starts at
 log(0.001), so its calibration likely saw that recipe.
 

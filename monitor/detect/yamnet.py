@@ -46,7 +46,7 @@ PATCH_FRAMES = 96  # 0.96 s of 10 ms frames
 FRAME_HOP = 160  # 10 ms
 FRAME_LENGTH = 400  # 25 ms
 PATCH_SAMPLES = (PATCH_FRAMES - 1) * FRAME_HOP + FRAME_LENGTH  # 15,600 = 0.975 s
-DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "models" / "yamnet"
+DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "models" / "yamnet"
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "yamnet.json"
 CLASS_MAP_FILE = "yamnet_class_map.csv"

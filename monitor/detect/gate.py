@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable, Iterator, TypeVar
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from monitor.audio import RingBuffer, blocks_of
 from monitor.config import GateSettings
-from monitor.detect import Decision, DetectorModel, FeatureSettings
+from monitor.detect.crnn import DetectorModel
+from monitor.detect.frames import Decision, frame_time
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Activity, CryOnset, Window
 
 _HISTORY_S = 60
@@ -85,14 +86,6 @@ class RunDecider:
             while above(k - 1):
                 k -= 1
             first = k
-
-
-FrameIndex = TypeVar("FrameIndex", int, np.ndarray)
-
-
-def frame_time(frame: FrameIndex, features: FeatureSettings) -> FrameIndex:
-    """The sample a frame's decision stands for: the hop at the centre of its analysis window."""
-    return frame * features.frame_hop + (features.frame_length - features.frame_hop) // 2
 
 
 def decide_runs(probs: np.ndarray, decision: Decision, frame_s: float) -> tuple[np.ndarray, list[int]]:

@@ -1,9 +1,9 @@
 """Detector v2: the CRNN's frame probability fused with a pretrained backbone's cry score.
 
-The CRNN (monitor/detect.py) decides *when*: a probability every 20 ms, onsets to the frame. It
+The CRNN (monitor/detect/crnn.py) decides *when*: a probability every 20 ms, onsets to the frame. It
 learned from 312 training groups, so it calls sounds it never met (adult crying, parents talking,
 engines) cries, and half-believes some clear cries. The backbone (YAMNet, trained on two million
-AudioSet clips, `monitor/yamnet.py`) knows *what*: a linear head on its embedding of the 0.975 s
+AudioSet clips, `monitor/detect/yamnet.py`) knows *what*: a linear head on its embedding of the 0.975 s
 patch around a frame scores it as cry or not. The two logits are summed with weights chosen on
 validation groups, averaged over a short centred span, and Platt-scaled on validation frames (so
 0.5 is even odds): that is the probability the gate decides on.
@@ -15,14 +15,12 @@ small blocks gives the same probabilities (tested), as for the CRNN alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from monitor.yamnet import EMBEDDING_DIM, PATCH_SAMPLES, YamnetModel, log_mel
-
-if TYPE_CHECKING:
-    from monitor.detect import DetectorModel, FeatureSettings
+from monitor.detect.frames import FeatureSettings, FrameStream, frame_time
+from monitor.detect.yamnet import EMBEDDING_DIM, PATCH_SAMPLES, YamnetModel, log_mel
 
 BACKBONE_HOP = 160  # the backbone's frames: 10 ms
 _PATCH_CENTRE = PATCH_SAMPLES // 2
@@ -105,10 +103,8 @@ class Fusion:
         z = self.crnn_weight * logit(crnn) + logit(scores) @ np.asarray(self.backbone_weights) + self.bias
         return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
 
-    def patch_of(self, frames: np.ndarray, features: "FeatureSettings") -> np.ndarray:
+    def patch_of(self, frames: np.ndarray, features: FeatureSettings) -> np.ndarray:
         """The backbone patch whose centre is nearest each detector frame's time."""
-        from monitor.gate import frame_time
-
         t = frame_time(np.asarray(frames), features)
         return np.maximum(0, np.floor((t - _PATCH_CENTRE) / self.step + 0.5)).astype(np.int64)
 
@@ -124,7 +120,7 @@ def audio_patch(audio: np.ndarray, start: int) -> np.ndarray:
     return patch if len(patch) == PATCH_SAMPLES else np.pad(patch, (0, PATCH_SAMPLES - len(patch)))
 
 
-def frame_scores(crnn: np.ndarray, patch_scores: np.ndarray, fusion: Fusion, features: "FeatureSettings") -> np.ndarray:
+def frame_scores(crnn: np.ndarray, patch_scores: np.ndarray, fusion: Fusion, features: FeatureSettings) -> np.ndarray:
     """Per frame, the backbone score the stream uses: its patch's score where the CRNN reached `run_above` within
     that patch's frames, else `skipped_score`. For fitting and tests on whole recordings (every patch scored)."""
     patch = fusion.patch_of(np.arange(len(crnn)), features)
@@ -143,7 +139,7 @@ def smooth(probs: np.ndarray, frames: int) -> np.ndarray:
     return np.convolve(padded, np.full(frames, 1.0 / frames), "valid").astype(np.float32)
 
 
-def patches_for(n_frames: int, fusion: Fusion, features: "FeatureSettings") -> int:
+def patches_for(n_frames: int, fusion: Fusion, features: FeatureSettings) -> int:
     """How many backbone patches the frames of a recording map to (the stream pads the last ones)."""
     return int(fusion.patch_of(np.array([n_frames - 1]), features)[0]) + 1 if n_frames else 0
 
@@ -151,16 +147,14 @@ def patches_for(n_frames: int, fusion: Fusion, features: "FeatureSettings") -> i
 class FusedStream:
     """The v2 detector's probability per frame for a stream fed in blocks of any size (push/flush as
     StreamingDetector). A frame is fused once every frame of its patch has a CRNN probability and the
-    patch's audio has arrived: about 0.1 s after the CRNN alone."""
+    patch's audio has arrived: about 0.1 s after the CRNN alone. `crnn` is the CRNN's own stream of the
+    detector whose `fusion` this is."""
 
-    def __init__(self, model: "DetectorModel", backbone: Backbone):
-        from monitor.detect import StreamingDetector
-
-        assert model.fusion is not None
-        self.fusion = model.fusion
-        self._features = model.features
+    def __init__(self, fusion: Fusion, features: FeatureSettings, crnn: FrameStream, backbone: Backbone):
+        self.fusion = fusion
+        self._features = features
         self._backbone = backbone
-        self._crnn = StreamingDetector(model)
+        self._crnn = crnn
         self._audio = np.zeros(0, np.float32)
         self._audio_from = 0  # absolute sample index of _audio[0]
         self._heard = 0

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from monitor.fusion import HEAD_BIAS, HEAD_WEIGHT, Backbone, FusedStream, Fusion, YamnetCry
+from monitor.detect.frames import Decision, FeatureSettings
+from monitor.detect.fusion import HEAD_BIAS, HEAD_WEIGHT, Backbone, FusedStream, Fusion, YamnetCry
 from monitor.messages import SAMPLE_RATE
 
 DETECTOR_FORMAT = 1  # fusion is an optional section: v1 folders load unchanged
@@ -34,35 +35,6 @@ _LOG_FLOOR = 1e-7
 
 class DetectorError(RuntimeError):
     """A detector model that cannot be used; the message names the file and the fix."""
-
-
-@dataclass(frozen=True)
-class FeatureSettings:
-    """What the detector's input frames are; a model trained on other settings is refused."""
-
-    sample_rate: int = SAMPLE_RATE
-    frame_hop: int = 320  # 20 ms
-    frame_length: int = 640  # 40 ms Hann window
-    n_fft: int = 1024
-    n_mels: int = 64
-    fmin: float = 50.0
-    fmax: float = 8000.0
-
-    @property
-    def hop_s(self) -> float:
-        return self.frame_hop / self.sample_rate
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Post-processing of frame probabilities, tuned on validation mixtures (never on test)."""
-
-    on: float = 0.6  # a run of crying starts where the probability reaches this
-    off: float = 0.4  # and lasts while it stays at or above this (hysteresis)
-    min_on_s: float = 0.2  # a run shorter than this is not a cry onset (clicks, single barks)
-    # A confirmed run starts at the earliest stretch above `off` reached over gaps shorter than this:
-    # a first bout the detector half-believed belongs to the cry it announced (looked back 3 s at most).
-    bridge_s: float = 0.0
 
 
 def _mel_filterbank(s: FeatureSettings) -> np.ndarray:
@@ -204,7 +176,7 @@ class DetectorModel:
     decision: Decision
     weights: dict[str, np.ndarray]
     metadata: dict[str, Any] = field(default_factory=dict)
-    fusion: Fusion | None = None  # v2: the CRNN fused with a pretrained backbone (monitor/fusion.py)
+    fusion: Fusion | None = None  # v2: the CRNN fused with a pretrained backbone (monitor/detect/fusion.py)
     backbone: Backbone | None = field(default=None, compare=False)
 
     @property
@@ -223,7 +195,7 @@ class DetectorModel:
         if self.fusion is None:
             return StreamingDetector(self)
         assert self.backbone is not None, "a fused detector is loaded with its backbone"
-        return FusedStream(self, self.backbone)
+        return FusedStream(self.fusion, self.features, StreamingDetector(self), self.backbone)
 
     @staticmethod
     def load(folder: str | Path) -> "DetectorModel":
@@ -301,7 +273,7 @@ class DetectorModel:
 
 def _load_backbone(folder: Path, meta_path: Path, fusion: Fusion, weights: dict[str, np.ndarray]) -> Backbone:
     """The backbone a fused detector was fitted with, and no other, with the head trained on its embedding."""
-    from monitor.yamnet import YamnetError, YamnetModel
+    from monitor.detect.yamnet import YamnetError, YamnetModel
 
     where = (folder / fusion.backbone).resolve()
     try:
