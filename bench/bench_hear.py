@@ -43,7 +43,7 @@ def random_vit(seed: int = 0) -> Any:
     """HEAR.md's ViT-L/16 with random weights: LayerNorms near identity, everything else N(0, 0.02)."""
     import torch
 
-    from monitor.hear import HearViT
+    from monitor.embed.hear_network import HearViT
 
     torch.manual_seed(seed)
     return randomize(HearViT().eval(), norm_marker="norm")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from monitor.embed.base import EmbedderError
-from monitor.hear import frontend
+from monitor.embed.hear_network import frontend
 from tests.hear_standins import GOLDEN, require
 
 CLIPS = ("cryish", "chirp", "noise", "short_1p5s", "speech_padded")

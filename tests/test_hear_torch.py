@@ -31,7 +31,7 @@ from tests.hear_standins import (
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers", reason="transformers (a dev extra) builds the reference ViTModel")
-from monitor.hear import frontend  # noqa: E402  (after the importorskip that guards torch)
+from monitor.embed.hear_network import frontend  # noqa: E402  (after the importorskip that guards torch)
 
 
 def reference(model: Any, clips: np.ndarray) -> np.ndarray:

@@ -1,4 +1,11 @@
-"""Embedder backends and the factory that picks one from settings."""
+"""Embedder backends and the factory that picks one from settings.
+
+- `base`: the Embedder interface, its window contract and EmbedderError;
+- `acoustic`, `acoustic_v2`: the offline, hand-crafted cry features (acoustic-v1, acoustic-v2);
+- `hear`: Google HeAR, its weights found or fetched, on the TensorFlow or the torch backend;
+- `hear_network`: HeAR's network (front end and ViT) in torch, for the torch backend;
+- `remote`: HeAR served for a unit by `crywatch serve-embedder`; `failover`: the offline fallback while it is down.
+"""
 from __future__ import annotations
 
 from monitor.config import Settings

@@ -314,7 +314,7 @@ class TorchHear:
         """
         import torch
 
-        from monitor.hear import HearFrontend, quantize_int8
+        from monitor.embed.hear_network import HearFrontend, quantize_int8
 
         target = _torch_device(device, precision)
         if precision == "int8":
@@ -368,7 +368,7 @@ def _read_vit(weights: HearWeights) -> Any:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from monitor.hear import HearConfig, load_vit
+    from monitor.embed.hear_network import HearConfig, load_vit
 
     fix = weights.repair_hint()
     config_path = weights.path / "config.json"

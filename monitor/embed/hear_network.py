@@ -1,4 +1,7 @@
-"""HeAR in pure torch: the PCEN mel front end, the ViT-L/16 encoder, and the published weights' key namings."""
+"""HeAR's network in pure torch: the PCEN mel front end, the ViT-L/16 encoder, and the published weights' key namings.
+
+The torch backend of `monitor.embed.hear` runs it; that module finds the weights.
+"""
 from __future__ import annotations
 
 import re
