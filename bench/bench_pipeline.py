@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for bench.machin
 from bench.machine import cpu_model  # noqa: E402
 from monitor.analyze import analyze_samples  # noqa: E402
 from monitor.audio import RingBuffer  # noqa: E402
+from monitor.audio.scenario import render_scenario  # noqa: E402
 from monitor.config import load_settings  # noqa: E402
 from monitor.detect import Gate, gate_recording  # noqa: E402
 from monitor.messages import SAMPLE_RATE  # noqa: E402
 from monitor.pipeline import Models  # noqa: E402
-from monitor.scenario import render_scenario  # noqa: E402
 
 
 def _best_of(repeats: int, fn) -> float:

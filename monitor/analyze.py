@@ -7,6 +7,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from monitor.audio import stream_audio
+from monitor.audio.scenario import render_scenario
 from monitor.config import Settings
 from monitor.messages import (
     NOT_CRY,
@@ -19,7 +20,6 @@ from monitor.messages import (
     type_probability,
 )
 from monitor.pipeline import Models, Pipeline
-from monitor.scenario import render_scenario
 
 
 def analyze_samples(samples: np.ndarray | Iterable[np.ndarray], settings: Settings,

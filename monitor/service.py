@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from monitor.alarms import AlarmError, AlarmManager
-from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Source, open_source
+from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Source, StreamClock, open_source
 from monitor.bus import BusError, Envelope, Publisher
-from monitor.clock import StreamClock
 from monitor.config import ConfigError, Settings, changed_keys, check_watchdog, reloadable
 from monitor.control import ControlReply, ControlRequest, ControlServer
 from monitor.keys import load_monitor_keys, serve_securely, start_authenticator

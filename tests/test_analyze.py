@@ -9,9 +9,9 @@ import soundfile
 
 from monitor.analyze import analyze_file, analyze_samples
 from monitor.audio import RingBuffer, load_audio
+from monitor.audio.scenario import render_scenario
 from monitor.messages import SAMPLE_RATE, EpisodeClosed
 from monitor.pipeline import Pipeline
-from monitor.scenario import render_scenario
 from tests.conftest import CRIES, cry_path, pick, run_crywatch
 from train.mixing import nicu_sound, room_noise
 

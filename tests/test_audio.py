@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from monitor.audio import AudioError, PlaybackSource, RingBuffer, load_audio, windows_of
+from monitor.audio import AudioError, PlaybackSource, RingBuffer, load_audio
+from monitor.audio.decode import windows_of
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES
 
 

@@ -4,7 +4,7 @@ import logging
 import time
 from datetime import datetime
 
-from monitor.clock import StreamClock
+from monitor.audio import StreamClock
 from monitor.messages import EpisodeOpened, ServiceStatus
 from monitor.service import Service
 from tests.conftest import free_endpoint

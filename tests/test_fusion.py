@@ -7,11 +7,11 @@ import shutil
 import numpy as np
 import pytest
 
+from monitor.audio.scenario import render_scenario
 from monitor.config import PROJECT_ROOT
 from monitor.detect import DetectorError, DetectorModel
 from monitor.detect.crnn import StreamingDetector
 from monitor.detect.fusion import FusedStream, Fusion, patches_for
-from monitor.scenario import render_scenario
 from train.fusion import Recording, all_patch_scores, fused_track
 from train.mixing import room_noise
 

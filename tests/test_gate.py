@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 
 from monitor.audio import RingBuffer, load_audio
+from monitor.audio.scenario import render_scenario
 from monitor.config import DetectorSettings, EpisodeSettings, GateSettings
 from monitor.detect import Decision, DetectorModel
 from monitor.detect.crnn import StreamingDetector
 from monitor.detect.gate import Gate, RunDecider, decide_runs, gate_recording
 from monitor.episodes import EpisodeTracker
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, EpisodeClosed, Prediction
-from monitor.scenario import render_scenario
 from tests.conftest import CRIES, cry_path, pick
 
 

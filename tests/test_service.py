@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile
 
+from monitor.audio.scenario import render_scenario
 from monitor.bus import Envelope, Subscriber
 from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, Heartbeat, ServiceStatus, WindowScored
 from monitor.pipeline import Models
-from monitor.scenario import render_scenario
 from monitor.service import Service
 from monitor.store import annotate, list_episodes, open_engine
 from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick

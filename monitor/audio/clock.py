@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable
 
-_LOGGER = logging.getLogger(__name__)
+_LOGGER = logging.getLogger("monitor.clock")  # the journal's name for these lines, as before the package
 STEP_WARNING_S = 2.0  # a step this large is a correction worth a line in the journal
 _FOLLOW_S = 0.05  # smaller differences are read jitter (the two clocks are read one after the other)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
+from monitor.audio.decode import AudioError
 from monitor.messages import SAMPLE_RATE
 
 
@@ -119,8 +120,6 @@ def scenario_names() -> tuple[str, ...]:
 
 def render_scenario(name: str, seed: int = 7) -> Scenario:
     if name not in _SCENARIOS:
-        from monitor.audio import AudioError
-
         raise AudioError(f"unknown scenario {name!r}: use one of {', '.join('scenario:' + n for n in _SCENARIOS)}")
     text, with_cry = _SCENARIOS[name]
     samples, spans = _render_nicu(np.random.default_rng(seed), with_cry)
