@@ -255,7 +255,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     from monitor.bus import Subscriber
-    from monitor.keys import load_dashboard_keys
+    from monitor.bus.keys import load_dashboard_keys
     from monitor.tui.app import CryWatchApp, run_app
 
     settings = _settings(args, store={"url": args.db})
@@ -268,7 +268,7 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from monitor.keys import make_keys
+    from monitor.bus.keys import make_keys
 
     make_keys(args.folder)
     print(f"crywatch: CURVE keys for a unit in {args.folder}: on bedside PCs set [bus] keys = \"{args.folder}\" "

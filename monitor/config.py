@@ -201,7 +201,7 @@ class StoreSettings:
 class BusSettings:
     endpoint: str = "tcp://127.0.0.1:5557"  # loopback by default: no bedside audio data leaves the PC
     # Acknowledgements (REQ/REP), advertised in heartbeats. ipc://* = a socket of the monitor's own that only the
-    # service's user and group can open (monitor/control.py); tcp needs keys: without, any local process could acknowledge.
+    # service's user and group can open (monitor/bus/control.py); tcp needs keys: without, any local process could acknowledge.
     control: str = "ipc://*"
     heartbeat_s: float = 1.0
     keys: str = ""  # CURVE keys folder (`crywatch keys DIR`): required to bind beyond loopback

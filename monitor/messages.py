@@ -120,7 +120,7 @@ class Prediction:
 # ---------------------------------------------------------------------------------------------
 # Events: what staff, the log and the dashboards care about. `time` is the sample index an
 # event refers to; wall-clock times are attached at the edge (service, bus). One class per
-# kind; monitor/bus.py gives each its wire name and is the only place that encodes them.
+# kind; monitor/bus/pubsub.py gives each its wire name and is the only place that encodes them.
 
 
 def type_probability(probs: Mapping[str, float | None], label: str) -> str:
@@ -312,7 +312,7 @@ class Heartbeat:
     embedder: str
     head: str
     classes: tuple[str, ...]
-    control: str  # where to send acknowledgements (monitor/control.py)
+    control: str  # where to send acknowledgements (monitor/bus/control.py)
     alarms: tuple[Alarm, ...]
     unsupported_alert_classes: tuple[str, ...]
     episode: EpisodeSummary | None

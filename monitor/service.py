@@ -22,9 +22,10 @@ from typing import Callable
 from monitor.alarms import AlarmError, AlarmManager
 from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Source, StreamClock, open_source
 from monitor.bus import BusError, Envelope, Publisher
+from monitor.bus.control import ControlReply, ControlRequest, ControlServer
+from monitor.bus.keys import load_monitor_keys, serve_securely, start_authenticator
+from monitor.bus.notify import CommandNotifier
 from monitor.config import ConfigError, Settings, changed_keys, check_watchdog, reloadable
-from monitor.control import ControlReply, ControlRequest, ControlServer
-from monitor.keys import load_monitor_keys, serve_securely, start_authenticator
 from monitor.messages import (
     SAMPLE_RATE,
     Activity,
@@ -46,7 +47,6 @@ from monitor.messages import (
     WireEvent,
     seconds,
 )
-from monitor.notify import CommandNotifier
 from monitor.pipeline import Models, Pipeline
 from monitor.store import Spool, StoreWriter, close_interrupted, connect, prepare, redact_url, utc
 from monitor.workers import END, DropOldestQueue, Worker, describe_error

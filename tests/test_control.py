@@ -20,10 +20,10 @@ import zmq
 
 from monitor.audio import load_audio
 from monitor.bus import BusError, Envelope, Subscriber
+from monitor.bus.control import OWN_SOCKET, ControlReply, ControlRequest, ControlServer, reachable, send_request
+from monitor.bus.notify import CommandNotifier
 from monitor.config import BusSettings, ConfigError, Settings
-from monitor.control import OWN_SOCKET, ControlReply, ControlRequest, ControlServer, reachable, send_request
 from monitor.messages import AlarmAcknowledged, AlarmRaised
-from monitor.notify import CommandNotifier
 from monitor.service import Service
 from tests.conftest import PROJECT_ROOT, cry_path, free_endpoint, pick
 from tests.test_bus import ALARM, WALL

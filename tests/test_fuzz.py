@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from monitor.audio import load_audio
-from monitor.bus import (
+from monitor.bus.pubsub import (
     EVENT_TYPES,
     MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,

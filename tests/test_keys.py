@@ -7,9 +7,9 @@ import pytest
 import zmq.auth
 
 from monitor.bus import BusError, Subscriber
+from monitor.bus.control import ControlRequest, send_request
+from monitor.bus.keys import DashboardKeys, KeysError, connect_securely, load_dashboard_keys, make_keys
 from monitor.config import ConfigError, settings_from_dict
-from monitor.control import ControlRequest, send_request
-from monitor.keys import DashboardKeys, KeysError, connect_securely, load_dashboard_keys, make_keys
 from monitor.messages import Heartbeat
 from monitor.service import Service
 from tests.conftest import free_endpoint, run_crywatch

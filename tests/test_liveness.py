@@ -15,8 +15,8 @@ import soundfile
 
 from monitor.audio import RingBuffer, load_audio
 from monitor.bus import Subscriber
+from monitor.bus.control import ControlRequest, send_request
 from monitor.config import ConfigError
-from monitor.control import ControlRequest, send_request
 from monitor.detect import Gate
 from monitor.messages import SAMPLE_RATE, AlarmCleared, AlarmRaised, EpisodeOpened, Heartbeat, ServiceStatus, WindowScored
 from monitor.service import Service

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from monitor.audio import load_audio
 from monitor.bus import Envelope, Subscriber
+from monitor.bus.control import ControlRequest, send_request
 from monitor.cli import main
-from monitor.control import ControlRequest, send_request
 from monitor.messages import AlarmAcknowledged, AlarmRaised, ServiceStatus
 from monitor.report import alarm_thresholds
 from monitor.report.figures import Period, build_report, to_json

@@ -17,7 +17,7 @@ import pytest
 from textual_plotext import PlotextPlot
 
 from monitor.bus import Envelope, Publisher, Subscriber
-from monitor.control import OWN_SOCKET, ControlReply, ControlRequest, ControlServer, send_request
+from monitor.bus.control import OWN_SOCKET, ControlReply, ControlRequest, ControlServer, send_request
 from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, EpisodeSummary, Heartbeat, ServiceStatus
 from monitor.service import Service
 from monitor.store import EpisodeFilter, StoreWriter, list_episodes, open_engine

@@ -17,8 +17,8 @@ from textual.widgets import Footer, Header
 
 from monitor.alarms import AlarmError, check_initials
 from monitor.bus import BusError, Envelope, Subscriber, ThrottledWarning
-from monitor.control import ControlRequest, Op, reachable, send_request
-from monitor.keys import DashboardKeys, connect_securely
+from monitor.bus.control import ControlRequest, Op, reachable, send_request
+from monitor.bus.keys import DashboardKeys, connect_securely
 from monitor.messages import Alarm, AlarmAnnounced, AlarmRaised
 from monitor.tui.logs import held_while_on_screen
 from monitor.tui.state import NO_SIGNAL, BedView, apply, is_left, without_left
@@ -257,7 +257,7 @@ def run_with_service(service) -> Any:
     result: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: result.setdefault("summary", service.run()), name="service")
     thread.start()
-    from monitor.keys import load_dashboard_keys
+    from monitor.bus.keys import load_dashboard_keys
 
     folder = service.settings.bus.keys
     app = CryWatchApp([service.bus_endpoint], review_db=service.settings.store.url,

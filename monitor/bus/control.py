@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 import msgspec
 import zmq
 
-from monitor.bus import SCHEMA_VERSION, BusError, ThrottledWarning, allow_ipv6, bind
+from monitor.bus.pubsub import SCHEMA_VERSION, BusError, ThrottledWarning, allow_ipv6, bind
 from monitor.messages import Alarm
 
-_LOGGER = logging.getLogger(__name__)
+_LOGGER = logging.getLogger("monitor.control")  # the journal's name for these lines, as before the package
 OWN_SOCKET = "ipc://*"  # the default: a control socket of this monitor's own in control_directory()
 SOCKET_MODE = 0o660  # the service's user and group may connect (connecting needs write access), nobody else
 _WILDCARD_HOSTS = ("*", "0.0.0.0", "::", "[::]")

@@ -17,7 +17,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from monitor.bus import BusError
+from monitor.bus.pubsub import BusError
 
 
 class KeysError(BusError):

@@ -213,7 +213,7 @@ def bind(kind: int, endpoint: str, role: str, config_key: str, linger_ms: int, c
 
 class Publisher:
     """Owned by one thread: ZeroMQ sockets are not thread-safe. `secure` sets CURVE on the socket
-    (monitor/keys.py) before it binds."""
+    (monitor/bus/keys.py) before it binds."""
 
     def __init__(self, endpoint: str, context: zmq.Context | None = None,
                  secure: Callable[[zmq.Socket], None] | None = None):

@@ -10,11 +10,11 @@ import logging
 import shlex
 import subprocess
 
-from monitor.bus import Envelope, encode
+from monitor.bus.pubsub import Envelope, encode
 from monitor.messages import AlarmAcknowledged, AlarmCleared, AlarmRaised
 from monitor.workers import QueueDrain
 
-_LOGGER = logging.getLogger(__name__)
+_LOGGER = logging.getLogger("monitor.notify")  # the journal's name for these lines, as before the package
 _BACKLOG = 100  # events waiting for a slow program; beyond this the oldest are dropped (and counted)
 
 
