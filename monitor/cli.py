@@ -176,8 +176,7 @@ def _episode_filter(args: argparse.Namespace) -> EpisodeFilter:
 
 
 def cmd_episodes(args: argparse.Namespace) -> int:
-    from monitor.review import to_csv
-    from monitor.store import list_episodes, open_engine
+    from monitor.store import list_episodes, open_engine, to_csv
 
     settings = _settings(args, store={"url": args.db})
     episodes = list_episodes(open_engine(settings.store.url), _episode_filter(args))

@@ -36,7 +36,7 @@ def _within(value: float, low: float, high: float, key: str, unit: str = "", *, 
     _check(above and below, key, f"{value:g} is outside the allowed range {interval}{': ' + why if why else ''}")
 
 
-BED_MAX_LENGTH = 64  # the log's bed columns (monitor/store.py) hold this many characters
+BED_MAX_LENGTH = 64  # the log's bed columns (monitor/store/database.py) hold this many characters
 LABEL_MAX_LENGTH = 32  # and its alarm labels this many
 
 

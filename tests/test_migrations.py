@@ -8,7 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from monitor.messages import EpisodeOpened
-from monitor.store import Base, StoreError, StoreWriter, list_episodes, monitored_seconds, open_engine, utc
+from monitor.store import StoreError, StoreWriter, list_episodes, monitored_seconds, open_engine, utc
+from monitor.store.database import Base
 from tests.test_store import _envelope, _episode
 
 SCHEMA_1 = Path(__file__).parent / "data" / "log-schema1.sql"  # `sqlite3 .dump` of a log made by CryWatch before 0002

@@ -5,7 +5,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from monitor.service import Service
-from monitor.store import Base, EpisodeFilter, annotate, list_episodes, open_engine
+from monitor.store import EpisodeFilter, annotate, list_episodes, open_engine
+from monitor.store.database import Base
 from tests.conftest import free_endpoint
 
 

@@ -27,16 +27,8 @@ from monitor.report import alarm_thresholds
 from monitor.report.figures import Period, build_report, to_json
 from monitor.report.render import MAP_BACKGROUND, TIMELINE_BACKGROUND, render_html
 from monitor.service import Service
-from monitor.store import (
-    AlarmRow,
-    AnnotationRow,
-    EpisodeRow,
-    StoreWriter,
-    WindowEmbeddingRow,
-    WindowRow,
-    annotate,
-    open_engine,
-)
+from monitor.store import StoreWriter, annotate, open_engine
+from monitor.store.database import AlarmRow, AnnotationRow, EpisodeRow, WindowEmbeddingRow, WindowRow
 from tests.conftest import cry_path, free_endpoint, pick, run_crywatch
 from train.site import evaluate_site
 

@@ -30,8 +30,6 @@ from monitor.messages import (
     WindowScored,
 )
 from monitor.store import (
-    MIGRATIONS,
-    Base,
     EpisodeFilter,
     Spool,
     StoreError,
@@ -45,6 +43,7 @@ from monitor.store import (
     redact_url,
     utc,
 )
+from monitor.store.database import MIGRATIONS, Base
 from train.site import evaluate_site
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
@@ -317,7 +316,7 @@ def test_monitors_sharing_a_new_log_and_started_together_both_open_it(new_log_ur
 def test_a_migration_waits_longer_than_a_write_for_another_monitors_migration(tmp_path, monkeypatch):
     """A monitor migrating a shared new log holds its write lock throughout; on a loaded machine that outlasted
     the 5 s an ordinary write waits, and the second monitor's log failed to open ("database is locked")."""
-    import monitor.store as store
+    import monitor.store.database as store
 
     monkeypatch.setattr(store, "_BUSY_TIMEOUT_MS", 100)  # an ordinary write now gives up after 0.1 s
     path = tmp_path / "shared.db"

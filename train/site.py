@@ -11,8 +11,7 @@ from sqlalchemy.engine import Engine
 
 from monitor.classify import Head, HeadError
 from monitor.messages import NOT_CRY
-from monitor.review import agreement
-from monitor.store import episode_embeddings, list_episodes, monitored_seconds
+from monitor.store import agreement, episode_embeddings, list_episodes, monitored_seconds
 
 
 def score_head(engine: Engine, reviewed: list[dict[str, Any]], head: Head) -> dict[str, Any]:

@@ -17,17 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from monitor.messages import NOT_CRY
-from monitor.review import agreement
-from monitor.store import (
-    AlarmRow,
-    EpisodeFilter,
-    ServiceEventRow,
-    WindowEmbeddingRow,
-    WindowRow,
-    as_utc,
-    list_episodes,
-    run_extents,
-)
+from monitor.store import EpisodeFilter, agreement, list_episodes
+from monitor.store.database import AlarmRow, ServiceEventRow, WindowEmbeddingRow, WindowRow, as_utc, run_extents
 
 UNIT = "unit"  # the figures of all beds together
 MAP_POINTS = 10_000  # windows drawn on the embedding map at most (an even subsample beyond: the page stays fast)

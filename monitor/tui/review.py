@@ -16,8 +16,7 @@ from textual_plotext import PlotextPlot
 
 from monitor.alarms import AlarmError, check_initials
 from monitor.messages import type_probability
-from monitor.review import to_csv
-from monitor.store import EpisodeFilter, StoreError, annotate, episode_windows, list_episodes
+from monitor.store import EpisodeFilter, StoreError, annotate, episode_windows, list_episodes, to_csv
 from monitor.tui.widgets import InitialsScreen, clock
 
 

@@ -45,7 +45,7 @@ from monitor.messages import (
     WindowScored,
 )
 
-_LOGGER = logging.getLogger(__name__)
+_LOGGER = logging.getLogger("monitor.store")  # the journal's name for these lines, as before the package
 
 
 class StoreError(RuntimeError):

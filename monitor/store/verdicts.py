@@ -1,4 +1,5 @@
-"""Episode export for review: one flat CSV row per episode with its latest staff annotation."""
+"""Staff verdicts on logged episodes: the review export (one flat CSV row per episode with its latest staff
+annotation) and their agreement with the model's types."""
 from __future__ import annotations
 
 import csv

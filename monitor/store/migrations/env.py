@@ -1,8 +1,8 @@
-"""Alembic environment for the CryWatch log. monitor/store.py runs it on the connection it opens
+"""Alembic environment for the CryWatch log. monitor/store/database.py runs it on the connection it opens
 (config.attributes["connection"]); `render_as_batch` lets SQLite alter tables by copying them."""
 from alembic import context
 
-from monitor.store import Base
+from monitor.store.database import Base
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
