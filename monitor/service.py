@@ -1,20 +1,18 @@
 """The live driver: capture → ring → gate → embedder → classifier/episodes → store and bus.
 
-One thread per stage with bounded queues between them; the PortAudio callback only copies into
-the ring. The supervisor (the caller's thread) watches progress, publishes heartbeats, reports
-health changes, pets the systemd watchdog only while audio really flows and every stage keeps up,
-and stops everything in order so the last episode is closed and flushed.
+One thread per stage with bounded queues between them; the PortAudio callback only copies into the ring,
+and every event leaves through the fan-out (bus/fanout.py). The supervisor (the caller's thread) publishes
+heartbeats, raises what the health checks (health.py) find, pets the systemd watchdog only while audio really
+flows and every stage keeps up, and stops everything in order so the last episode is closed and flushed.
 """
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
@@ -23,80 +21,22 @@ from monitor.alarms import AlarmError, AlarmManager
 from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Source, StreamClock, open_source
 from monitor.bus import BusError, Envelope, Publisher
 from monitor.bus.control import ControlReply, ControlRequest, ControlServer
+from monitor.bus.fanout import Fanout
 from monitor.bus.keys import load_monitor_keys, serve_securely, start_authenticator
-from monitor.bus.notify import CommandNotifier
 from monitor.config import ConfigError, Settings, changed_keys, check_watchdog, reloadable
-from monitor.messages import (
-    SAMPLE_RATE,
-    Activity,
-    AlarmEvent,
-    AlarmRaised,
-    AlertEnded,
-    AlertStarted,
-    Embedding,
-    EpisodeClosed,
-    EpisodeOpened,
-    EpisodeSummary,
-    EpisodeUpdated,
-    Heartbeat,
-    PipelineEvent,
-    ServiceStatus,
-    Window,
-    WindowEmbedded,
-    WindowScored,
-    WireEvent,
-    seconds,
-)
+from monitor.health import HealthSupervisor, Observed, StageBeat, sd_notify, stage_lags
+from monitor.messages import SAMPLE_RATE, Activity, Embedding, EpisodeSummary, Heartbeat, ServiceStatus, Window, seconds
 from monitor.pipeline import Models, Pipeline
 from monitor.store import Spool, StoreWriter, close_interrupted, connect, prepare, redact_url, utc
 from monitor.workers import END, DropOldestQueue, Worker, describe_error
 
 _LOGGER = logging.getLogger(__name__)
 _GATE_POLL_S = 0.02
-_BAD_AUDIO_CLEARS_S = 5.0  # no NaN/Inf samples for this long: the bad-audio alarm's cause has gone
 _STOP_BUDGET_S = 18.0  # 20 s is promised (the unit's TimeoutStopSec is 30): the rest drains the last output lines
-_MIC_RETRY_MAX_S = 30.0
-_DISK_CHECK_S = 10.0
 _FILE_BACKLOG = 16  # windows a file may queue for the embedder (the queue holds 64; one gate step adds <= 30)
 _STORE_RETRY_S = 1.0  # a failing log is tried again this often
 _STORE_TRIES_AFTER_END = 5  # at shutdown, a failing log gets these last tries
-_RECENT_EPISODES = 8
 _SERVER_PROBE_S = 2.0  # with [hear] timeout_s (2 s), a dead embedding server is noticed within 5 s
-
-
-def sd_notify(state: str) -> None:
-    """systemd's notify protocol (READY=1, WATCHDOG=1, STATUS=...); a no-op outside systemd."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)  # a systemd that does not read must not stall the supervisor
-        try:
-            sock.sendto(state.encode(), address)
-        except BlockingIOError:
-            pass  # its queue is full: this ping is lost, the next one is sent in a heartbeat
-
-
-@dataclass
-class _Watch:
-    """What the supervisor remembers between its checks."""
-
-    last_end: int  # ring end at the last check that saw new audio
-    last_progress: float
-    stalled: bool = False
-    nonfinite: int = 0  # NaN/Inf samples seen so far
-    bad_since: float | None = None  # when they last grew
-    hung: set[str] = field(default_factory=set)
-    muted: bool = False  # only digital silence arrives
-    lost_since: float | None = None  # the microphone is gone since then
-    retry_at: float = 0.0
-    retry_delay: float = 1.0
-    disk_checked: float = float("-inf")
-    disk_low: bool = False
-    server_fault: str | None = None  # the embedding server's, as last reported
-    behind: bool = False  # some stage is more than max_lag_s behind the newest audio
 
 
 @dataclass(frozen=True)
@@ -120,7 +60,6 @@ class Service:
         self.models = models or Models.load(settings)
         self.run_id = str(uuid.uuid4())
         self.bed = settings.service.bed
-        self._on_message = on_message
         self.ring = RingBuffer(int(audio.ring_seconds * SAMPLE_RATE))
         self.pipeline = Pipeline(settings, self.models)
         # Opened by the store thread (_open_log): a database that is down at start holds up the log, not monitoring.
@@ -142,11 +81,6 @@ class Service:
             raise
         self.control_endpoint = self._control.endpoint
         self.alarms = AlarmManager(settings.alerts)
-        # Held while the manager decides and its events are queued, so that events about one alarm
-        # from different threads (classifier, supervisor, control) reach the log in the order decided.
-        self._alarm_lock = threading.Lock()
-        alerts = settings.alerts
-        self._notifier = CommandNotifier(alerts.command, alerts.command_timeout_s) if alerts.command else None
         self._speed = audio.speed if not self.source.live else 1.0
         self._stream_clock = StreamClock(self._speed)
         self._spool = Spool(StoreWriter(self._engine, self.run_id, self.bed, self.source.description,
@@ -156,15 +90,13 @@ class Service:
         self._classify_q: DropOldestQueue = DropOldestQueue(maxlen=256)
         self._bus_q: DropOldestQueue = DropOldestQueue(maxlen=1000)
         self._store_q: DropOldestQueue = DropOldestQueue(maxlen=None)  # nothing may be lost
+        self._events = Fanout(self.bed, self._wall, self.alarms, self._store_q, self._bus_q, settings.alerts, on_message)
         self._stop = threading.Event()
         self._reload_from: Callable[[], Settings] | None = None  # set by SIGHUP, taken up by the supervisor
         self._stop_reason: str | None = None  # None at the stop: the input ended
         # A paced playback (a file at speed 0) waits for the stages: being behind is how it runs, not a fault.
         self._paced = not self.source.live and audio.speed == 0
         self._stale_windows = 0  # windows the embedder skipped to catch up
-        self.recent: list[EpisodeSummary] = []
-        self.windows = 0
-        self.alerts = 0
         self._health = "starting"
         self._workers: list[Worker] = []
 
@@ -179,16 +111,10 @@ class Service:
         return round(seconds(self.pipeline.gate.skipped), 1)
 
     def stage_lags(self) -> dict[str, int]:
-        """How far behind the newest audio each stage is, in samples: the oldest audio it still has to
-        judge, or, with nothing in hand, what it has been given so far (its upstream's lag)."""
-        end = self.ring.end
-        gate = max(0, end - self.pipeline.gate.decided_to)
-        lags = {"gate": gate}
-        upstream = gate
-        for name, queue in (("embedder", self._embed_q), ("classifier", self._classify_q)):
-            pending = [start for start in (_start_of(queue.oldest()), self._worker(name).busy_from) if start is not None]
-            upstream = lags[name] = max([upstream] + [end - start for start in pending])
-        return lags
+        """How far behind the newest audio each stage is, in samples (monitor.health.stage_lags)."""
+        held = [(name, (_start_of(queue.oldest()), self._worker(name).busy_from))
+                for name, queue in (("embedder", self._embed_q), ("classifier", self._classify_q))]
+        return stage_lags(self.ring.end, self.pipeline.gate.decided_to, held)
 
     @property
     def _max_lag(self) -> int | None:
@@ -221,13 +147,13 @@ class Service:
             Worker("gate", self._gate_loop),
             Worker("control", self._control_loop),
         ] + ([Worker("server-probe", self._probe_loop)] if self.models.failover is not None else [])
-        if self._notifier is not None:
-            self._notifier.start()
+        if self._events.pager is not None:
+            self._events.pager.start()
         for worker in self._workers:
             worker.start()
         self._stream_clock.anchor(0.0)
         self.source.start(self.ring)
-        self._emit(ServiceStatus(0, "started", {
+        self._events.emit(ServiceStatus(0, "started", {
             "source": self.source.description, "detector": self.models.detector.id,
             "embedder": self.models.embedder.id, "head": self.models.head.name, "bus": self.bus_endpoint,
             "control": self.control_endpoint,
@@ -235,10 +161,13 @@ class Service:
         sd_notify("READY=1\nSTATUS=listening: " + self.source.description)
         failed = self._supervise()
         self._shutdown(failed)
-        return RunSummary(self.run_id, self.recent, self.alerts, self.windows, failed, self.source.error)
+        events = self._events
+        return RunSummary(self.run_id, events.recent, events.alerts, events.windows, failed, self.source.error)
 
     def _supervise(self) -> str | None:
-        watch = _Watch(self.ring.end, time.monotonic())
+        health = HealthSupervisor(self.settings.service, self._max_lag, self._log_folder, self.settings.store.min_free_mb,
+                                  release=lambda: self.source.stop(), reopen=self._reopen_microphone, end=self.ring.end,
+                                  now=time.monotonic())
         next_beat = 0.0
         while not self._stop.wait(0.1):
             load, self._reload_from = self._reload_from, None
@@ -247,32 +176,23 @@ class Service:
             for worker in self._workers:
                 if worker.error is not None:
                     failed = f"{worker.name} worker failed: {describe_error(worker.error)['error']}"
-                    self._alarm_events(lambda: self.alarms.fault("monitor_failed", True, self.ring.end, failed))
+                    self._events.alarm_events(lambda: self.alarms.fault("monitor_failed", True, self.ring.end, failed))
                     return failed
             if self.source.error is not None:  # checked first: the stages end as if the input had ended
                 failed = f"input failed: {self.source.error}"
-                self._alarm_events(lambda: self.alarms.fault("monitor_failed", True, self.ring.end, failed))
+                self._events.alarm_events(lambda: self.alarms.fault("monitor_failed", True, self.ring.end, failed))
                 return failed
             if not self._worker("gate").is_alive() and not self._worker("classifier").is_alive():
                 return None  # the input ended and everything downstream drained
             now = time.monotonic()
-            if self.source.live and self.source.finished:  # e.g. the USB microphone was unplugged
-                self._recover_microphone(watch, now)
-            self._check_audio(watch, now)
-            self._check_stages(watch, now)
-            self._check_lag(watch)
-            self._check_disk(watch, now)
-            self._check_server(watch)
-            problems = (["microphone lost"] if watch.lost_since else []) + (["audio stalled"] if watch.stalled else []) \
-                + (["microphone muted"] if watch.muted else []) + (["embedding server down"] if watch.server_fault else []) \
-                + (["bad audio"] if watch.bad_since else []) + [f"{name} hung" for name in sorted(watch.hung)] \
-                + (["behind the audio"] if watch.behind else [])
-            self._health = ", ".join(problems) or "ok"
-            self._alarm_events(lambda: self.alarms.tick(self.ring.end))
+            for fault in health.check(self._observed(), now):
+                self._events.alarm_events(lambda: self.alarms.fault(fault.label, fault.active, self.ring.end, fault.detail))
+            self._health = ", ".join(health.problems) or "ok"
+            self._events.alarm_events(lambda: self.alarms.tick(self.ring.end))
             if now >= next_beat:
                 next_beat = now + self.settings.bus.heartbeat_s
-                self._emit(self._heartbeat())
-                if not watch.stalled and not watch.hung and not watch.behind:  # systemd restarts what stops petting it
+                self._events.emit(self._heartbeat())
+                if health.keeps_up:  # systemd restarts what stops petting it
                     sd_notify("WATCHDOG=1")
         return None
 
@@ -285,137 +205,38 @@ class Service:
             self.pipeline.classifier.reconfigure(new.alerts)  # checked against the head before anything changes
         except ConfigError as exc:
             _LOGGER.error("reload refused, the running settings stay: %s", exc)
-            self._emit(ServiceStatus(self.ring.end, "reload_refused", {"error": str(exc)}))
+            self._events.emit(ServiceStatus(self.ring.end, "reload_refused", {"error": str(exc)}))
             return
         changed = changed_keys(self.settings, new)
         applied, restart = [k for k in changed if reloadable(k)], [k for k in changed if not reloadable(k)]
         if applied:
             self.alarms.reconfigure(new.alerts)
-            alerts, before = new.alerts, self.settings.alerts
-            if (alerts.command, alerts.command_timeout_s) != (before.command, before.command_timeout_s):
-                old_notifier = self._notifier
-                self._notifier = CommandNotifier(alerts.command, alerts.command_timeout_s) if alerts.command else None
-                if self._notifier is not None:
-                    self._notifier.start()
-                if old_notifier is not None:
-                    old_notifier.stop(timeout_s=0)  # it finishes what it was given in its own thread
-            self.settings = replace(self.settings, alerts=alerts)
+            self._events.page_with(new.alerts)
+            self.settings = replace(self.settings, alerts=new.alerts)
         _LOGGER.info("config reloaded: %s in effect", ", ".join(applied) or "no change")
         if restart:
             _LOGGER.warning("config reloaded: %s changed but take effect only after a restart "
                             "(systemctl restart crywatch)", ", ".join(restart))
-        self._emit(ServiceStatus(self.ring.end, "reloaded", {"applied": applied, "needs_restart": restart}))
+        self._events.emit(ServiceStatus(self.ring.end, "reloaded", {"applied": applied, "needs_restart": restart}))
 
-    def _recover_microphone(self, watch: _Watch, now: float) -> None:
-        """The microphone is gone: say so once, then open it again with backoff (1, 2, 4 ... 30 s)."""
-        if watch.lost_since is None:
-            watch.lost_since, watch.retry_at, watch.retry_delay = now, now, 1.0
-            self.source.stop()  # its stream must be closed before PortAudio is re-initialised
-            lost = self.source.description
-            _LOGGER.error("%s stopped delivering audio (device removed or failed); opening it again", lost)
-            self._alarm_events(lambda: self.alarms.fault("microphone_lost", True, self.ring.end, lost))
-        if now < watch.retry_at:
-            return
+    def _observed(self) -> Observed:
+        """What the health supervisor reads of the service at one check."""
+        failover = self.models.failover
+        return Observed(
+            end=self.ring.end, last_sound=self.ring.last_sound, nonfinite=self.ring.nonfinite, live=self.source.live,
+            lost=self.source.live and self.source.finished, source=self.source.description,
+            stages=tuple(StageBeat(w.name, w.is_alive(), w.last_beat) for w in self._workers),
+            lags=self.stage_lags() if self._max_lag is not None else {}, skipped_s=self.skipped_s,
+            server_fault=failover.fault if failover is not None else None)
+
+    def _reopen_microphone(self) -> str:
+        """The lost microphone opened again into the same ring (AudioError while it is still gone)."""
         audio = self.settings.audio
-        try:
-            source = open_source(InputSpec.parse(audio.input, audio.device), audio.speed, audio.block_ms, rescan=True)
-            source.start(self.ring)
-        except AudioError as exc:
-            watch.retry_delay = min(2 * watch.retry_delay, _MIC_RETRY_MAX_S)
-            watch.retry_at = now + watch.retry_delay
-            _LOGGER.warning("microphone still unavailable (%s); next try in %.0f s", exc, watch.retry_delay)
-            return
+        source = open_source(InputSpec.parse(audio.input, audio.device), audio.speed, audio.block_ms, rescan=True)
+        source.start(self.ring)
         self.source = source
         self._stream_clock.anchor(seconds(self.ring.end))  # stream time lost the outage: wall clock did not
-        _LOGGER.warning("%s is back after %.1f s", source.description, now - watch.lost_since)
-        watch.lost_since, watch.last_end, watch.last_progress = None, self.ring.end, now
-        self._alarm_events(lambda: self.alarms.fault("microphone_lost", False, self.ring.end))
-
-    def _check_audio(self, watch: _Watch, now: float) -> None:
-        """A dead microphone must never look like a quiet room, nor NaN samples like silence."""
-        if self.ring.end != watch.last_end:
-            watch.last_end, watch.last_progress = self.ring.end, now
-            if watch.stalled:
-                watch.stalled = False
-                self._alarm_events(lambda: self.alarms.fault("microphone_silent", False, self.ring.end))
-        elif (self.source.live and watch.lost_since is None and not watch.stalled
-              and now - watch.last_progress > self.settings.service.stall_s):
-            watch.stalled = True
-            silent = f"nothing for {now - watch.last_progress:.1f} s"
-            self._alarm_events(lambda: self.alarms.fault("microphone_silent", True, self.ring.end, silent))
-        muted = self.source.live and self.ring.end - self.ring.last_sound > self.settings.service.muted_s * SAMPLE_RATE
-        if muted != watch.muted:
-            watch.muted = muted
-            quiet = f"only zeros for {seconds(self.ring.end - self.ring.last_sound):.0f} s"
-            self._alarm_events(lambda: self.alarms.fault("microphone_muted", muted, self.ring.end, quiet))
-        if self.ring.nonfinite != watch.nonfinite:
-            if watch.bad_since is None:
-                count = f"{self.ring.nonfinite - watch.nonfinite} samples"
-                self._alarm_events(lambda: self.alarms.fault("bad_audio", True, self.ring.end, count))
-            watch.nonfinite, watch.bad_since = self.ring.nonfinite, now
-        elif watch.bad_since is not None and now - watch.bad_since > _BAD_AUDIO_CLEARS_S:
-            watch.bad_since = None
-            self._alarm_events(lambda: self.alarms.fault("bad_audio", False, self.ring.end))
-
-    def _check_stages(self, watch: _Watch, now: float) -> None:
-        """Every stage beats at least twice a second when idle: one silent for stage_timeout_s is hung."""
-        limit = self.settings.service.stage_timeout_s
-        for worker in self._workers:
-            hung = worker.is_alive() and now - worker.last_beat > limit
-            if hung and worker.name not in watch.hung:
-                watch.hung.add(worker.name)
-                detail = f"{worker.name} made no progress for {now - worker.last_beat:.0f} s"
-                _LOGGER.error("stage hung: %s", detail)
-                self._alarm_events(lambda: self.alarms.fault("stage_hung", True, self.ring.end, detail))
-            elif not hung and worker.name in watch.hung:
-                watch.hung.discard(worker.name)
-                if not watch.hung:
-                    self._alarm_events(lambda: self.alarms.fault("stage_hung", False, self.ring.end))
-
-    def _check_lag(self, watch: _Watch) -> None:
-        """A stage behind the newest audio hears cries late: alarm past max_lag_s, clear under half of it
-        (the stage skips ahead meanwhile, so it catches up even when the machine stays loaded)."""
-        limit = self._max_lag
-        if limit is None:
-            return
-        lags = self.stage_lags()
-        name, worst = max(lags.items(), key=lambda item: item[1])
-        behind = worst > (limit // 2 if watch.behind else limit)
-        if behind == watch.behind:
-            return
-        watch.behind = behind
-        if behind:
-            detail = f"{name} {seconds(worst):.1f} s behind the newest audio"
-            _LOGGER.error("monitor behind: %s; skipping audio to catch up", detail)
-            self._alarm_events(lambda: self.alarms.fault("monitor_behind", True, self.ring.end, detail))
-        else:
-            _LOGGER.warning("monitor caught up (%.1f s of audio skipped so far)", self.skipped_s)
-            self._alarm_events(lambda: self.alarms.fault("monitor_behind", False, self.ring.end))
-
-    def _check_disk(self, watch: _Watch, now: float) -> None:
-        """Warn before the log's disk fills (the spool then keeps alerting going, but only so long)."""
-        folder, limit = self._log_folder, self.settings.store.min_free_mb
-        if folder is None or not limit or now < watch.disk_checked + _DISK_CHECK_S:
-            return
-        watch.disk_checked = now
-        try:
-            free_mb = shutil.disk_usage(folder).free / 1e6
-        except OSError:
-            return  # the log's own writes report an unusable folder
-        low = free_mb < limit
-        if low != watch.disk_low:
-            watch.disk_low = low
-            detail = f"{free_mb:.0f} MB free beside {folder}"
-            self._alarm_events(lambda: self.alarms.fault("disk_nearly_full", low, self.ring.end, detail))
-
-    def _check_server(self, watch: _Watch) -> None:
-        """The embedding server failed or came back (the failover has already switched embedders)."""
-        failover = self.models.failover
-        fault = failover.fault if failover is not None else None
-        if (fault is None) != (watch.server_fault is None):
-            watch.server_fault = fault
-            self._alarm_events(lambda: self.alarms.fault("embedding_server_down", fault is not None, self.ring.end,
-                                                         fault or ""))
+        return source.description
 
     def _shutdown(self, failed: str | None) -> None:
         """In order, so the last episode is closed and flushed, and within _STOP_BUDGET_S whatever
@@ -440,8 +261,8 @@ class Service:
         join("control", 1)
         if self.models.failover is not None:
             join("server-probe", 3)
-        self._alarm_events(lambda: self.alarms.finish(self.ring.end, "monitor stopped"))
-        self._emit(ServiceStatus(self.ring.end, "failed" if failed else "stopped", {
+        self._events.alarm_events(lambda: self.alarms.finish(self.ring.end, "monitor stopped"))
+        self._events.emit(ServiceStatus(self.ring.end, "failed" if failed else "stopped", {
             "reason": failed or self._stop_reason or "end of input",
             "overruns": self.source.overruns, "dropped_windows": self.dropped_windows,
             "skipped_s": self.skipped_s,
@@ -450,8 +271,8 @@ class Service:
         self._bus_q.put(END)
         for name in ("store", "bus"):
             join(name, deadline - time.monotonic())
-        if self._notifier is not None:
-            self._notifier.stop(timeout_s=max(0.1, min(self.settings.alerts.command_timeout_s, deadline - time.monotonic())))
+        if self._events.pager is not None:
+            self._events.pager.stop(timeout_s=max(0.1, min(self.settings.alerts.command_timeout_s, deadline - time.monotonic())))
         self._control.close()
         self._publisher.close()
         if self._authenticator is not None:
@@ -520,13 +341,13 @@ class Service:
             me.beat()
             for item in self._classify_q.get_batch(4, timeout=0.2):
                 if item is END:
-                    self._emit_all(self.pipeline.finish())
+                    self._events.emit_all(self.pipeline.finish())
                     return
                 me.busy_from = _start_of(item)
                 if isinstance(item, Activity):
-                    self._emit_all(self.pipeline.observe(item))
+                    self._events.emit_all(self.pipeline.observe(item))
                 else:
-                    self._emit_all(self.pipeline.classify(item))
+                    self._events.emit_all(self.pipeline.classify(item))
                 me.busy_from = None
 
     def _open_log(self) -> None:
@@ -537,8 +358,8 @@ class Service:
         if episodes or alarms:
             _LOGGER.warning("closed %d episode(s) and %d alarm(s) that an interrupted run of %s left open",
                             episodes, alarms, self.bed)
-            self._emit(ServiceStatus(self.ring.end, "recovered",
-                                     {"interrupted_episodes": episodes, "interrupted_alarms": alarms}))
+            self._events.emit(ServiceStatus(self.ring.end, "recovered",
+                                            {"interrupted_episodes": episodes, "interrupted_alarms": alarms}))
 
     def _store_loop(self, me: Worker) -> None:
         """The database may fail; alerting may not: refused events wait in the spool, a technical
@@ -555,10 +376,10 @@ class Service:
                 _LOGGER.error("log %s refuses writes, keeping events in memory: %s", redact_url(self.settings.store.url),
                               spool.failing)
                 problem = spool.failing
-                self._alarm_events(lambda: self.alarms.fault("log_failing", True, self.ring.end, problem))
+                self._events.alarm_events(lambda: self.alarms.fault("log_failing", True, self.ring.end, problem))
             elif was_failing and not spool.failing:
                 _LOGGER.warning("log writes again; the events kept meanwhile are written")
-                self._alarm_events(lambda: self.alarms.fault("log_failing", False, self.ring.end))
+                self._events.alarm_events(lambda: self.alarms.fault("log_failing", False, self.ring.end))
             if ending and written and not len(self._store_q):
                 return
             if not written:
@@ -593,56 +414,10 @@ class Service:
         """A dashboard acknowledges or silences (runs in the control thread; the manager locks)."""
         try:
             act = self.alarms.acknowledge if request.op == "acknowledge" else self.alarms.silence
-            self._alarm_events(lambda: act(request.alarm, request.by, self.ring.end))
+            self._events.alarm_events(lambda: act(request.alarm, request.by, self.ring.end))
         except AlarmError as exc:
             return ControlReply(False, str(exc), self.alarms.active)
         return ControlReply(True, alarms=self.alarms.active)
-
-    # -- events ---------------------------------------------------------------------------------
-    def _emit_all(self, events: list[PipelineEvent] | list[AlarmEvent]) -> None:
-        for event in events:
-            self._emit(event)
-
-    def _alarm_events(self, decide: Callable[[], list[AlarmEvent]]) -> None:
-        with self._alarm_lock:
-            self._emit_all(decide())
-
-    def _emit(self, event: PipelineEvent | WireEvent) -> None:
-        """Called from several threads: only thread-safe queues and the locked alarm manager are touched."""
-        if isinstance(event, (AlertStarted, AlertEnded)):  # a cause; the alarm manager decides what staff see
-            cause = event
-            self._alarm_events(lambda: self.alarms.alert(cause))
-            return
-        if isinstance(event, WindowEmbedded):  # for the log only, never on the bus
-            self._store_q.put(Envelope(self.bed, self._wall(seconds(event.time)).isoformat(), event))
-            return
-        match event:
-            case WindowScored():
-                self.windows += 1
-            case AlarmRaised(alarm=alarm) if not alarm.technical:
-                self.alerts += 1
-            case EpisodeOpened(episode=ep) | EpisodeUpdated(episode=ep) | EpisodeClosed(episode=ep):
-                stamped = self._with_wall_times(ep)
-                event = replace(event, episode=stamped)
-                if isinstance(event, EpisodeClosed):
-                    self.recent = (self.recent + [stamped])[-_RECENT_EPISODES:]
-                elif not ep.ongoing:  # a closed episode updated late
-                    self.recent = [stamped if r.number == ep.number else r for r in self.recent]
-        when = utc(time.time()) if isinstance(event, Heartbeat) else self._wall(seconds(event.time))
-        envelope = Envelope(self.bed, when.isoformat(), event)
-        if not isinstance(event, Heartbeat):
-            self._store_q.put(envelope)
-        self._bus_q.put(envelope)
-        if self._notifier is not None:
-            self._notifier.offer(envelope)
-        if self._on_message is not None:
-            self._on_message(envelope)
-
-    def _with_wall_times(self, episode: EpisodeSummary) -> EpisodeSummary:
-        """Staff read clock times: attached here, at the edge, like every other wall-clock time."""
-        end = episode.end_s
-        return replace(episode, start_time=self._wall(episode.start_s).isoformat(),
-                       end_time=None if end is None else self._wall(end).isoformat())
 
     def _embedder_in_use(self) -> str:
         failover = self.models.failover
@@ -652,25 +427,14 @@ class Service:
         current = self.pipeline.episodes.current
         lags = self.stage_lags()
         return Heartbeat(
-            time=self.ring.end,
-            health=self._health,
-            source=self.source.description,
-            detector=self.models.detector.id,
-            embedder=self._embedder_in_use(),
-            head=self.models.head.name,
-            classes=self.models.head.classes,
-            control=self.control_endpoint,
-            alarms=self.alarms.active,
+            time=self.ring.end, health=self._health, source=self.source.description, detector=self.models.detector.id,
+            embedder=self._embedder_in_use(), head=self.models.head.name, classes=self.models.head.classes,
+            control=self.control_endpoint, alarms=self.alarms.active,
             unsupported_alert_classes=self.pipeline.classifier.unsupported_alert_classes,
-            episode=self._with_wall_times(current.summary(open_=True)) if current else None,
-            recent=tuple(self.recent),
-            overruns=self.source.overruns,
-            dropped_windows=self.dropped_windows,
-            lag_s=round(seconds(max(lags.values())), 2),
-            heard_s=round(seconds(self.ring.end), 1),
-            stage_lag_s={name: round(seconds(lag), 2) for name, lag in lags.items()},
-            skipped_s=self.skipped_s,
-        )
+            episode=self._events.with_wall_times(current.summary(open_=True)) if current else None,
+            recent=tuple(self._events.recent), overruns=self.source.overruns, dropped_windows=self.dropped_windows,
+            lag_s=round(seconds(max(lags.values())), 2), heard_s=round(seconds(self.ring.end), 1),
+            stage_lag_s={name: round(seconds(lag), 2) for name, lag in lags.items()}, skipped_s=self.skipped_s)
 
 
 def _start_of(item: object) -> int | None:
