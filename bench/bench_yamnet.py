@@ -81,7 +81,7 @@ def tflite_row(cut: np.ndarray, repeats: int) -> str:
     if not TFLITE.is_file():
         return f"tf.lite interpreter | {TFLITE} absent |"
     try:
-        from train.yamnet_export import interpreter, interpreter_scores
+        from train.detector.yamnet_export import interpreter, interpreter_scores
 
         it = interpreter(TFLITE)
     except (ImportError, YamnetError) as exc:

@@ -73,7 +73,7 @@ class Head:
 
     @property
     def alert_thresholds(self) -> dict[str, float]:
-        """Per alert class, the threshold `python -m train tune-alerts` chose for alerts (train/alerts.py);
+        """Per alert class, the threshold `python -m train tune-alerts` chose for alerts (train/detector/alerts.py);
         a class without one alerts at its window threshold."""
         return {str(k): float(v) for k, v in self.metadata.get("alert_thresholds", {}).items()}
 

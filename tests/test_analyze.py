@@ -13,7 +13,7 @@ from monitor.audio.scenario import render_scenario
 from monitor.messages import SAMPLE_RATE, EpisodeClosed
 from monitor.pipeline import Pipeline
 from tests.conftest import CRIES, cry_path, pick, run_crywatch
-from train.mixing import nicu_sound, room_noise
+from train.detector.mixing import nicu_sound, room_noise
 
 
 def _room(seconds: float, seed: int) -> np.ndarray:
@@ -28,8 +28,8 @@ def _episodes(samples: np.ndarray, settings, models) -> list[dict]:
 @pytest.fixture(scope="module")
 def dev_mixtures(cries_index, tmp_path_factory, settings, models) -> list[tuple[dict, list[dict]]]:
     """24 mixtures of the development benchmark (test groups only; 12 with a cry at -6/0/+6 dB) and their episodes."""
-    from train.benchmark import read_mixtures, write_mixtures
     from train.datasets import read_dataset
+    from train.detector.benchmark import read_mixtures, write_mixtures
     from train.labels import load_label_map
 
     folder = tmp_path_factory.mktemp("mixtures")
@@ -149,11 +149,11 @@ def test_alerts_come_from_pain_cries_not_from_hunger(held_out, settings, models)
 
 
 def test_the_tuning_simulation_opens_the_episodes_the_monitor_opens(cries_index, tmp_path, settings, models):
-    """train/detector.py chooses the run decisions on a fast replay of the episode rules: it must
+    """train/detector/training.py chooses the run decisions on a fast replay of the episode rules: it must
     match what the monitor's own driver does, or the tuned thresholds tune something else."""
-    from train.benchmark import read_mixtures, write_mixtures
     from train.datasets import read_dataset
-    from train.detector import episode_onsets, track
+    from train.detector.benchmark import read_mixtures, write_mixtures
+    from train.detector.training import episode_onsets, track
     from train.labels import load_label_map
 
     records = read_dataset(CRIES / "index.csv", load_label_map("crywatch"))

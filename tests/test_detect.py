@@ -10,7 +10,7 @@ from monitor.config import DetectorSettings
 from monitor.detect import Decision, DetectorError, DetectorModel, FeatureSettings
 from monitor.detect.crnn import Architecture, LogMel, StreamingDetector, pad_for_training
 from tests.conftest import run_crywatch
-from train.detector import CryCRNN, exported
+from train.detector.training import CryCRNN, exported
 
 SHIPPED = DetectorSettings().model_path()
 

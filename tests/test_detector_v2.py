@@ -12,10 +12,10 @@ from monitor.config import PROJECT_ROOT
 from monitor.messages import SAMPLE_RATE
 from monitor.pipeline import Models
 from tests.conftest import CRIES, SHARED
-from train.benchmark import evaluate_clean_cries
 from train.datasets import read_dataset
+from train.detector.benchmark import evaluate_clean_cries
+from train.detector.mixing import BackgroundMaker, db_gain, event_bounds, mix_at_ebr, nicu_sound, room_noise
 from train.labels import load_label_map
-from train.mixing import BackgroundMaker, db_gain, event_bounds, mix_at_ebr, nicu_sound, room_noise
 
 MORE = SHARED / "data" / "more"
 V2 = PROJECT_ROOT / "models" / "cry-detector-v2"
@@ -44,7 +44,7 @@ def more_test_rows() -> list[dict[str, str]]:
     """Second-collection clips of the detector's test groups (no cry among them: adult, urban, phone sounds)."""
     if not (MORE / "index.csv").is_file():
         pytest.skip(f"needs the second collection in {MORE} (CryWatch development machines and CI only)")
-    from train.mixing import detector_split
+    from train.detector.mixing import detector_split
 
     cries = read_dataset(CRIES / "index.csv", load_label_map("crywatch"))
     more = read_dataset(MORE / "index.csv", load_label_map("crywatch"))

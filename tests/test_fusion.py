@@ -12,8 +12,8 @@ from monitor.config import PROJECT_ROOT
 from monitor.detect import DetectorError, DetectorModel
 from monitor.detect.crnn import StreamingDetector
 from monitor.detect.fusion import FusedStream, Fusion, patches_for
-from train.fusion import Recording, all_patch_scores, fused_track
-from train.mixing import room_noise
+from train.detector.fusion import Recording, all_patch_scores, fused_track
+from train.detector.mixing import room_noise
 
 SHIPPED = PROJECT_ROOT / "models" / "cry-detector-v2"
 

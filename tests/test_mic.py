@@ -11,7 +11,7 @@ from monitor.audio import load_audio
 from monitor.bus import Envelope, Subscriber
 from monitor.messages import AlarmRaised, EpisodeOpened, Heartbeat
 from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick
-from train.mixing import event_bounds
+from train.detector.mixing import event_bounds
 
 GAP_S = 10.0  # silence before each cry: every episode has closed (quiet_s 6 s) before the next cry
 

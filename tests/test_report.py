@@ -30,7 +30,7 @@ from monitor.service import Service
 from monitor.store import StoreWriter, annotate, open_engine
 from monitor.store.database import AlarmRow, AnnotationRow, EpisodeRow, WindowEmbeddingRow, WindowRow
 from tests.conftest import cry_path, free_endpoint, pick, run_crywatch
-from train.site import evaluate_site
+from train.heads.site import evaluate_site
 
 
 def _wait_for(subscriber: Subscriber, kind: type, events: list, deadline: float, what: str):

@@ -18,7 +18,7 @@ from monitor.pipeline import Models
 from monitor.service import Service
 from monitor.store import annotate, list_episodes, open_engine
 from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick
-from train.site import evaluate_site
+from train.heads.site import evaluate_site
 
 
 def _service(settings, tmp_path, source: str, speed: float = 0.0, models=None, on_message=None) -> Service:

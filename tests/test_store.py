@@ -44,7 +44,7 @@ from monitor.store import (
     utc,
 )
 from monitor.store.database import MIGRATIONS, Base
-from train.site import evaluate_site
+from train.heads.site import evaluate_site
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
 

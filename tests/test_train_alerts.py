@@ -1,4 +1,4 @@
-"""Alert thresholds chosen on validation groups (train/alerts.py, `python -m train tune-alerts`)."""
+"""Alert thresholds chosen on validation groups (train/detector/alerts.py, `python -m train tune-alerts`)."""
 import json
 import subprocess
 import sys
@@ -11,7 +11,7 @@ from monitor.audio import load_audio
 from monitor.config import PROJECT_ROOT
 from monitor.pipeline import Models
 from tests.conftest import cry_path
-from train.alerts import alert_levels, choose_threshold
+from train.detector.alerts import alert_levels, choose_threshold
 
 
 def test_the_threshold_is_the_lowest_that_keeps_every_cry_free_mixture_silent():

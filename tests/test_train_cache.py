@@ -7,8 +7,8 @@ import numpy as np
 import soundfile
 
 from monitor.config import GateSettings
-from train.cache import EmbeddingCache
 from train.datasets import Record
+from train.heads.cache import EmbeddingCache
 
 
 def _cry_like(seconds: float, f0: float, rate: int) -> np.ndarray:

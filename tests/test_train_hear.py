@@ -7,8 +7,8 @@ import pytest
 from monitor.config import GateSettings
 from tests.conftest import cry_path, pick
 from tests.hear_standins import REVISION, save_tf_standin, write_config
-from train.cache import EmbeddingCache
 from train.datasets import Record
+from train.heads.cache import EmbeddingCache
 
 pytest.importorskip("tensorflow", reason="the tf backend needs tensorflow-cpu (the hear extra)")
 

@@ -14,8 +14,7 @@ from monitor.messages import SAMPLE_RATE
 from tests.conftest import CRIES
 from train.cli import main
 from train.datasets import Record, read_dataset
-from train.labels import load_label_map
-from train.mixing import (
+from train.detector.mixing import (
     FRAME_HOP,
     NICU_KINDS,
     SIDES,
@@ -27,6 +26,7 @@ from train.mixing import (
     mix_at_ebr,
     nicu_sound,
 )
+from train.labels import load_label_map
 from train.splits import LeakageError
 
 
@@ -243,7 +243,7 @@ def test_the_shipped_detector_s_hard_negatives_are_its_known_confusions(records)
     """Mining on training groups: every training cat is a confusion of v1; sea waves and rain are not."""
     from monitor.config import DetectorSettings
     from monitor.detect import DetectorModel
-    from train.detector import mine_hard_negatives
+    from train.detector.training import mine_hard_negatives
 
     train = detector_split(records, seed=0)["train"]
     cats = [r for r in train if r.label == "cat"]
@@ -295,7 +295,7 @@ def test_late_onsets_put_cry_onsets_after_background_and_keep_v1_without_them(re
 
 
 def test_onset_weights_cover_each_onset_only():
-    from train.detector import ONSET_AFTER, ONSET_BEFORE, onset_weights
+    from train.detector.training import ONSET_AFTER, ONSET_BEFORE, onset_weights
 
     targets = np.zeros((2, 200), np.float32)
     targets[0, 100:180] = 1.0

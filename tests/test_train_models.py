@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from monitor.classify import Head
-from train.calibrate import fit_temperature, nll
-from train.models import FittedHead, MLPConfig, average_logits, export_mlp, fit_logistic, train_mlp
+from train.heads.calibrate import fit_temperature, nll
+from train.heads.models import FittedHead, MLPConfig, average_logits, export_mlp, fit_logistic, train_mlp
 
 
 def _blobs(n: int, seed: int, classes: int = 3, dim: int = 12) -> tuple[np.ndarray, np.ndarray]:

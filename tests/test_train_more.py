@@ -14,8 +14,7 @@ from monitor.messages import SAMPLE_RATE
 from tests.conftest import CRIES, SHARED
 from train.cli import main
 from train.datasets import DataError, Record, more_index, read_dataset, read_index
-from train.labels import LabelError, load_label_map
-from train.mixing import (
+from train.detector.mixing import (
     BEEP_BAND_HZ,
     BUZZ_BAND_HZ,
     HARD_KINDS,
@@ -25,6 +24,7 @@ from train.mixing import (
     detector_split,
     nicu_sound,
 )
+from train.labels import LabelError, load_label_map
 from train.splits import LeakageError, grouped_folds
 
 MORE = SHARED / "data" / "more"

@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.cache import FileWindows
 from train.datasets import Record, read_index
+from train.heads.cache import FileWindows
+from train.heads.pipeline import FitConfig, holdout_fit
 from train.labels import load_label_map
-from train.pipeline import FitConfig, holdout_fit
 from train.splits import LeakageError, Split, check_leakage, grouped_folds, grouped_holdout
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cries"

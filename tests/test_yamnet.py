@@ -176,14 +176,14 @@ def interpreter():
     if not TFLITE.is_file():
         pytest.skip(NO_GOLDEN)
     pytest.importorskip("tensorflow", reason="comparing with the TFLite interpreter needs tensorflow (the [hear] extra)")
-    from train.yamnet_export import interpreter as make
+    from train.detector.yamnet_export import interpreter as make
 
     return make(TFLITE)
 
 
 @pytest.mark.slow  # importing TensorFlow alone takes seconds
 def test_port_matches_the_interpreter(model, golden, interpreter, cries_index):
-    from train.yamnet_export import interpreter_scores
+    from train.detector.yamnet_export import interpreter_scores
 
     rows = (pick(cries_index, 1, source="corvin", label="pain") + pick(cries_index, 1, source="donateacry")
             + pick(cries_index, 1, source="esc50", label="crying_baby") + pick(cries_index, 1, source="fsdd"))
@@ -201,7 +201,7 @@ def test_port_matches_the_interpreter(model, golden, interpreter, cries_index):
 
 @pytest.mark.slow
 def test_export_reproduces_the_shipped_folder(tmp_path, interpreter):
-    from train.yamnet_export import export
+    from train.detector.yamnet_export import export
 
     check = export(TFLITE, tmp_path / "yamnet")
     assert check["max_abs_score_diff"] <= SCORE_TOLERANCE

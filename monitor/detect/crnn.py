@@ -10,7 +10,7 @@ begun); the whole look-ahead is `Architecture.lookahead_frames`, a bounded part 
 latency. Feeding a recording at once or in 50 ms blocks gives the same probabilities.
 
 A detector artifact is a folder: detector.json (feature settings, architecture, decision
-thresholds, provenance) and weights.safetensors (trained by train/detector.py in torch, run
+thresholds, provenance) and weights.safetensors (trained by train/detector/training.py in torch, run
 here in numpy).
 """
 from __future__ import annotations
@@ -109,7 +109,7 @@ def band_pools(n_mels: int) -> list[int]:
 class CRNNForward:
     """The detector network's forward pass in numpy (the monitor needs no deep-learning runtime).
 
-    Weights are those of train/detector.py's torch `CryCRNN`, by its state-dict names: conv
+    Weights are those of train/detector/training.py's torch `CryCRNN`, by its state-dict names: conv
     blocks (Conv2d 3x3 valid in time, BatchNorm folded in here, ReLU, max-pool over frequency),
     a unidirectional GRU over time, a linear output.
     """

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from train.report import _ci
+from train.heads.report import _ci
 
 EMBEDDER_NOTES = {
     "acoustic-v1": "hand-crafted cry acoustics (log-mel statistics below 4 kHz, pitch and voicing, spectral shape, "

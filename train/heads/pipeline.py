@@ -8,11 +8,11 @@ import numpy as np
 
 from monitor.classify import Head
 from monitor.messages import NOT_CRY
-from train.cache import FileWindows
-from train.calibrate import f1_threshold, fit_temperature, nll
 from train.datasets import Record
-from train.evaluate import Scored, logits_of, score
-from train.models import FittedHead, MLPConfig, average_logits, fit_logistic, fit_mlp
+from train.heads.cache import FileWindows
+from train.heads.calibrate import f1_threshold, fit_temperature, nll
+from train.heads.evaluate import Scored, logits_of, score
+from train.heads.models import FittedHead, MLPConfig, average_logits, fit_logistic, fit_mlp
 from train.splits import Split, check_leakage, grouped_folds, grouped_holdout, subset
 
 

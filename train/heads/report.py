@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from train.evaluate import Scored
+from train.heads.evaluate import Scored
 
 SET_TITLES = {"heldout": "Grouped held-out test set (the shipped head)",
               "cv": "Grouped 5-fold cross-validation (out-of-fold, one head per fold)"}

@@ -13,8 +13,8 @@ from sklearn.metrics import confusion_matrix, f1_score
 from monitor.classify import Classifier, Head
 from monitor.config import AlertSettings, ClassifierSettings
 from monitor.messages import NOT_CRY, Embedding, Window
-from train.cache import FileWindows
 from train.datasets import Record
+from train.heads.cache import FileWindows
 
 N_BOOTSTRAP = 1000
 # The head's own cry call on its smoothed windows (the monitor's episodes come from the detector).

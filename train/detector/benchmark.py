@@ -16,7 +16,7 @@ from tqdm import tqdm
 from monitor.audio import load_audio
 from monitor.messages import SAMPLE_RATE
 from train.datasets import DataError, Record
-from train.mixing import (
+from train.detector.mixing import (
     BackgroundMaker,
     ClipCache,
     detector_split,
@@ -238,7 +238,7 @@ def evaluate_clean_cries(cries: list[Record], settings: Settings, models: Models
     nothing else to start one). Alert rates per type: pain cries should raise a pain alert, bath cries should not.
     With `yamnet`, each missed clip that YAMNet hears as another sound is named (drowned_out)."""
     from monitor.analyze import analyze_samples
-    from train.mixing import event_bounds
+    from train.detector.mixing import event_bounds
 
     opened, missed, alerted, latencies = 0, [], {t: [0, 0] for t in ALERT_RATE_TARGETS}, []
     drowned: dict[str, str] = {}

@@ -17,11 +17,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from monitor.messages import NOT_CRY
-from train.cache import FileWindows
 from train.datasets import Record
-from train.evaluate import group_bootstrap_auc
+from train.heads.cache import FileWindows
+from train.heads.evaluate import group_bootstrap_auc
+from train.heads.models import classical_models
 from train.labels import KeywordMap
-from train.models import classical_models
 
 FOLDS = 5
 

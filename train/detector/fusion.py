@@ -38,12 +38,12 @@ from monitor.detect.fusion import (
 )
 from monitor.detect.yamnet import YamnetModel, patch_spans, patches
 from monitor.messages import SAMPLE_RATE
-from train.benchmark import CLEAN_COLLAR_S
 from train.datasets import Record
-from train.detector import TuningMixture, episode_onsets, event_errors, track
-from train.mixing import FRAME_HOP, HARD_KINDS, TrainingMixer, cry_frames, event_bounds
+from train.detector.benchmark import CLEAN_COLLAR_S
+from train.detector.mixing import FRAME_HOP, HARD_KINDS, TrainingMixer, cry_frames, event_bounds
+from train.detector.training import TuningMixture, episode_onsets, event_errors, track
 
-_LOGGER = logging.getLogger(__name__)
+_LOGGER = logging.getLogger("train.fusion")  # its lines' name, as before the package
 HEAD_WEIGHTS = (0.6, 1.0, 1.5, 2.5)  # the backbone head's logit beside the CRNN's (weight 1)
 SMOOTH_FRAMES = (1, 5)
 ONS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # calibrated probabilities
@@ -241,10 +241,10 @@ def fuse_detector(base: DetectorModel, yamnet: YamnetModel, backbone_folder: str
 
 def run_command(args: Any) -> int:
     from monitor.config import load_settings
-    from train.benchmark import read_mixtures, write_mixtures
     from train.datasets import more_index, read_dataset
+    from train.detector.benchmark import read_mixtures, write_mixtures
+    from train.detector.mixing import detector_split
     from train.labels import load_label_map
-    from train.mixing import detector_split
 
     base = DetectorModel.load(args.base)
     if base.fusion is not None:

@@ -29,9 +29,9 @@ from monitor.detect.frames import frame_time
 from monitor.detect.gate import decide_runs
 from monitor.messages import SAMPLE_RATE
 from train.datasets import Record
-from train.mixing import HARD_KINDS, ClipCache, TrainingMixer, active_rms, db_gain, room_noise
+from train.detector.mixing import HARD_KINDS, ClipCache, TrainingMixer, active_rms, db_gain, room_noise
 
-_LOGGER = logging.getLogger(__name__)
+_LOGGER = logging.getLogger("train.detector")  # its lines' name, as before the package
 _CHUNK = 50  # examples per job: one job = one mixer seed
 HARD_THRESHOLD = 0.5  # a negative clip the detector scores this high somewhere is a hard negative
 ONSET_BEFORE, ONSET_AFTER = 10, 50  # frames (0.2 s before, 1 s after) weighted by DetectorConfig.onset_weight
@@ -362,10 +362,10 @@ def fit_detector(splits: dict[str, list[Record]], tuning: list[TuningMixture], c
 def run_command(args: Any) -> int:
     """Train on the training groups, tune on validation mixtures, write the detector folder."""
     from monitor.config import load_settings
-    from train.benchmark import read_mixtures, write_mixtures
     from train.datasets import more_index, read_dataset
+    from train.detector.benchmark import read_mixtures, write_mixtures
+    from train.detector.mixing import detector_split
     from train.labels import load_label_map
-    from train.mixing import detector_split
 
     label_map = load_label_map(args.label_map)
     records = read_dataset(args.data, label_map)
