@@ -1,7 +1,9 @@
 """Alarm lifecycle in IEC 60601-1-8's vocabulary: priority, active -> acknowledged -> cleared,
 audio paused, latching.
 
-A cry alarm's cause is the classifier's alert condition (AlertStarted/AlertEnded); a technical
+A cry alarm's cause is a crying spell's alarm condition (AlertStarted/AlertEnded: a cry type decided on
+its evidence, crying that goes on, high-pitched crying); one raised again at a higher priority escalates (the
+lower alarm clears, a new one is raised, to be acknowledged anew). A technical
 alarm's cause is a fault the service detects (microphone silent, a stage failed, ...). An
 unacknowledged alarm announces again every `repeat_s`; silencing it pauses that for `pause_s`.
 A latched alarm stays after its cause has gone until someone acknowledges it; technical alarms
@@ -38,6 +40,8 @@ from monitor.messages import (
 
 DEFAULT_PRIORITIES = {
     "pain": Priority.HIGH, "neurological": Priority.HIGH, "hunger": Priority.LOW,
+    # crying itself, whatever its type, and high-pitched crying: medium (a crying alarm escalates to high on its own)
+    "crying": Priority.MEDIUM, "high_pitch": Priority.MEDIUM,
     # technical: a monitor that cannot hear is as urgent as the cry it would miss
     "microphone_silent": Priority.HIGH, "microphone_lost": Priority.HIGH, "monitor_failed": Priority.HIGH,
     "bad_audio": Priority.HIGH, "stage_hung": Priority.HIGH, "microphone_muted": Priority.HIGH,
@@ -95,11 +99,11 @@ class AlarmManager:
 
     # -- causes --------------------------------------------------------------------------------
     def alert(self, event: AlertStarted | AlertEnded) -> list[AlarmEvent]:
-        """A cry type's alert condition started or ended."""
+        """A crying spell's alarm condition started (or escalated) or ended."""
         if isinstance(event, AlertStarted):
             return self._cause(event.label, True, event.time, technical=False,
-                               message=f"{event.label.upper()} CRY", episode=event.episode,
-                               probability=event.probability)
+                               message=event.message or f"{event.label.upper()} CRY", episode=event.episode,
+                               probability=event.probability, priority=event.priority)
         return self._cause(event.label, False, event.time, technical=False, reason=event.reason)
 
     def fault(self, label: str, present: bool, time: int, detail: str = "") -> list[AlarmEvent]:
@@ -109,22 +113,27 @@ class AlarmManager:
                            reason="fault gone")
 
     def _cause(self, label: str, present: bool, time: int, technical: bool, message: str = "",
-               episode: int | None = None, probability: float | None = None, reason: str = "") -> list[AlarmEvent]:
+               episode: int | None = None, probability: float | None = None, reason: str = "",
+               priority: Priority | None = None) -> list[AlarmEvent]:
         with self._lock:
             now = self._clock()
             current = next((a for a in self._alarms.values() if a.label == label and a.technical == technical), None)
+            priority = priority or self.priority(label)
+            events: list[AlarmEvent] = []
             if present:
-                if current is not None:
+                if current is not None and current.priority.rank <= priority.rank:
                     self._alarms[current.id] = replace(current, condition=True)
                     return []
+                if current is not None:  # escalated: the lower alarm gives way to a new one staff must acknowledge
+                    events = self._cleared(current, time, f"escalated to {priority.value}")
                 self._count += 1
-                alarm = Alarm(id=self._count, label=label, technical=technical, priority=self.priority(label),
+                alarm = Alarm(id=self._count, label=label, technical=technical, priority=priority,
                               message=message, raised_time=iso(self._wall()), condition=True,
                               latched=technical or self._settings.latched, episode=episode, probability=probability)
                 self._alarms[alarm.id] = alarm
                 self._raised_at[alarm.id] = now
                 self._next_announcement[alarm.id] = now + self._settings.repeat_s
-                return [AlarmRaised(time, alarm)]
+                return [*events, AlarmRaised(time, alarm)]
             if current is None:
                 return []
             alarm = replace(current, condition=False)
@@ -136,6 +145,9 @@ class AlarmManager:
             return []
         if alarm.technical and now - self._raised_at[alarm.id] < self._settings.technical_min_s:
             return []
+        return self._cleared(alarm, time, reason)
+
+    def _cleared(self, alarm: Alarm, time: int, reason: str) -> list[AlarmEvent]:
         del self._alarms[alarm.id]
         for table in (self._raised_at, self._next_announcement, self._silenced_until):
             table.pop(alarm.id, None)

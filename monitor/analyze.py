@@ -57,7 +57,12 @@ def analyze_samples(samples: np.ndarray | Iterable[np.ndarray], settings: Settin
             closed[e.episode.number] = e.episode
     episodes = [
         {"start_s": ep.start_s, "end_s": ep.end_s, "detected_s": ep.detected_s, "label": ep.label, "probs": ep.probs,
-         "peak": ep.peak, "alert": bool(ep.alerts), "alerts": list(ep.alerts)}
+         "peak": ep.peak, "windows": ep.windows, "crying_s": ep.crying_s, "bouts": ep.bouts,
+         "f0_median_hz": ep.f0_median_hz, "high_pitch_s": ep.high_pitch_s, "high_pitch_share": ep.high_pitch_share,
+         "evidence": ep.evidence,
+         "alert": bool(ep.alarms), "alerts": list(ep.alerts),
+         "alarms": [{"kind": a.kind, "raised_s": a.raised_s, **({"priority": a.priority} if a.priority else {})}
+                    for a in ep.alarms]}
         for ep in closed.values()
     ]
     summary = {
@@ -88,8 +93,8 @@ def describe(result: dict[str, Any]) -> str:
     parts = [f"{result['path']}: {result['duration_s']:.1f} s, cry {result['probs']['cry']:.2f}, "
              f"{len(episodes)} episode{'s' if len(episodes) != 1 else ''}"]
     for ep in episodes:
-        alert = " ALERT" if ep["alert"] else ""
+        alarms = "".join(f" {a['kind'].upper()}@{a['raised_s']:.1f}s" for a in ep["alarms"])
         parts.append(f"  {ep['start_s']:7.1f}-{ep['end_s']:7.1f} s  {ep['label']:<12} "
-                     f"p={type_probability(ep['probs'], ep['label'])}{alert}")
+                     f"p={type_probability(ep['probs'], ep['label'])}  crying {ep['crying_s']:.0f} s{alarms}")
     return "\n".join(parts)
 

@@ -1,8 +1,9 @@
-"""The classifier stage: a trained head on embeddings, temporal smoothing, alert hysteresis.
+"""The classifier stage: a trained head on embeddings, temporal smoothing, and each window's evidence
+for the alert classes (which a crying spell accumulates: monitor/spells/).
 
 A head artifact is a folder: head.json (what it expects and what it was trained and measured on)
-and weights.npz (standardiser + dense layers). The forward pass is numpy so the monitor needs
-no deep-learning runtime for it.
+and weights.npz (standardiser + dense layers, and any dedicated evidence model). The forward pass
+is numpy so the monitor needs no deep-learning runtime for it.
 """
 from __future__ import annotations
 
@@ -15,16 +16,46 @@ from typing import Any
 import numpy as np
 
 from monitor.config import AlertSettings, ConfigError
-from monitor.messages import NOT_CRY, AlertEnded, AlertStarted, Embedding, Prediction
+from monitor.messages import NOT_CRY, Embedding, Prediction
+from monitor.spells import EvidenceRule
 
 HEAD_FORMAT = 1
 # Alert classes a head trained on public data cannot have: allowed in [alerts] classes (and reported
 # as unsupported), where any other name missing from the head is a typo.
 CLINICAL_ONLY = ("neurological",)
+DEFAULT_MIN_WINDOWS = 3  # crying windows before a head without a tuned number decides a spell's type
+CRYING_BELOW = 0.5  # a window is crying when the head's raw not_cry probability is below this
 
 
 class HeadError(RuntimeError):
     """A head that cannot be used; the message names the head and the fix."""
+
+
+@dataclass(frozen=True)
+class EvidenceModel:
+    """A dedicated binary model for one alert class among crying windows (e.g. pain against discomfort):
+    standardiser, logistic weights and a temperature, giving calibrated log-odds per window."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+    temperature: float
+
+    def log_odds(self, vectors: np.ndarray) -> np.ndarray:
+        return ((np.asarray(vectors, np.float32) - self.mean) / self.scale @ self.weights + self.bias) / self.temperature
+
+    def arrays(self, label: str) -> dict[str, np.ndarray]:
+        return {f"evidence_{label}_{k}": np.asarray(v, np.float32) for k, v in (
+            ("mean", self.mean), ("scale", self.scale), ("weights", self.weights), ("bias", [self.bias]),
+            ("temperature", [self.temperature]))}
+
+    @staticmethod
+    def from_arrays(arrays: dict[str, np.ndarray], label: str) -> "EvidenceModel":
+        def get(name: str) -> np.ndarray:
+            return arrays[f"evidence_{label}_{name}"]
+        return EvidenceModel(get("mean"), get("scale"), get("weights"), float(get("bias")[0]),
+                             float(get("temperature")[0]))
 
 
 @dataclass(frozen=True)
@@ -39,6 +70,9 @@ class Head:
     scale: np.ndarray
     layers: tuple[tuple[np.ndarray, np.ndarray], ...]  # (W, b); ReLU between, softmax after
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Per alert class, a dedicated evidence model (head.json "spell_evidence" says how its spells decide);
+    # a class without one takes its evidence from the head's own probabilities.
+    evidence: dict[str, EvidenceModel] = field(default_factory=dict)
 
     @staticmethod
     def load(folder: str | Path) -> "Head":
@@ -65,6 +99,8 @@ class Head:
                 thresholds={str(k): float(v) for k, v in meta["thresholds"].items()},
                 temperature=float(meta.get("temperature", 1.0)), mean=arrays["mean"], scale=arrays["scale"],
                 layers=layers, metadata=meta,
+                evidence={str(label): EvidenceModel.from_arrays(arrays, str(label))
+                          for label, rule in meta.get("spell_evidence", {}).items() if rule.get("model")},
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise HeadError(f"head {folder} is malformed ({exc.__class__.__name__}: {exc}): retrain or restore it") from exc
@@ -72,10 +108,33 @@ class Head:
         return head
 
     @property
-    def alert_thresholds(self) -> dict[str, float]:
-        """Per alert class, the threshold `python -m train tune-alerts` chose for alerts (train/detector/alerts.py);
-        a class without one alerts at its window threshold."""
-        return {str(k): float(v) for k, v in self.metadata.get("alert_thresholds", {}).items()}
+    def spell_evidence(self) -> dict[str, dict[str, Any]]:
+        """Per alert class, how its spells decide (threshold, min_windows; model: a dedicated evidence model),
+        as `python -m train fit-evidence` tuned it on validation spells."""
+        return {str(k): dict(v) for k, v in self.metadata.get("spell_evidence", {}).items()}
+
+    def window_evidence(self, vectors: np.ndarray, raw: np.ndarray, labels: tuple[str, ...]) -> list[dict[str, float]]:
+        """Per window, its evidence (log-odds) for each of `labels` the head has, only where the head calls the
+        window crying. With an evidence model (e.g. pain against discomfort), its log-odds, lowered where the head
+        doubts the window is one of the two at all (a hungry phone cry is neither: the model never learned it);
+        without one, the head's share of the label among cries."""
+        crying = raw[:, self.classes.index(NOT_CRY)] < CRYING_BELOW
+        out: list[dict[str, float]] = [{} for _ in range(len(raw))]
+        if not crying.any():
+            return out
+        cries = 1 - raw[crying, self.classes.index(NOT_CRY)]
+        for label in (c for c in labels if c in self.classes):
+            model = self.evidence.get(label)
+            if model is not None:
+                among = [self.classes.index(c) for c in (label, *self.spell_evidence[label].get("against", ()))]
+                within = _log_odds(raw[crying][:, among].sum(axis=1) / cries)
+                z = model.log_odds(vectors[crying]) + np.minimum(0.0, within)
+            else:
+                z = _log_odds(raw[crying, self.classes.index(label)] / cries)
+            for i, value in zip(np.flatnonzero(crying), z):
+                if np.isfinite(value):
+                    out[i][label] = round(float(value), 4)
+        return out
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
@@ -83,6 +142,8 @@ class Head:
         arrays = {"mean": self.mean, "scale": self.scale}
         for i, (w, b) in enumerate(self.layers):
             arrays[f"W{i}"], arrays[f"b{i}"] = w, b
+        for label, model in self.evidence.items():
+            arrays |= model.arrays(label)
         # Any: numpy's stub also checks ** values against savez's keyword `allow_pickle: bool`.
         named: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
         np.savez(folder / "weights.npz", **named)
@@ -106,14 +167,28 @@ class Head:
             raise HeadError(f"head {folder} has a zero or negative scale: retrain or restore it")
         if not (np.isfinite(self.temperature) and self.temperature > 0):
             raise HeadError(f"head {folder} has temperature {self.temperature}: it must be > 0")
-        try:
-            alert_thresholds = self.alert_thresholds
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise HeadError(f"head {folder} has malformed alert_thresholds ({exc}): rerun `python -m train tune-alerts`") \
-                from exc
-        for label, threshold in {**self.thresholds, **alert_thresholds}.items():
+        for label, threshold in self.thresholds.items():
             if label not in self.classes or not 0 <= threshold <= 1:
                 raise HeadError(f"head {folder} threshold {label}={threshold}: thresholds are in [0, 1], for its classes")
+        try:
+            rules = {label: (float(rule["threshold"]), int(rule["min_windows"]), float(rule.get("margin", 0.0)),
+                             [str(c) for c in rule.get("against", [])]) for label, rule in self.spell_evidence.items()}
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise HeadError(f"head {folder} has malformed spell_evidence ({exc}): rerun `python -m train fit-evidence`") \
+                from exc
+        for label, (threshold, min_windows, margin, against) in rules.items():
+            if {label, *against} - set(self.classes) or not 0 < threshold < 1 or not 1 <= min_windows <= 30 \
+                    or not 0 <= margin <= 10:
+                raise HeadError(f"head {folder} spell_evidence {label}: threshold {threshold} must be in (0, 1), "
+                                f"min_windows {min_windows} in 1..30 and margin {margin} in 0..10, for classes of the "
+                                f"head (against {against})")
+        for label, model in self.evidence.items():
+            shapes = {"mean": model.mean.shape, "scale": model.scale.shape, "weights": model.weights.shape}
+            if any(shape != (self.dim,) for shape in shapes.values()) or not all(
+                    np.all(np.isfinite(a)) for a in (model.mean, model.scale, model.weights, [model.bias])) \
+                    or not np.all(model.scale > 0) or not model.temperature > 0:
+                raise HeadError(f"head {folder} evidence model for {label} is malformed ({shapes}, temperature "
+                                f"{model.temperature}): rerun `python -m train fit-evidence`")
         width = self.dim
         for w, b in self.layers:
             if w.shape[0] != width or b.shape != (w.shape[1],):
@@ -141,11 +216,34 @@ class Head:
         return z / z.sum(axis=1, keepdims=True)
 
 
-class Classifier:
-    """Embedding → Prediction with exponential smoothing, plus alert hysteresis per alert class.
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
-    Ungated windows count as certain silence, so smoothed probabilities decay towards not_cry
-    and alerts clear on their own when the room goes quiet.
+
+def evidence_rules(head: Head, alerts: AlertSettings) -> dict[str, EvidenceRule]:
+    """How each alert class the head can type is decided on a spell: [alerts] overrides, else the head's tuned
+    rule. A config naming a class the head lacks is refused (a typo), except the clinical-only ones."""
+    for label in alerts.thresholds:
+        if label not in head.classes:
+            raise ConfigError(f"config key alerts.thresholds.{label}: not a class of head {head.name!r} "
+                              f"(classes: {', '.join(head.classes)})")
+    for label in alerts.classes:
+        if label not in head.classes and label not in CLINICAL_ONLY:
+            raise ConfigError(f"config key alerts.classes: {label!r} is not a class of head {head.name!r} "
+                              f"(classes: {', '.join(head.classes)})")
+    tuned = head.spell_evidence
+    return {c: EvidenceRule(alerts.thresholds.get(c, float(tuned.get(c, {}).get("threshold", 0.5))),
+                            alerts.min_windows or int(tuned.get(c, {}).get("min_windows", DEFAULT_MIN_WINDOWS)),
+                            float(tuned.get(c, {}).get("margin", 0.0)))
+            for c in alerts.classes if c in head.classes}
+
+
+class Classifier:
+    """Embedding → Prediction with exponential smoothing (what the dashboard shows); each crying window
+    carries its evidence for the alert classes, which the spell it belongs to accumulates.
+
+    Ungated windows count as certain silence, so smoothed probabilities decay towards not_cry.
     """
 
     def __init__(self, head: Head, smoothing: float, alerts: AlertSettings):
@@ -154,53 +252,20 @@ class Classifier:
         self._not_cry = head.classes.index(NOT_CRY)
         self._alpha = smoothing
         self._smoothed: np.ndarray | None = None
-        self._policies = self._policies_for(alerts)
+        self.rules = evidence_rules(head, alerts)
         # Alert classes the head cannot output (e.g. neurological on public data) are reported, not hidden.
         self.unsupported_alert_classes = tuple(c for c in alerts.classes if c not in head.classes)
         self.rejected = 0  # head outputs that were not finite, treated as silence
-        self._reloaded: AlertSettings | None = None  # new settings for the stepping thread to take up
 
-    def _policies_for(self, alerts: AlertSettings) -> list[_AlertState]:
-        head = self.head
-        for label in alerts.thresholds:
-            if label not in head.classes:
-                raise ConfigError(f"config key alerts.thresholds.{label}: not a class of head {head.name!r} "
-                                  f"(classes: {', '.join(head.classes)})")
-        for label in alerts.classes:
-            if label not in head.classes and label not in CLINICAL_ONLY:
-                raise ConfigError(f"config key alerts.classes: {label!r} is not a class of head {head.name!r} "
-                                  f"(classes: {', '.join(head.classes)})")
-        thresholds = {**head.thresholds, **head.alert_thresholds, **alerts.thresholds}
-        return [_AlertState(c, head.classes.index(c), thresholds.get(c, 0.5), alerts.raise_windows, alerts.clear_windows)
-                for c in alerts.classes if c in head.classes]
-
-    def reconfigure(self, alerts: AlertSettings) -> None:
-        """New alert settings (SIGHUP): checked against the head now (ConfigError), taken up by the
-        thread that steps, before its next window, so no window sees half of them."""
-        self._policies_for(alerts)
-        self._reloaded = alerts
-
-    def _take_up_reload(self, time: int) -> list[AlertEnded]:
-        """An alert under way keeps its state; one whose class is no longer alerted on ends."""
-        alerts, self._reloaded = self._reloaded, None
-        if alerts is None:
-            return []
-        before = {p.label: p for p in self._policies}
-        self._policies = self._policies_for(alerts)
-        for policy in self._policies:
-            if policy.label in before:
-                policy.active, policy.streak = before[policy.label].active, before[policy.label].streak
+    def reconfigure(self, alerts: AlertSettings) -> dict[str, EvidenceRule]:
+        """New alert settings (SIGHUP), checked against the head (ConfigError): the rules the spells take up."""
+        self.rules = evidence_rules(self.head, alerts)
         self.unsupported_alert_classes = tuple(c for c in alerts.classes if c not in self.head.classes)
-        kept = {p.label for p in self._policies}
-        return [AlertEnded(time, p.label, 0.0, "no longer an alert class (config reloaded)", None)
-                for p in before.values() if p.active and p.label not in kept]
+        return self.rules
 
-    @property
-    def active_alerts(self) -> list[str]:
-        return [p.label for p in self._policies if p.active]
-
-    def step(self, embedding: Embedding, raw: np.ndarray | None) -> tuple[Prediction, list[AlertStarted | AlertEnded]]:
-        """`raw` is the head's output for this embedding (None when ungated), computed by the caller in batches."""
+    def step(self, embedding: Embedding, raw: np.ndarray | None, evidence: dict[str, float] | None = None) -> Prediction:
+        """`raw` is the head's output for this embedding (None when ungated) and `evidence` the window's evidence
+        for the alert classes (Head.window_evidence), both computed by the caller in batches."""
         if raw is not None and not np.all(np.isfinite(raw)):
             raw = None  # a bad number never enters the smoother: it would stay there for good
             self.rejected += 1
@@ -209,45 +274,5 @@ class Classifier:
             self._smoothed = observed.copy()
         else:
             self._smoothed = self._alpha * self._smoothed + (1 - self._alpha) * observed
-        prediction = Prediction(embedding.window, self.classes, raw, self._smoothed.copy())
-        time = embedding.window.end
-        events: list[AlertStarted | AlertEnded] = list(self._take_up_reload(time))
-        for policy in self._policies:
-            probability = round(float(self._smoothed[policy.index]), 4)
-            change = policy.update(probability)
-            if change == "raised":
-                events.append(AlertStarted(time, policy.label, probability, policy.threshold, None))
-            elif change == "cleared":
-                events.append(AlertEnded(time, policy.label, probability, "below threshold", None))
-        return prediction, events
-
-    def finish(self, time: int) -> list[AlertEnded]:
-        """End of input: active alerts end explicitly so none stays open in the log."""
-        events = []
-        for policy in self._policies:
-            if policy.active:
-                policy.active, policy.streak = False, 0
-                events.append(AlertEnded(time, policy.label, 0.0, "input ended", None))
-        return events
-
-
-@dataclass
-class _AlertState:
-    label: str
-    index: int
-    threshold: float
-    raise_after: int
-    clear_after: int
-    active: bool = False
-    streak: int = 0  # consecutive windows arguing for a change of state
-
-    def update(self, probability: float) -> str | None:
-        arguing = probability < self.threshold if self.active else probability >= self.threshold
-        self.streak = self.streak + 1 if arguing else 0
-        if self.active and self.streak >= self.clear_after:
-            self.active, self.streak = False, 0
-            return "cleared"
-        if not self.active and self.streak >= self.raise_after:
-            self.active, self.streak = True, 0
-            return "raised"
-        return None
+        kept = {c: z for c, z in (evidence or {}).items() if c in self.rules} if raw is not None else {}
+        return Prediction(embedding.window, self.classes, raw, self._smoothed.copy(), kept)

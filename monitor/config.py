@@ -137,9 +137,13 @@ PRIORITIES = ("high", "medium", "low")
 @dataclass(frozen=True)
 class AlertSettings:
     classes: tuple[str, ...] = ("pain", "neurological")
-    raise_windows: int = 2  # consecutive windows at or above threshold before raising
-    clear_windows: int = 4  # consecutive windows below threshold before clearing
+    # A cry type is decided on a spell's evidence: the mean of its crying windows' log-odds, once it has this
+    # many (0 = the head's tuned number), against a threshold (the head's, or `thresholds`).
+    min_windows: int = 0
     thresholds: dict[str, float] = field(default_factory=dict)  # overrides the head's
+    crying_s: float = 30.0  # a spell's crying time that raises the crying alarm, whatever its type (0 = off)
+    escalate_s: float = 300.0  # a spell still going this long after it began: the crying alarm goes high (0 = off)
+    high_pitch_s: float = 0.0  # a spell's crying above 1 kHz that raises the high-pitched cry alarm (0 = off)
     priorities: dict[str, str] = field(default_factory=dict)  # per cry type or technical alarm; overrides defaults
     latched: bool = True  # a cry alarm stays until acknowledged, even after the crying stopped
     pause_s: float = 120.0  # "audio paused": a silenced alarm announces again after this long unless acknowledged
@@ -154,8 +158,14 @@ class AlertSettings:
             _check(len(name) <= LABEL_MAX_LENGTH, f"{section}.classes",
                    f"{name!r} is longer than the log's {LABEL_MAX_LENGTH} characters for a cry type")
         # A window a second: 30 windows is half a minute of crying before staff hear of it.
-        _within(self.raise_windows, 1, 30, f"{section}.raise_windows", "windows")
-        _within(self.clear_windows, 1, 120, f"{section}.clear_windows", "windows")
+        _within(self.min_windows, 0, 30, f"{section}.min_windows", "windows", why="0 = the head's tuned number")
+        _check(self.crying_s == 0 or 5 <= self.crying_s <= 3600, f"{section}.crying_s",
+               f"{self.crying_s:g} is outside the allowed range [5, 3600] seconds (or 0 = off)")
+        _check(self.escalate_s == 0 or (self.crying_s > 0 and self.crying_s <= self.escalate_s <= 7200),
+               f"{section}.escalate_s", f"{self.escalate_s:g} must be between crying_s ({self.crying_s:g} s) and 7200 "
+               "seconds, with the crying alarm on (or 0 = off): only a crying alarm escalates")
+        _check(self.high_pitch_s == 0 or 1 <= self.high_pitch_s <= 3600, f"{section}.high_pitch_s",
+               f"{self.high_pitch_s:g} is outside the allowed range [1, 3600] seconds (or 0 = off)")
         for name, value in self.thresholds.items():
             _check(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                    f"{section}.thresholds.{name}", f"must be a number, got {value!r}")
@@ -295,7 +305,8 @@ class Settings:
         return updated
 
 
-RELOADABLE_SECTIONS = ("alerts",)  # applied by SIGHUP without a restart: thresholds, alarm timing and priorities, paging
+# applied by SIGHUP without a restart: thresholds, crying and pitch alarm times, alarm timing and priorities, paging
+RELOADABLE_SECTIONS = ("alerts",)
 
 
 def changed_keys(old: Settings, new: Settings) -> list[str]:
@@ -380,11 +391,19 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     raise ConfigError(f"config key {key}: unsupported type {annotation}")
 
 
+# Keys an older CryWatch read: refused with what replaced them, so an upgraded unit's config says what to change.
+REMOVED_KEYS = {
+    "alerts.raise_windows": "removed: a cry type is now decided on the whole spell's evidence (see [alerts] min_windows)",
+    "alerts.clear_windows": "removed: a cry alarm's condition now ends with its crying spell",
+}
+
+
 def _build_section(cls: type, values: dict[str, Any], section: str) -> Any:
     _check(isinstance(values, dict), section, "must be a table ([section])")
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     for key in values:
+        _check(f"{section}.{key}" not in REMOVED_KEYS, f"{section}.{key}", REMOVED_KEYS.get(f"{section}.{key}", ""))
         _check(key in known, f"{section}.{key}", f"unknown key; known keys: {', '.join(sorted(known))}")
     built = cls(**{k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()})
     built.validate(section)

@@ -57,6 +57,9 @@ class Activity:
     active: np.ndarray
     onsets: tuple[CryOnset, ...] = ()
     pending_since: int | None = None
+    # F0 in Hz per frame where the frame was crying when decided (NaN: not crying, or unvoiced); None: not tracked.
+    # A run's first frames, marked crying only once it is confirmed, are not pitch-tracked.
+    f0_hz: np.ndarray | None = None
 
     @property
     def end(self) -> int:
@@ -107,6 +110,8 @@ class Prediction:
     classes: tuple[str, ...]
     raw: np.ndarray | None
     smoothed: np.ndarray
+    # Per alert class, this window's evidence for it (calibrated log-odds), only for a window the head calls crying.
+    evidence: Mapping[str, float] = field(default_factory=dict)
 
     def smoothed_dict(self) -> dict[str, float]:
         return {c: round(float(p), 4) for c, p in zip(self.classes, self.smoothed)}
@@ -129,26 +134,66 @@ def type_probability(probs: Mapping[str, float | None], label: str) -> str:
     return "-" if p is None else f"{p:.2f}"
 
 
+def duration(seconds: float | None, missing: str = "-") -> str:
+    """A span of time for people to read, as every screen and page shows a spell's: m:ss, h:mm:ss from an hour on."""
+    if seconds is None:
+        return missing
+    hours, rest = divmod(max(0, int(round(seconds))), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@dataclass(frozen=True)
+class SpellAlarm:
+    """An alarm a crying spell raised: its kind (a cry type, crying, high_pitch) and when, in stream seconds."""
+
+    kind: str
+    raised_s: float
+    priority: str = ""  # the alarm's priority when raised (an escalated one is raised again, higher)
+
+
 @dataclass(frozen=True)
 class EpisodeSummary:
-    """A cry episode as known so far: timing from detector frames, type from the windows."""
+    """A crying spell as known so far: bouts of crying joined across pauses shorter than [episodes] quiet_s.
+    Timing and crying time come from detector frames, pitch from the crying frames, the type from the windows."""
 
     number: int  # within the run
-    start_s: float  # the cry's first frame
-    end_s: float | None  # None while the episode is open
+    start_s: float  # the first cry frame
+    end_s: float | None  # None while the spell is open
     last_s: float  # end of the newest cry frame
     detected_s: float  # when the detector had confirmed the onset
     label: str
     probs: dict[str, float]  # mean smoothed probability per class over its windows
     peak: dict[str, float]
-    windows: int
-    alerts: tuple[str, ...] = ()  # cry types that raised an alert during it
+    windows: int  # windows that typed it
+    crying_s: float = 0.0  # seconds of cry frames (the pauses between bouts not counted)
+    bouts: int = 0  # confirmed runs of crying
+    voiced_s: float = 0.0  # crying frames with a pitch
+    high_pitch_s: float = 0.0  # of those, frames with F0 above 1 kHz (hyperphonation)
+    f0_median_hz: float | None = None  # median F0 of its voiced crying frames
+    evidence: dict[str, float] = field(default_factory=dict)  # per alert class: its crying windows' mean, as a probability
+    alarms: tuple[SpellAlarm, ...] = ()  # in the order raised
     start_time: str | None = None  # ISO 8601 wall clock, attached by the live driver
     end_time: str | None = None
 
     @property
     def ongoing(self) -> bool:
         return self.end_s is None
+
+    @property
+    def alerts(self) -> tuple[str, ...]:
+        """The kinds of alarm it raised, each once, sorted."""
+        return tuple(sorted({a.kind for a in self.alarms}))
+
+    @property
+    def length_s(self) -> float:
+        """From the first cry frame to the newest (or the last, once closed)."""
+        return round(self.last_s - self.start_s, 3)
+
+    @property
+    def high_pitch_share(self) -> float | None:
+        """Share of its voiced crying that is above 1 kHz; None before any voiced frame."""
+        return round(self.high_pitch_s / self.voiced_s, 3) if self.voiced_s > 0 else None
 
     def type_probability(self) -> str:
         return type_probability(self.probs, self.label)
@@ -166,7 +211,8 @@ class WindowScored:
     raw: dict[str, float] | None
     smoothed: dict[str, float]
     cry: float  # 1 - smoothed not_cry
-    alerts: tuple[str, ...]  # cry types whose alert condition holds after this window
+    alerts: tuple[str, ...]  # alarms the open spell has raised, after this window
+    evidence: dict[str, float] = field(default_factory=dict)  # a crying window's log-odds per alert class
 
 
 @dataclass(frozen=True)
@@ -201,27 +247,6 @@ class EpisodeClosed(_EpisodeChange):
     """Quiet for [episodes] quiet_s after its last cry frame, or the input ended."""
 
 
-@dataclass(frozen=True)
-class AlertStarted:
-    """A cry type's smoothed probability held at or above its threshold long enough (the condition
-    behind a cry alarm; the alarm's lifecycle is monitor/alarms.py's)."""
-
-    time: int
-    label: str
-    probability: float
-    threshold: float
-    episode: int | None  # the episode its window belongs to
-
-
-@dataclass(frozen=True)
-class AlertEnded:
-    time: int
-    label: str
-    probability: float
-    reason: str
-    episode: int | None
-
-
 class Priority(str, Enum):
     """IEC 60601-1-8 alarm priorities, most urgent first."""
 
@@ -232,6 +257,29 @@ class Priority(str, Enum):
     @property
     def rank(self) -> int:
         return ("high", "medium", "low").index(self.value)
+
+
+@dataclass(frozen=True)
+class AlertStarted:
+    """A crying spell met an alarm's condition: a cry type's evidence, its crying time, its high-pitched crying
+    (the cause behind a cry alarm; the alarm's lifecycle is monitor/alarms.py's). `priority`, when set, overrides
+    the label's configured one: a cause already alarmed at a lower priority escalates."""
+
+    time: int
+    label: str
+    probability: float | None  # a cry type's evidence, as a probability; None for crying and high pitch
+    threshold: float
+    episode: int | None  # the spell it belongs to
+    message: str = ""  # what staff read; "" = "<LABEL> CRY"
+    priority: Priority | None = None
+
+
+@dataclass(frozen=True)
+class AlertEnded:
+    time: int
+    label: str
+    reason: str
+    episode: int | None
 
 
 @dataclass(frozen=True)

@@ -5,17 +5,16 @@ methods in a plain loop. A model is therefore evaluated on exactly what the moni
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from monitor.classify import Classifier, Head, HeadError
-from monitor.config import HearSettings, Settings
+from monitor.config import AlertSettings, HearSettings, Settings
 from monitor.detect import DetectorModel, Gate
 from monitor.embed import OFFLINE_EMBEDDERS, Embedder, EmbedderError, make_embedder, offline_embedder
 from monitor.embed.failover import Failover
 from monitor.embed.remote import RemoteEmbedder, ServedModelMismatch
-from monitor.episodes import EpisodeTracker
 from monitor.messages import (
     NOT_CRY,
     Activity,
@@ -26,6 +25,7 @@ from monitor.messages import (
     WindowScored,
     seconds,
 )
+from monitor.spells import SpellTracker
 
 
 @dataclass(frozen=True)
@@ -82,19 +82,24 @@ class Models:
 
 
 class Pipeline:
-    """Per-stream state: gate (detector and runs), smoother, alert hysteresis, episodes."""
+    """Per-stream state: gate (detector, runs, pitch), smoother, crying spells and their alarms."""
 
     def __init__(self, settings: Settings, models: Models):
         self.models = models
         self.gate = Gate(settings.gate, models.detector)
         self.classifier = Classifier(models.head, settings.classifier.smoothing, settings.alerts)
-        self.episodes = EpisodeTracker(settings.episodes, models.head.classes)
+        self.spells = SpellTracker(settings.episodes, settings.alerts, models.head.classes, self.classifier.rules)
         self._log_embeddings = settings.store.log_embeddings
         self.last_time = 0  # end of the newest window classified
 
+    def reconfigure(self, alerts: AlertSettings) -> None:
+        """New alert settings (SIGHUP): checked against the head now (ConfigError), taken up by the thread that
+        steps the spells before its next frames or window, so none sees half of them."""
+        self.spells.reconfigure(alerts, self.classifier.reconfigure(alerts))
+
     def observe(self, activity: Activity) -> list[PipelineEvent]:
-        """Detector frames: episodes open at the cry's first frame, as soon as the run is confirmed."""
-        return self.episodes.observe(activity)
+        """Detector frames: spells open at the cry's first frame, as soon as the run is confirmed."""
+        return self.spells.observe(activity)
 
     def embed(self, windows: list[Window]) -> list[Embedding]:
         """Embeds the gated windows in one batch; ungated ones pass through without a vector."""
@@ -110,12 +115,12 @@ class Pipeline:
         return [Embedding(w, next(vectors) if w.gated else None, embedder_id) for w in windows]
 
     def classify(self, embeddings: list[Embedding]) -> list[PipelineEvent]:
-        """Head in one batch, then smoothing, alerts and episodes window by window, in order."""
-        raws = self._raw_probabilities(embeddings)
+        """Head and evidence in one batch, then smoothing and spells window by window, in order."""
+        scored = self.score(embeddings)
         events: list[PipelineEvent] = []
-        for embedding, raw in zip(embeddings, raws):
-            prediction, alert_events = self.classifier.step(embedding, raw)
-            episode_events = self.episodes.classify(prediction, alert_events)
+        for embedding, (raw, evidence) in zip(embeddings, scored):
+            prediction = self.classifier.step(embedding, raw, evidence)
+            spell_events = self.spells.classify(prediction)
             window = prediction.window
             self.last_time = window.end
             smoothed = prediction.smoothed_dict()
@@ -123,25 +128,26 @@ class Pipeline:
                 time=window.end, start_s=round(seconds(window.start), 3), level_dbfs=float(window.level_dbfs),
                 activity=round(window.active_fraction, 3), gated=window.gated, raw=prediction.raw_dict(),
                 smoothed=smoothed, cry=round(1.0 - smoothed[NOT_CRY], 4),
-                alerts=tuple(self.classifier.active_alerts)))
+                alerts=tuple(self.spells.active_alerts), evidence=dict(prediction.evidence)))
             if self._log_embeddings and embedding.vector is not None:
                 events.append(WindowEmbedded(window.end, round(seconds(window.start), 3), embedding.embedder_id,
                                              np.asarray(embedding.vector, np.float32)))
-            events.extend(episode_events)
+            events.extend(spell_events)
         return events
 
-    def _raw_probabilities(self, embeddings: list[Embedding]) -> list[np.ndarray | None]:
-        """Each vector through the head of the embedder that made it, one batch per embedder."""
-        raws: list[np.ndarray | None] = [None] * len(embeddings)
+    def score(self, embeddings: list[Embedding]) -> list[tuple[np.ndarray | None, dict[str, float]]]:
+        """Each vector through the head of the embedder that made it (and its evidence for the alert classes),
+        one batch per embedder."""
+        scored: list[tuple[np.ndarray | None, dict[str, float]]] = [(None, {})] * len(embeddings)
         for embedder_id in {e.embedder_id for e in embeddings if e.vector is not None}:
             picked = {i: e.vector for i, e in enumerate(embeddings) if e.vector is not None and e.embedder_id == embedder_id}
             head = self.models.head_for(embedder_id)
-            for i, raw in zip(picked, head.predict_proba(np.stack(list(picked.values())))):
-                raws[i] = raw
-        return raws
+            vectors = np.stack(list(picked.values()))
+            raws = head.predict_proba(vectors)
+            evidence = head.window_evidence(vectors, raws, tuple(self.classifier.rules))
+            for i, raw, window_evidence in zip(picked, raws, evidence):
+                scored[i] = (raw, window_evidence)
+        return scored
 
     def finish(self) -> list[PipelineEvent]:
-        number = self.episodes.current.number if self.episodes.current else None
-        # An alert ended by the input's end belongs to the open episode, like any other alert event.
-        ended: list[PipelineEvent] = [replace(e, episode=number) for e in self.classifier.finish(self.last_time)]
-        return ended + self.episodes.finish()
+        return self.spells.finish()

@@ -202,7 +202,7 @@ class Service:
         does not validate changes nothing."""
         try:
             new = load()
-            self.pipeline.classifier.reconfigure(new.alerts)  # checked against the head before anything changes
+            self.pipeline.reconfigure(new.alerts)  # checked against the head before anything changes
         except ConfigError as exc:
             _LOGGER.error("reload refused, the running settings stay: %s", exc)
             self._events.emit(ServiceStatus(self.ring.end, "reload_refused", {"error": str(exc)}))
@@ -424,7 +424,7 @@ class Service:
         return failover.fallback.id if failover is not None and failover.fault else self.models.embedder.id
 
     def _heartbeat(self) -> Heartbeat:
-        current = self.pipeline.episodes.current
+        current = self.pipeline.spells.current
         lags = self.stage_lags()
         return Heartbeat(
             time=self.ring.end, health=self._health, source=self.source.description, detector=self.models.detector.id,

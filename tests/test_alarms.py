@@ -47,7 +47,7 @@ def test_a_cry_alarm_has_its_priority_and_stays_latched_until_acknowledged():
     alarm = raised.alarm
     assert (alarm.priority, alarm.state, alarm.episode, alarm.probability) == (Priority.HIGH, "active", 4, 0.81)
     assert alarms.alert(AlertStarted(200, "pain", 0.9, 0.5, 4)) == []  # the same cause: still one alarm
-    assert alarms.alert(AlertEnded(300, "pain", 0.2, "below threshold", 4)) == []  # latched: stays
+    assert alarms.alert(AlertEnded(300, "pain", "below threshold", 4)) == []  # latched: stays
     [still] = alarms.active
     assert still.condition is False and still.state == "active"
     clock.now += 5
@@ -57,12 +57,27 @@ def test_a_cry_alarm_has_its_priority_and_stays_latched_until_acknowledged():
     assert cleared.alarm.state == "cleared" and alarms.active == ()
 
 
+def test_the_crying_alarm_is_medium_and_escalates_to_a_new_high_alarm_staff_must_acknowledge_again():
+    alarms, clock = _manager()
+    [raised] = alarms.alert(AlertStarted(100, "crying", None, 30.0, 2, "CRYING"))
+    assert (raised.alarm.priority, raised.alarm.message, raised.alarm.probability) == (Priority.MEDIUM, "CRYING", None)
+    alarms.acknowledge(None, "ab", 150)  # acknowledged while the spell goes on: still raised, its cause present
+    cleared, escalated = alarms.alert(AlertStarted(300, "crying", None, 300.0, 2, "CRYING FOR 5 MIN", Priority.HIGH))
+    assert isinstance(cleared, AlarmCleared) and cleared.reason == "escalated to high"
+    assert cleared.alarm.id == raised.alarm.id
+    assert isinstance(escalated, AlarmRaised) and escalated.alarm.id != raised.alarm.id
+    assert (escalated.alarm.priority, escalated.alarm.message, escalated.alarm.state) == \
+        (Priority.HIGH, "CRYING FOR 5 MIN", "active")  # unacknowledged: the first acknowledgement was for less
+    assert alarms.alert(AlertStarted(400, "crying", None, 30.0, 3, "CRYING")) == []  # a lower cause joins it
+    assert [a.priority for a in alarms.active] == [Priority.HIGH]
+
+
 def test_an_acknowledged_alarm_clears_when_its_cause_ends():
     alarms, _clock = _manager()
     alarms.alert(AlertStarted(0, "neurological", 0.7, 0.5, 1))
     [ack] = alarms.acknowledge(1, "CD", 10)
     assert ack.alarm.state == "acknowledged"
-    [cleared] = alarms.alert(AlertEnded(20, "neurological", 0.1, "below threshold", 1))
+    [cleared] = alarms.alert(AlertEnded(20, "neurological", "below threshold", 1))
     assert isinstance(cleared, AlarmCleared) and cleared.reason == "below threshold"
 
 
@@ -70,7 +85,7 @@ def test_unlatched_alarms_clear_with_their_cause_and_priorities_come_from_config
     alarms, _clock = _manager(latched=False, priorities={"pain": "medium"})
     [raised] = alarms.alert(AlertStarted(0, "pain", 0.7, 0.5, 1))
     assert raised.alarm.priority is Priority.MEDIUM
-    assert _names(alarms.alert(AlertEnded(10, "pain", 0.1, "below threshold", 1))) == ["AlarmCleared"]
+    assert _names(alarms.alert(AlertEnded(10, "pain", "below threshold", 1))) == ["AlarmCleared"]
     assert alarms.priority("hunger") is Priority.LOW and alarms.priority("something_else") is Priority.MEDIUM
 
 

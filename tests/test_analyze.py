@@ -141,11 +141,11 @@ def test_environmental_sounds_give_no_episode(held_out, settings, models):
     assert sum(c > 0 for c in counts) <= 0.08 * len(rows), [r["path"] for r, c in zip(rows, counts) if c]
 
 
-def test_alerts_come_from_pain_cries_not_from_hunger(held_out, settings, models):
-    pain = [analyze_file(cry_path(r), settings, models) for r in pick(held_out, 4, source="corvin", label="pain")]
-    hunger = [analyze_file(cry_path(r), settings, models) for r in pick(held_out, 4, label="hungry")]
-    assert sum(any(e["alert"] for e in r["episodes"]) for r in pain) >= 3
-    assert sum(any(e["alert"] for e in r["episodes"]) for r in hunger) <= 1
+def test_hungry_cries_alone_raise_no_pain_alarm(held_out, settings, models):
+    """Phone cries are neither of the two the pain evidence was fitted on: the head's doubt vetoes them."""
+    hunger = [analyze_file(cry_path(r), settings, models) for r in pick(held_out, 8, label="hungry")]
+    assert sum(len(r["episodes"]) for r in hunger) >= 6  # heard, as crying
+    assert not [e for r in hunger for e in r["episodes"] if "pain" in e["alerts"]]
 
 
 def test_the_tuning_simulation_opens_the_episodes_the_monitor_opens(cries_index, tmp_path, settings, models):

@@ -18,13 +18,15 @@ from monitor.messages import (
     Heartbeat,
     Priority,
     ServiceStatus,
+    SpellAlarm,
     WindowScored,
 )
 from tests.conftest import free_endpoint
 
 WALL = "2026-11-27T08:00:00+00:00"
-EPISODE = EpisodeSummary(3, 1.5, None, 4.0, 1.9, "pain", {"not_cry": 0.2, "pain": 0.7}, {"pain": 0.9}, 2, ("pain",),
-                         start_time=WALL)
+EPISODE = EpisodeSummary(3, 1.5, None, 4.0, 1.9, "pain", {"not_cry": 0.2, "pain": 0.7}, {"pain": 0.9}, 2, crying_s=2.1,
+                         bouts=2, voiced_s=1.5, high_pitch_s=0.3, f0_median_hz=480.0, evidence={"pain": 0.8},
+                         alarms=(SpellAlarm("pain", 3.5),), start_time=WALL)
 ALARM = Alarm(7, "pain", False, Priority.HIGH, "PAIN CRY", WALL, True, True, episode=3, probability=0.81)
 EVENTS = [
     WindowScored(48_000, 1.0, -23.5, 0.8, True, {"not_cry": 0.1, "pain": 0.9}, {"not_cry": 0.3, "pain": 0.7}, 0.7,
@@ -94,16 +96,16 @@ def test_one_dashboard_follows_several_beds_and_knows_which_endpoint_spoke():
 
 def test_a_reader_of_another_schema_version_is_refused_with_a_clear_message():
     old = msgspec.json.encode({"v": 1, "type": "alert_raised", "bed": "bed-2", "time": WALL, "t": 0, "data": {}})
-    with pytest.raises(SchemaMismatch, match="bed bed-2 speaks bus schema 1, this reader speaks 2: run the same"):
+    with pytest.raises(SchemaMismatch, match="bed bed-2 speaks bus schema 1, this reader speaks 3: run the same"):
         decode(old)
 
 
 @pytest.mark.parametrize("body, expected", [
     (b"not json", "unreadable bus message"),
-    (b'{"v": 2, "type": "gossip", "bed": "b", "time": "", "data": {}}', "unknown type 'gossip'"),
-    (b'{"v": 2, "type": "window", "bed": "b", "time": "", "data": {"time": "soon"}}',
+    (b'{"v": 3, "type": "gossip", "bed": "b", "time": "", "data": {}}', "unknown type 'gossip'"),
+    (b'{"v": 3, "type": "window", "bed": "b", "time": "", "data": {"time": "soon"}}',
      r"malformed window message from bed b: Expected `int`, got `str` - at `\$.time`"),
-    (b'{"v": 2, "type": "alarm_raised", "bed": "b", "time": "", "data": {"time": 1, "alarm": {"priority": "urgent"}}}',
+    (b'{"v": 3, "type": "alarm_raised", "bed": "b", "time": "", "data": {"time": 1, "alarm": {"priority": "urgent"}}}',
      "malformed alarm_raised message"),
 ])
 def test_malformed_messages_are_one_clear_error(body, expected):

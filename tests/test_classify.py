@@ -4,10 +4,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from monitor.classify import Classifier, Head, HeadError
-from monitor.config import AlertSettings, Settings
+from monitor.classify import Classifier, EvidenceModel, Head, HeadError, evidence_rules
+from monitor.config import AlertSettings, ConfigError, Settings
 from monitor.embed import EmbedderError, make_embedder
 from monitor.messages import Embedding, Window
+from monitor.spells import EvidenceRule
 
 CLASSES = ("not_cry", "pain", "hunger")
 
@@ -19,13 +20,13 @@ def _identity_head(dim: int = 3) -> Head:
 
 
 def _steps(classifier: Classifier, probs: list[tuple[float, float, float] | None]):
-    events = []
+    predictions = []
     for i, p in enumerate(probs):
         window = Window(i * 16000, 1.0, -20.0, np.zeros(32000, np.float32) if p else None)
-        raw = classifier.head.predict_proba(np.log(np.array([p]))) [0] if p else None
-        prediction, alerts = classifier.step(Embedding(window, None, "test-emb"), raw)
-        events.append((prediction, [type(a).__name__ for a in alerts]))
-    return events
+        raw = classifier.head.predict_proba(np.log(np.array([p])))[0] if p else None
+        evidence = classifier.head.window_evidence(np.zeros((1, 3)), raw[None], ("pain",))[0] if p else {}
+        predictions.append(classifier.step(Embedding(window, None, "test-emb"), raw, evidence))
+    return predictions
 
 
 def test_head_round_trips_through_its_artifact(tmp_path):
@@ -62,20 +63,20 @@ def test_unknown_embedder_and_missing_head_are_clear_errors(tmp_path):
         Head.load(tmp_path / "broken")
 
 
-def test_alert_needs_sustained_evidence_and_clears_after_sustained_absence():
-    classifier = Classifier(_identity_head(), smoothing=0.0, alerts=AlertSettings(raise_windows=2, clear_windows=3))
-    pain, calm = (0.05, 0.9, 0.05), (0.9, 0.05, 0.05)
-    kinds = [k for _, k in _steps(classifier, [pain, calm, pain, pain, calm, calm, pain, calm, calm, calm])]
-    assert kinds == [[], [], [], ["AlertStarted"], [], [], [], [], [], ["AlertEnded"]]
+def test_a_crying_window_carries_its_evidence_and_a_quiet_one_none():
+    """Without an evidence model, a window's pain evidence is the log-odds of pain's share among the cry types."""
+    classifier = Classifier(_identity_head(), smoothing=0.0, alerts=AlertSettings())
+    crying, calm = _steps(classifier, [(0.2, 0.6, 0.2), (0.9, 0.05, 0.05)])
+    assert crying.evidence["pain"] == pytest.approx(np.log(0.75 / 0.25), abs=1e-3) and calm.evidence == {}
+    assert set(crying.evidence) == {"pain"}  # hunger is no alert class
 
 
 def test_smoothing_damps_a_single_outlier_and_silence_decays_to_not_cry():
-    classifier = Classifier(_identity_head(), smoothing=0.6, alerts=AlertSettings(raise_windows=1))
+    classifier = Classifier(_identity_head(), smoothing=0.6, alerts=AlertSettings())
     results = _steps(classifier, [(0.9, 0.05, 0.05), (0.05, 0.9, 0.05), None, None, None])
-    pain = [p.smoothed[1] for p, _ in results]
+    pain = [p.smoothed[1] for p in results]
     assert pain[1] == pytest.approx(0.6 * 0.05 + 0.4 * 0.9)
-    assert all(k == [] for _, k in results)  # one pain window never reaches 0.6 after smoothing
-    assert results[-1][0].smoothed[0] > 0.9 and results[-1][0].raw is None
+    assert results[-1].smoothed[0] > 0.9 and results[-1].raw is None and results[-1].evidence == {}
 
 
 def test_alert_classes_the_head_lacks_are_reported_not_hidden():
@@ -83,51 +84,44 @@ def test_alert_classes_the_head_lacks_are_reported_not_hidden():
     assert classifier.unsupported_alert_classes == ("neurological",)
 
 
-def test_config_thresholds_override_the_heads():
-    classifier = Classifier(_identity_head(), 0.0, AlertSettings(raise_windows=1, thresholds={"pain": 0.95}))
-    assert [k for _, k in _steps(classifier, [(0.05, 0.9, 0.05)])] == [[]]
+def test_a_heads_tuned_spell_rule_applies_and_config_still_wins():
+    tuned = replace(_identity_head(), metadata={"spell_evidence": {"pain": {"threshold": 0.7, "min_windows": 4,
+                                                                           "margin": 1.5}}})
+    assert evidence_rules(_identity_head(), AlertSettings())["pain"] == EvidenceRule(0.5, 3, 0.0)  # untuned: defaults
+    assert evidence_rules(tuned, AlertSettings())["pain"] == EvidenceRule(0.7, 4, 1.5)
+    assert evidence_rules(tuned, AlertSettings(min_windows=2, thresholds={"pain": 0.6}))["pain"] == EvidenceRule(0.6, 2, 1.5)
+    with pytest.raises(ConfigError, match="alerts.thresholds.painful: not a class of head"):
+        evidence_rules(tuned, AlertSettings(thresholds={"painful": 0.6}))
 
 
-def test_a_heads_tuned_alert_threshold_replaces_its_window_threshold_and_config_still_wins():
-    tuned = replace(_identity_head(), metadata={"alert_thresholds": {"pain": 0.8}})
-    between = (0.05, 0.7, 0.25)  # above the window threshold (0.6), below the tuned alert threshold (0.8)
-    assert [k for _, k in _steps(Classifier(_identity_head(), 0.0, AlertSettings(raise_windows=1)), [between])] \
-        == [["AlertStarted"]]
-    assert [k for _, k in _steps(Classifier(tuned, 0.0, AlertSettings(raise_windows=1)), [between])] == [[]]
-    assert [k for _, k in _steps(Classifier(tuned, 0.0, AlertSettings(raise_windows=1)), [(0.05, 0.9, 0.05)])] \
-        == [["AlertStarted"]]
-    overridden = AlertSettings(raise_windows=1, thresholds={"pain": 0.65})
-    assert [k for _, k in _steps(Classifier(tuned, 0.0, overridden), [between])] == [["AlertStarted"]]
-
-
-def test_acoustic_v3s_alert_threshold_was_tuned_behind_the_detector_it_types_for():
-    from monitor.config import PROJECT_ROOT
-    from monitor.detect import DetectorModel
-
-    head = Head.load(PROJECT_ROOT / "models" / "acoustic-v3")
-    tuning = head.metadata["alert_tuning"]
-    assert tuning["detector"] == head.metadata["detector"] == DetectorModel.load(PROJECT_ROOT / "models" / "cry-detector-v2").id
-    assert {c["label"]: c["chosen"] for c in tuning["classes"]} == head.alert_thresholds
-    assert all(c["cry_free_alerts"] == 0 and c["cry_free_mixtures"] >= 100 for c in tuning["classes"])
-
-
-def test_acoustic_v3_was_held_out_on_the_detectors_own_test_infants():
-    """Its held-out figures and detector v2's benchmarks are on the same infants, which neither learned from."""
-    from monitor.config import PROJECT_ROOT
-    from monitor.detect import DetectorModel
-
-    head = Head.load(PROJECT_ROOT / "models" / "acoustic-v3")
-    detector_test = set(DetectorModel.load(PROJECT_ROOT / "models" / "cry-detector-v2").metadata["training"]
-                        ["split_groups"]["test"])
-    sources = {group.split("/")[0] for group in detector_test}
-    held = {g for g in head.metadata["heldout_groups"] if g.split("/")[0] in sources}
-    assert held == detector_test
+def test_an_evidence_model_scores_crying_windows_and_the_head_vetoes_what_it_doubts(tmp_path):
+    """A dedicated model's log-odds, lowered where the head says the window is neither pain nor its counterpart
+    (a hungry phone cry): the model never learned such cries."""
+    classes = ("not_cry", "pain", "discomfort", "hunger")
+    head = Head("four", "test-emb", 4, classes, {}, 1.0, np.zeros(4, np.float32), np.ones(4, np.float32),
+                ((np.eye(4, dtype=np.float32), np.zeros(4, np.float32)),),
+                metadata={"spell_evidence": {"pain": {"model": True, "against": ["discomfort"], "threshold": 0.6,
+                                                      "min_windows": 2}}},
+                evidence={"pain": EvidenceModel(np.zeros(4, np.float32), np.ones(4, np.float32),
+                                                np.array([1.0, 0.0, 0.0, 0.0], np.float32), 0.5, 1.0)})
+    head.save(tmp_path / "h")
+    loaded = Head.load(tmp_path / "h")
+    vectors = np.array([[2.0, 0.0, 0.0, 0.0]] * 3)
+    # pain or discomfort; mostly hunger (a quarter pain or discomfort); not crying
+    raw = np.array([[0.1, 0.6, 0.3, 0.0], [0.1, 0.1, 0.125, 0.675], [0.8, 0.1, 0.05, 0.05]])
+    evidence = loaded.window_evidence(vectors, raw, ("pain",))
+    assert evidence[0]["pain"] == pytest.approx(2.5, abs=1e-3) and evidence[2] == {}
+    assert evidence[1]["pain"] == pytest.approx(2.5 + np.log(0.25 / 0.75), abs=1e-3)
 
 
 @pytest.mark.parametrize("damage, expected", [
-    (lambda h: replace(h, metadata={"alert_thresholds": {"pain": 1.5}}), "threshold pain=1.5"),
-    (lambda h: replace(h, metadata={"alert_thresholds": {"pain": "high"}}), "malformed alert_thresholds"),
-    (lambda h: replace(h, metadata={"alert_thresholds": [0.5]}), "malformed alert_thresholds"),
+    (lambda h: replace(h, metadata={"spell_evidence": {"pain": {"threshold": 1.5, "min_windows": 3}}}),
+     "spell_evidence pain: threshold 1.5"),
+    (lambda h: replace(h, metadata={"spell_evidence": {"pain": {"threshold": "high", "min_windows": 3}}}),
+     "malformed spell_evidence"),
+    (lambda h: replace(h, metadata={"spell_evidence": [0.5]}), "malformed"),
+    (lambda h: replace(h, metadata={"spell_evidence": {"pain": {"threshold": 0.6, "min_windows": 3,
+                                                                "against": ["bath"]}}}), "against"),
     (lambda h: replace(h, layers=((h.layers[0][0] * np.nan, h.layers[0][1]),)), "non-finite values in W0"),
     (lambda h: replace(h, scale=np.zeros_like(h.scale)), "zero or negative scale"),
     (lambda h: replace(h, temperature=0.0), "temperature 0.0"),
@@ -158,7 +152,8 @@ def test_a_malformed_head_is_one_clear_error(tmp_path, break_files, expected):
 def test_a_non_finite_head_output_never_enters_the_smoother():
     classifier = Classifier(_identity_head(), 0.6, AlertSettings(classes=("pain",)))
     window = Window(0, 1.0, -20.0, np.zeros(32000, np.float32))
-    prediction, _ = classifier.step(Embedding(window, None, "test-emb"), np.array([np.nan, 0.5, 0.5]))
+    prediction = classifier.step(Embedding(window, None, "test-emb"), np.array([np.nan, 0.5, 0.5]), {"pain": 1.0})
     assert prediction.raw is None and np.all(np.isfinite(prediction.smoothed)) and classifier.rejected == 1
-    prediction, _ = classifier.step(Embedding(window, None, "test-emb"), np.array([0.1, 0.8, 0.1]))
+    assert prediction.evidence == {}  # nor into a spell's evidence
+    prediction = classifier.step(Embedding(window, None, "test-emb"), np.array([0.1, 0.8, 0.1]))
     assert np.all(np.isfinite(prediction.smoothed)) and prediction.smoothed[1] > 0.3

@@ -83,11 +83,12 @@ def test_cross_checks_against_the_head_and_the_unit_name_their_key(models):
 
 
 @pytest.mark.parametrize("section, key, value, allowed", [
-    ("alerts", "raise_windows", 1_000_000_000, "[1, 30] windows"),  # no alarm could ever rise
+    ("alerts", "min_windows", 1_000_000_000, "[0, 30] windows"),  # no type could ever be decided
+    ("alerts", "crying_s", 2.0, "[5, 3600] seconds"),  # every whimper an alarm
     ("episodes", "quiet_s", 1e12, "[0.5, 120] seconds"),  # no episode would ever close
     ("audio", "ring_seconds", 1e9, "[6, 600] seconds"),  # was a traceback allocating the ring
     ("audio", "ring_seconds", 5.0, "[6, 600] seconds"),
-    ("alerts", "clear_windows", 0, "[1, 120] windows"),
+    ("alerts", "high_pitch_s", 1e6, "[1, 3600] seconds"),
     ("alerts", "thresholds", {"pain": 1.0}, "(0, 1)"),
     ("audio", "speed", -1.0, "[0, 1000]"),
     ("bus", "heartbeat_s", 5.0, "[0.1, 2] seconds"),
@@ -101,6 +102,22 @@ def test_out_of_range_numbers_name_the_key_the_value_and_the_range(section, key,
     shown_key, shown = (f"{key}.pain", value["pain"]) if isinstance(value, dict) else (key, value)
     assert str(refused.value).startswith(f"config key {section}.{shown_key}: {shown:g} is outside the allowed range "
                                          f"{allowed}"), refused.value
+
+
+def test_keys_an_older_crywatch_read_are_refused_with_what_replaced_them():
+    with pytest.raises(ConfigError, match=r"^config key alerts\.raise_windows: removed: a cry type is now decided on the "
+                                          r"whole spell's evidence \(see \[alerts\] min_windows\)"):
+        settings_from_dict({"alerts": {"raise_windows": 2}})
+    with pytest.raises(ConfigError, match=r"^config key alerts\.clear_windows: removed: .* ends with its crying spell"):
+        settings_from_dict({"alerts": {"clear_windows": 4}})
+
+
+def test_the_crying_alarm_escalates_only_after_it_is_raised_and_only_if_it_is_on():
+    settings_from_dict({"alerts": {"crying_s": 0, "escalate_s": 0}})  # both off
+    with pytest.raises(ConfigError, match=r"alerts\.escalate_s: 20 must be between crying_s \(30 s\) and 7200"):
+        settings_from_dict({"alerts": {"escalate_s": 20}})
+    with pytest.raises(ConfigError, match=r"alerts\.escalate_s: 300 .* with the crying alarm on"):
+        settings_from_dict({"alerts": {"crying_s": 0}})
 
 
 def _numeric_keys():

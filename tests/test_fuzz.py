@@ -43,7 +43,7 @@ VALID_BODIES = [encode(Envelope("bed-3", WALL, event)) for event in EVENTS]
 def envelopes(draw) -> bytes:
     """JSON objects shaped like an envelope, each field either plausible or any JSON at all."""
     fields = {
-        "v": draw(st.sampled_from([SCHEMA_VERSION, 1, 2.0, "2", True]) | JSON),
+        "v": draw(st.sampled_from([SCHEMA_VERSION, 2, 3.0, "3", True]) | JSON),
         "type": draw(st.sampled_from(sorted(EVENT_TYPES)) | JSON),
         "bed": draw(st.text(max_size=10) | JSON),
         "time": draw(st.just(WALL) | JSON),
@@ -59,8 +59,8 @@ def deep(draw) -> bytes:
     depth = draw(st.integers(100, 5_000))
     opener, closer = draw(st.sampled_from([(b"[", b"]"), (b'{"a":', b"}")]))
     nested = opener * depth + b"1" + closer * depth
-    return draw(st.sampled_from([nested, b'{"v": 2, "type": "heartbeat", "bed": "b", "time": "t", "data": ' + nested + b"}",
-                                 b'{"v": 2, "type": "service_status", "bed": "b", "time": "t", "data": '
+    return draw(st.sampled_from([nested, b'{"v": 3, "type": "heartbeat", "bed": "b", "time": "t", "data": ' + nested + b"}",
+                                 b'{"v": 3, "type": "service_status", "bed": "b", "time": "t", "data": '
                                  b'{"time": 1, "state": "started", "detail": {"x": ' + nested + b"}}}"]))
 
 
@@ -88,7 +88,7 @@ _NESTED_TYPE = {f"k{i}" * 8: {f"j{j}" * 8: "v" * 60 for j in range(6)} for i in 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(MESSAGES)
 # reprlib bounds each level of a nested value, not all of them: this one was named in 1,100 characters
-@example([b"window", json.dumps({"v": 2, "type": _NESTED_TYPE, "bed": "b", "time": "t", "data": {}}).encode()])
+@example([b"window", json.dumps({"v": 3, "type": _NESTED_TYPE, "bed": "b", "time": "t", "data": {}}).encode()])
 def test_the_decoder_returns_an_event_or_raises_a_bus_error_for_any_frames(frames):
     try:
         envelope = decode_frames(frames)
@@ -103,11 +103,11 @@ def test_the_decoder_returns_an_event_or_raises_a_bus_error_for_any_frames(frame
     ([b"heartbeat"], "1 frame"),
     ([b"heartbeat", VALID_BODIES[-1][1], b"extra"], "3 frame"),
     ([], "0 frame"),
-    ([b"heartbeat", b'{"v": 2, "type": ["window"], "bed": "b", "time": "t", "data": {}}'], "unknown type"),
-    ([b"heartbeat", b'{"v": 2, "type": {"a": 1}, "bed": "b", "time": "t", "data": {}}'], "unknown type"),
+    ([b"heartbeat", b'{"v": 3, "type": ["window"], "bed": "b", "time": "t", "data": {}}'], "unknown type"),
+    ([b"heartbeat", b'{"v": 3, "type": {"a": 1}, "bed": "b", "time": "t", "data": {}}'], "unknown type"),
     ([b"heartbeat", b"[" * 100_000], "unreadable"),
     ([b"window", VALID_BODIES[-1][1]], "topic b'window' holds a heartbeat"),
-    ([b"x", b'{"v": 2, "type": "window", "bed": 12, "time": "t", "data": {}}'], "must be strings"),
+    ([b"x", b'{"v": 3, "type": "window", "bed": 12, "time": "t", "data": {}}'], "must be strings"),
 ])
 def test_each_malformed_message_the_dashboard_died_of_is_one_bus_error(frames, expected):
     with pytest.raises(BusError, match=expected):
@@ -186,7 +186,7 @@ def test_a_running_dashboard_survives_random_frames_and_shows_the_next_valid_eve
         except BusError:
             invalid.append(message)
     # The fixed cases that used to end `crywatch tui` ride along with the random ones.
-    invalid += [[b"heartbeat"], [b"a", b"b", b"c"], [b"window", b'{"v": 2, "type": ["x"]}'], [b"window", b"[" * 50_000]]
+    invalid += [[b"heartbeat"], [b"a", b"b", b"c"], [b"window", b'{"v": 3, "type": ["x"]}'], [b"window", b"[" * 50_000]]
     app = _run_dashboard_against(invalid)
     assert app.return_code in (0, None) and "after" in app.beds and app.bus_problems == len(invalid)
 

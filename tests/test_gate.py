@@ -6,12 +6,12 @@ import pytest
 
 from monitor.audio import RingBuffer, load_audio
 from monitor.audio.scenario import render_scenario
-from monitor.config import DetectorSettings, EpisodeSettings, GateSettings
+from monitor.config import AlertSettings, DetectorSettings, EpisodeSettings, GateSettings
 from monitor.detect import Decision, DetectorModel
 from monitor.detect.crnn import StreamingDetector
 from monitor.detect.gate import Gate, RunDecider, decide_runs, gate_recording
-from monitor.episodes import EpisodeTracker
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, EpisodeClosed, Prediction
+from monitor.spells import SpellTracker
 from tests.conftest import CRIES, cry_path, pick
 
 
@@ -107,13 +107,14 @@ def test_a_run_confirmed_after_the_quiet_period_but_starting_within_it_continues
     monkeypatch.setattr(DetectorModel, "stream", lambda _: _ScriptedNetwork(probs, scripted.features.frame_hop))
     gate, ring, samples = Gate(GateSettings(), scripted), RingBuffer(20 * SAMPLE_RATE), np.zeros(20 * SAMPLE_RATE, np.float32)
     classes = ("not_cry", "pain")
-    tracker, events, block = EpisodeTracker(EpisodeSettings(quiet_s=6.0), classes), [], int(block_s * SAMPLE_RATE)
+    tracker = SpellTracker(EpisodeSettings(quiet_s=6.0), AlertSettings(), classes, {})
+    events, block = [], int(block_s * SAMPLE_RATE)
     for start in range(0, len(samples), block):
         ring.write(samples[start : start + block])
         output = gate.advance(ring, final=start + block >= len(samples))
         events += tracker.observe(output.activity) if output.activity is not None else []
         for window in output.windows:  # after their span's frames, as both drivers type them
-            events += tracker.classify(Prediction(window, classes, None, np.array([1.0, 0.0])), [])
+            events += tracker.classify(Prediction(window, classes, None, np.array([1.0, 0.0])))
     events += tracker.finish()
     closed = [(e.episode.start_s, e.episode.end_s) for e in events if isinstance(e, EpisodeClosed)]
     assert closed == [(gate.frame_time(50) / SAMPLE_RATE, gate.frame_time(475) / SAMPLE_RATE)]

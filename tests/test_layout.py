@@ -20,7 +20,7 @@ MONITOR_FLOORS = [
     ["monitor.service", "monitor.analyze", "monitor.serve", "monitor.model_cmd", "monitor.tui", "monitor.report"],
     ["monitor.pipeline", "monitor.health"],
     ["monitor.detect", "monitor.embed", "monitor.audio", "monitor.bus", "monitor.store", "monitor.alarms",
-     "monitor.classify", "monitor.episodes"],
+     "monitor.classify", "monitor.spells"],
     ["monitor.messages", "monitor.config", "monitor.workers", "monitor"],
 ]
 # train: the command line on the type heads, which build on the detector's training and benchmarks, both on the

@@ -19,7 +19,7 @@ def test_a_new_log_built_by_the_migrations_is_exactly_the_models(tmp_path):
     engine = open_engine(f"sqlite:///{tmp_path / 'new.db'}")
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
-        assert MigrationContext.configure(connection).get_current_revision() == "0004"
+        assert MigrationContext.configure(connection).get_current_revision() == "0005"
 
 
 def test_a_log_written_by_the_previous_crywatch_is_upgraded_not_refused(tmp_path, caplog):
@@ -28,9 +28,10 @@ def test_a_log_written_by_the_previous_crywatch_is_upgraded_not_refused(tmp_path
         conn.executescript(SCHEMA_1.read_text())
     with caplog.at_level(logging.WARNING, logger="monitor.store"):
         engine = open_engine(f"sqlite:///{path}")
-    assert "upgraded from schema 0001 to 0004" in caplog.text
+    assert "upgraded from schema 0001 to 0005" in caplog.text
     [old] = list_episodes(engine)
     assert (old["bed"], old["label"], old["alert"], old["review"]) == ("bed-3", "pain", True, None)
+    assert (old["crying_s"], old["bouts"], old["f0_median_hz"], old["evidence"]) == (0.0, 0, None, {})  # never measured
     assert monitored_seconds(engine) == 10.0
     with sqlite3.connect(path) as conn:
         alarm = conn.execute("select label, priority, technical, message, cleared is not null, episode_id, alarm "
@@ -52,5 +53,5 @@ def test_a_log_from_a_newer_crywatch_is_refused_by_name(tmp_path):
     open_engine(f"sqlite:///{path}").dispose()
     with sqlite3.connect(path) as conn:
         conn.execute("update alembic_version set version_num = '0099'")
-    with pytest.raises(StoreError, match="written by a newer CryWatch .log schema 0099, this one knows up to 0004"):
+    with pytest.raises(StoreError, match="written by a newer CryWatch .log schema 0099, this one knows up to 0005"):
         open_engine(f"sqlite:///{path}")

@@ -27,6 +27,7 @@ from monitor.messages import (
     EpisodeUpdated,
     Priority,
     ServiceStatus,
+    SpellAlarm,
     WindowScored,
 )
 from monitor.store import (
@@ -59,7 +60,7 @@ def _envelope(event) -> Envelope:
 
 def _episode(end_s, alerts=()) -> EpisodeSummary:
     return EpisodeSummary(1, 2.0, end_s, end_s or 6.0, 2.4, "pain", {"not_cry": 0.2, "pain": 0.7},
-                          {"not_cry": 0.4, "pain": 0.9}, 3, tuple(alerts))
+                          {"not_cry": 0.4, "pain": 0.9}, 3, alarms=tuple(SpellAlarm(kind, 4.0) for kind in alerts))
 
 
 def _window(start_s: float, gated: bool) -> WindowScored:
@@ -165,11 +166,11 @@ def test_evaluate_site_reports_on_reviewed_episodes_only(db, tmp_path):
     path, engine, writer = db
     probs = {"not_cry": 0.2, "pain": 0.5, "hunger": 0.3}
     pain = replace(_episode(6.0, ("pain",)), probs=probs)
-    hunger = replace(pain, number=2, start_s=12.0, end_s=16.0, label="hunger", alerts=())
+    hunger = replace(pain, number=2, start_s=12.0, end_s=16.0, label="hunger", alarms=())
     writer.write([_envelope(ServiceStatus(0, "started")),
                   _envelope(EpisodeClosed(96_000, pain)),
                   _envelope(EpisodeClosed(256_000, hunger)),
-                  _envelope(EpisodeClosed(320_000, replace(pain, number=3, start_s=18.0, end_s=20.0, alerts=()))),
+                  _envelope(EpisodeClosed(320_000, replace(pain, number=3, start_s=18.0, end_s=20.0, alarms=()))),
                   _envelope(ServiceStatus(3600 * 16_000, "stopped"))])
     first, second, third = (e["id"] for e in list_episodes(engine))
     annotate(engine, first, "pain", "AB")

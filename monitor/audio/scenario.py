@@ -98,18 +98,18 @@ def _render_nicu(rng: np.random.Generator, with_cry: bool) -> tuple[np.ndarray, 
     _place(track, _babble(rng, 5.0), 9.0, 0.12)
     _place(track, _alarm(3), 48.0, 0.08)
     spans = []
-    if with_cry:
-        at = 20.0
-        while at < 38.0:
+    if with_cry:  # a spell long enough for the crying alarm ([alerts] crying_s, 30 s)
+        start = at = 14.0
+        while at < 54.0:
             bout = rng.uniform(0.7, 1.4)
             _place(track, _cry_bout(rng, bout), at, 0.35)
             at += bout + rng.uniform(0.25, 0.45)
-        spans.append((20.0, at))
+        spans.append((start, at))
     return track.astype(np.float32), tuple(spans)
 
 
 _SCENARIOS = {
-    "nicu": ("60 s NICU bedside: room noise, alarm beeps, adult babble, an 18 s cry-like episode", True),
+    "nicu": ("60 s NICU bedside: room noise, alarm beeps, adult babble, a 40 s cry-like spell", True),
     "quiet": ("60 s NICU bedside without any cry: room noise, alarm beeps, adult babble", False),
 }
 

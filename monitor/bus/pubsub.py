@@ -37,7 +37,8 @@ from monitor.messages import (
 )
 
 # 2: typed events (alarms with priorities and acknowledgement, heartbeats carrying them).
-SCHEMA_VERSION = 2
+# 3: episodes are crying spells (crying time, bouts, pitch, evidence, the alarms each raised); windows carry evidence.
+SCHEMA_VERSION = 3
 # The largest bus message a reader accepts (ZMQ_MAXMSGSIZE): a heartbeat is a few kB, and a peer
 # sending more is dropped by ZeroMQ before it is read into memory (it reconnects at once).
 MAX_MESSAGE_BYTES = 1 << 20

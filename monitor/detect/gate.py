@@ -19,6 +19,7 @@ from monitor.audio import RingBuffer, blocks_of
 from monitor.config import GateSettings
 from monitor.detect.crnn import DetectorModel
 from monitor.detect.frames import Decision, frame_time
+from monitor.detect.pitch import PitchTracker
 from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES, Activity, CryOnset, Window
 
 _HISTORY_S = 60
@@ -114,7 +115,7 @@ class GateOutput:
 class Gate:
     """Runs the streaming detector over the ring and turns its frames into runs and windows."""
 
-    def __init__(self, settings: GateSettings, detector: DetectorModel):
+    def __init__(self, settings: GateSettings, detector: DetectorModel, pitch: PitchTracker | None = None):
         self.settings = settings
         self.detector = detector
         self._stream = detector.stream()
@@ -122,6 +123,7 @@ class Gate:
         self.frame_hop = features.frame_hop
         self._frame_offset = frame_time(0, features)
         self._decider = RunDecider(detector.decision, features.hop_s)
+        self._pitch_tracker = pitch or PitchTracker()
         self.hop = int(round(settings.hop_s * SAMPLE_RATE))
         self._lead = int(round(settings.onset_lead_s * SAMPLE_RATE))
         self._min_chunk = int(round(settings.detector_hop_s * SAMPLE_RATE))
@@ -220,8 +222,26 @@ class Gate:
             return None, windows
         pending = self._decider.pending_start(self._frames - 1)
         activity = Activity(self.frame_time(first), self.frame_hop, probs, active, tuple(onsets),
-                            None if pending is None else self.frame_time(pending))
+                            None if pending is None else self.frame_time(pending), self._pitch(ring, first, active))
         return activity, windows
+
+    def _pitch(self, ring: RingBuffer, first: int, active: np.ndarray) -> np.ndarray:
+        """F0 of this span's crying frames (NaN elsewhere), one batch per span: pitch costs nothing in a quiet room."""
+        f0 = np.full(len(active), np.nan, np.float32)
+        crying = np.flatnonzero(active)
+        if not len(crying):
+            return f0
+        half = self._pitch_tracker.frame_length // 2
+        centres = np.array([self.frame_time(first + int(i)) + self.frame_hop // 2 for i in crying])
+        start, end = max(ring.oldest, int(centres[0]) - half), min(ring.end, int(centres[-1]) + half)
+        if end <= start:  # the ring no longer holds them: those frames go without pitch
+            return f0
+        try:
+            samples = ring.read(start, end - start)
+        except IndexError:  # lapped while reading
+            return f0
+        f0[crying] = self._pitch_tracker.track(samples, centres - start)
+        return f0
 
     def _backfill(self, run_first: int, confirmed_at: int) -> None:
         """A confirmed run is crying from its first frame on, for the windows that cover it."""

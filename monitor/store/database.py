@@ -73,6 +73,14 @@ class EpisodeRow(Base):
     embedder_id: Mapped[str]
     head: Mapped[str]
     interrupted: Mapped[bool] = mapped_column(default=False)  # closed at the next start: its run died
+    # A crying spell's running totals (monitor/spells/): None/0 in a log older than spells.
+    last: Mapped[datetime | None]  # the newest cry frame
+    crying_s: Mapped[float] = mapped_column(default=0.0)
+    bouts: Mapped[int] = mapped_column(default=0)
+    voiced_s: Mapped[float] = mapped_column(default=0.0)
+    high_pitch_s: Mapped[float] = mapped_column(default=0.0)
+    f0_median_hz: Mapped[float | None]
+    evidence: Mapped[dict[str, Any] | None]  # per alert class, the spell's mean evidence as a probability
 
 
 class WindowRow(Base):
@@ -329,7 +337,10 @@ class StoreWriter:
             session.add(row)
         row.end = None if ep.end_s is None else self._clock(ep.end_s)
         row.label, row.probs, row.peak = ep.label, ep.probs, ep.peak
-        row.windows, row.alerted = ep.windows, bool(ep.alerts)
+        row.windows, row.alerted = ep.windows, bool(ep.alarms)
+        row.last, row.crying_s, row.bouts = self._clock(ep.last_s), ep.crying_s, ep.bouts
+        row.voiced_s, row.high_pitch_s, row.f0_median_hz = ep.voiced_s, ep.high_pitch_s, ep.f0_median_hz
+        row.evidence = ep.evidence
         session.flush()
         self._episode_ids[ep.number] = row.id
         return row.id
@@ -465,9 +476,18 @@ def list_episodes(engine: Engine, where: EpisodeFilter = EpisodeFilter()) -> lis
             "id": r.id, "bed": r.bed, "start": as_utc(r.start).isoformat(),
             "end": as_utc(r.end).isoformat() if r.end else None, "label": r.label, "probs": r.probs,
             "peak": r.peak, "windows": r.windows, "alert": r.alerted, "source": r.source,
+            "length_s": _length_s(r), "crying_s": r.crying_s, "bouts": r.bouts, "f0_median_hz": r.f0_median_hz,
+            "high_pitch_s": r.high_pitch_s, "evidence": r.evidence or {},
+            "high_pitch_share": round(r.high_pitch_s / r.voiced_s, 3) if r.voiced_s > 0 else None,
             "embedder_id": r.embedder_id, "head": r.head, "run_id": r.run_id, "interrupted": r.interrupted,
             "review": _review(reviews.get(r.id)),
         } for r in rows]
+
+
+def _length_s(row: EpisodeRow) -> float:
+    """A spell's length: to its end once closed, to its newest cry frame while open."""
+    end = row.end or row.last or row.start
+    return round((as_utc(end) - as_utc(row.start)).total_seconds(), 1)
 
 
 def _review(row: AnnotationRow | None) -> dict[str, Any] | None:
