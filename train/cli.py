@@ -16,8 +16,10 @@ from monitor.embed import EmbedderError
 from monitor.store import StoreError
 from train.datasets import DataError
 from train.detector import commands as detector
+from train.detector import night
 from train.detector.mixing import SIDES
 from train.heads import commands as heads
+from train.heads import evidence
 from train.heads.cache import DEFAULT_CACHE
 from train.labels import CRYWATCH, LabelError
 from train.splits import LeakageError
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--runs", type=Path, default=Path("runs"), help="where run folders go")
     fit.add_argument("--heldout-like-detector", action="store_true",
                      help="the detector's split: its test groups held out, its validation groups for validation "
-                          "(with --no-refit they stay unseen, for tune-alerts), so the head's and the detector's "
+                          "(with --no-refit they stay unseen, for fit-evidence), so the head's and the detector's "
                           "figures are on the same unseen infants")
     _common(fit)
 
@@ -88,15 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "alone (clean-cry recall, pain alerts on pain and bath cries)")
     events.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml (with --data)")
 
-    tune = sub.add_parser("tune-alerts", help="choose a head's alert thresholds on the detector's validation groups: "
-                                              "the lowest at which no cry-free mixture alerts")
-    tune.add_argument("--head", type=Path, required=True, help="head folder whose head.json gets alert_thresholds")
-    tune.add_argument("--data", type=Path, required=True, help="index.csv of the cry data (the validation cries)")
-    tune.add_argument("--mixtures", type=Path, nargs="+", required=True,
-                      help="folders written by `mixtures --split val` (plain and --hard): their cry-free mixtures")
-    tune.add_argument("--config", help="monitor config.toml (default: the project's)")
-    tune.add_argument("--detector", type=Path, help="cry detector folder (default: [detector] model)")
-    tune.add_argument("--label-map", default=CRYWATCH, help="map in train/labelmaps.toml")
+    night.add_night_arguments(sub.add_parser("night", help="10-minute bedside streams with one crying spell each (or "
+                                             "none) from a split's groups, over dense backgrounds"))
+    night.add_evaluate_night_arguments(sub.add_parser("evaluate-night", help="run the monitor over a night and score its "
+                                                      "spells, alarms and cry-free hours"))
+    evidence.add_arguments(sub.add_parser("fit-evidence", help="a head's evidence model and spell rule for an alert "
+                                          "class (pain against discomfort), chosen on validation spells"))
 
     site = sub.add_parser("evaluate-site", help="the running model on a unit's reviewed episodes (from its log)")
     site.add_argument("--db", required=True, help="SQLAlchemy URL of the monitor's log, e.g. sqlite:///crywatch.db")
@@ -187,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                 "mixtures": detector.cmd_mixtures, "detector": detector.cmd_detector,
                 "evaluate-events": detector.cmd_evaluate_events, "evaluate-site": heads.cmd_evaluate_site,
                 "yamnet-export": detector.cmd_yamnet_export, "fuse-detector": detector.cmd_fuse_detector,
-                "tune-alerts": heads.cmd_tune_alerts}[args.command](args)
+                "night": night.cmd_night, "evaluate-night": night.cmd_evaluate_night,
+                "fit-evidence": evidence.run_command}[args.command](args)
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -78,15 +78,9 @@ def write_mixtures(records: list[Record], out: Path, count: int, split: str, see
             row.update(ebr_db=ebr, cry=1, onset_s=round(onset / SAMPLE_RATE, 3), offset_s=round(offset / SAMPLE_RATE, 3),
                        cry_path=record.rel, cry_group=record.key)
             used.add(record.key)
-        peak = float(np.max(np.abs(mixture)))
-        if peak > 0.99:  # one gain for the whole mixture keeps its EBR
-            mixture = mixture * (0.99 / peak)
-        soundfile.write(out / row["filename"], mixture, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+        write_mixture(out / row["filename"], mixture)
         rows.append(row)
-    with (out / "mixtures.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out / "mixtures.csv", COLUMNS, rows)
     meta = {"seed": seed, "split": split, "split_seed": split_seed, "count": count, "seconds": MIXTURE_SECONDS,
             "command": command,
             "split_groups": sorted({r.key for r in chosen}), "cry_groups_used": sorted(used)}
@@ -94,6 +88,21 @@ def write_mixtures(records: list[Record], out: Path, count: int, split: str, see
         meta |= {"more_negatives": len(extra_negatives), "extra_kinds": list(extra_kinds)}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return rows
+
+
+def write_mixture(path: Path, mixture: np.ndarray) -> None:
+    """16 kHz PCM_16 FLAC, with one gain for the whole mixture if it would clip: that keeps its EBRs."""
+    peak = float(np.max(np.abs(mixture)))
+    if peak > 0.99:
+        mixture = mixture * (0.99 / peak)
+    soundfile.write(path, mixture, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+
+
+def write_rows(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _next_cry(order: list[Record], index: int, cache: ClipCache,
@@ -126,12 +135,16 @@ class FileCounts:
     cry_free: bool
 
 
-def read_mixtures(folder: Path) -> list[dict[str, str]]:
-    path = Path(folder) / "mixtures.csv"
+def read_rows(path: Path, fix: str) -> list[dict[str, str]]:
+    """A csv's rows; DataError naming `fix` where it is missing."""
     if not path.is_file():
-        raise DataError(f"{path} not found: write mixtures first with `python -m train mixtures --out {folder}`")
+        raise DataError(f"{path} not found: {fix}")
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
+
+
+def read_mixtures(folder: Path) -> list[dict[str, str]]:
+    return read_rows(Path(folder) / "mixtures.csv", f"write mixtures first with `python -m train mixtures --out {folder}`")
 
 
 def evaluate_events(folder: Path, settings: Settings, models: Models, seed: int = 0) -> dict[str, Any]:

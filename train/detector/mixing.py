@@ -35,7 +35,12 @@ P_OTHER_NICU = 0.25  # each of cpap, fan, pump, knock
 LATE_TAIL_FRAMES = 50  # a late-placed cry keeps at least its first second (or all of a shorter one)
 HARD_LEVEL_DBFS = (-35.0, -10.0)  # a mined hard negative: up to as loud as a near cry
 P_EXTRA_KIND = 0.15  # each of the extra kinds, when asked for
-EXTRA_CLIPS_PER_S = 0.08  # extra negatives (the second collection), when asked for, beside 0.12 per s of the others
+CLIPS_PER_S = 0.12  # everyday non-cry clips (the cries collection's negatives) per second of background
+EXTRA_CLIPS_PER_S = 0.08  # extra negatives (the second collection), when asked for, beside CLIPS_PER_S of the others
+# Peak level (dBFS range) of each synthesised NICU sound in a background; a kind not named here: NICU_PEAK_DBFS_OTHER
+NICU_PEAK_DBFS = {"cpap": (-40.0, -25.0), "fan": (-40.0, -25.0), "pump": (-35.0, -15.0), "knock": (-30.0, -10.0),
+                  "machine_buzz": (-35.0, -15.0)}
+NICU_PEAK_DBFS_OTHER = (-30.0, -10.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,16 +411,19 @@ def room_noise(rng: np.random.Generator, seconds: float) -> np.ndarray:
 # Mixing
 
 
-def mix_at_ebr(background: np.ndarray, event: np.ndarray, position: int, ebr_db: float) -> np.ndarray:
+def mix_at_ebr(background: np.ndarray, event: np.ndarray, position: int, ebr_db: float,
+               active: np.ndarray | None = None) -> np.ndarray:
     """background + event scaled to `ebr_db` event-to-background ratio and added at sample `position`.
 
     As in DCASE 2017 task 2: event energy over its active frames vs background energy over the same span.
+    `active` gives those frames (one per FRAME_HOP of `event`) where the event is not one clip, e.g. a spell of
+    several clips whose activity each clip's own cry_frames found; by default cry_frames(event).
     """
     n = min(len(event), len(background) - position) // FRAME_HOP * FRAME_HOP
     if position < 0 or n <= 0:
         raise ValueError(f"event at sample {position} does not fit a background of {len(background)} samples")
     event = event[:n]
-    mask = cry_frames(event)
+    mask = cry_frames(event) if active is None else active[: n // FRAME_HOP]
     if not mask.any():
         mask = np.ones(len(mask), bool)
     ev = event.reshape(-1, FRAME_HOP)[mask]
@@ -426,6 +434,11 @@ def mix_at_ebr(background: np.ndarray, event: np.ndarray, position: int, ebr_db:
     out = background.astype(np.float32, copy=True)
     out[position: position + n] += (gain * event).astype(np.float32)
     return out
+
+
+def nicu_level(kind: str, rng: np.random.Generator) -> float:
+    """A random gain for a peak-normalised nicu_sound of `kind` in a background (NICU_PEAK_DBFS)."""
+    return db_gain(rng.uniform(*NICU_PEAK_DBFS.get(kind, NICU_PEAK_DBFS_OTHER)))
 
 
 class ClipCache:
@@ -451,11 +464,14 @@ class BackgroundMaker:
     """Cry-free backgrounds: room floor + everyday non-cry clips + sometimes alarms and other NICU sounds.
 
     Asked for, also extra negatives (the second collection) and extra kinds (HARD_KINDS). Without them
-    nothing more is drawn from the generator, so the default backgrounds are reproduced exactly.
+    nothing more is drawn from the generator, so the default backgrounds are reproduced exactly. `clips_per_s` and
+    `extra_clips_per_s` set how dense the clips are (the night benchmark's backgrounds are denser); the defaults
+    reproduce the benchmark's.
     """
 
     def __init__(self, negatives: list[Record], cache: ClipCache | None = None,
-                 extra_negatives: list[Record] | None = None, extra_kinds: tuple[str, ...] = ()):
+                 extra_negatives: list[Record] | None = None, extra_kinds: tuple[str, ...] = (),
+                 clips_per_s: float = CLIPS_PER_S, extra_clips_per_s: float = EXTRA_CLIPS_PER_S):
         if not negatives:
             raise ValueError("no non-cry clips to build backgrounds from")
         unknown = sorted(set(extra_kinds) - set(HARD_KINDS) - set(NICU_KINDS))
@@ -469,6 +485,8 @@ class BackgroundMaker:
             by_source[record.source].append(record)
         self.extra_pools = [by_source[source] for source in sorted(by_source)]
         self.extra_kinds = tuple(extra_kinds)
+        self.clips_per_s = clips_per_s
+        self.extra_clips_per_s = extra_clips_per_s
 
     def make(self, rng: np.random.Generator, seconds: float) -> tuple[np.ndarray, list[str]]:
         """Samples and the background class names used (esc50 categories, speech, NICU kinds, extra negatives as
@@ -476,24 +494,21 @@ class BackgroundMaker:
         n = int(seconds * SAMPLE_RATE)
         out = room_noise(rng, seconds) * db_gain(rng.uniform(-60, -45))
         classes: list[str] = []
-        for _ in range(rng.poisson(0.12 * seconds)):
+        for _ in range(rng.poisson(self.clips_per_s * seconds)):
             record = self.negatives[int(rng.integers(len(self.negatives)))]
             self._add_clip(out, record, rng, n)
             classes.append(record.label)
         kinds = [str(rng.choice(["alarm_high", "alarm_medium", "alarm_low"]))] if rng.random() < P_ALARM else []
         kinds += [k for k in ("cpap", "fan", "pump", "knock") if rng.random() < P_OTHER_NICU]
         if self.extra_pools:
-            for _ in range(rng.poisson(EXTRA_CLIPS_PER_S * seconds)):
+            for _ in range(rng.poisson(self.extra_clips_per_s * seconds)):
                 pool = self.extra_pools[int(rng.integers(len(self.extra_pools)))]
                 record = pool[int(rng.integers(len(pool)))]
                 self._add_clip(out, record, rng, n)
                 classes.append(background_class(record))
         kinds += [k for k in self.extra_kinds if rng.random() < P_EXTRA_KIND]
-        peak_db = {"cpap": (-40, -25), "fan": (-40, -25), "pump": (-35, -15), "knock": (-30, -10),
-                   "machine_buzz": (-35, -15)}
         for kind in kinds:
-            lo, hi = peak_db.get(kind, (-30, -10))
-            out += nicu_sound(kind, rng, seconds) * db_gain(rng.uniform(lo, hi))
+            out += nicu_sound(kind, rng, seconds) * nicu_level(kind, rng)
         return out.astype(np.float32), sorted(set(classes + kinds))
 
     def _add_clip(self, out: np.ndarray, record: Record, rng: np.random.Generator, n: int) -> None:

@@ -98,14 +98,34 @@ def _licences(per_source: dict[str, int]) -> str:
         "them inherits that restriction for commercial use — retrain without them for a product." if non_commercial else ""))
 
 
-def _alert_line(tuning: dict | None) -> str:
-    if not tuning:
-        return "- Alerts use the window thresholds (no `alert_thresholds`: `python -m train tune-alerts` chooses them)."
-    parts = [f"{c['label']} {c['chosen']:.2f} ({c['cry_rate']:.0%} of {c['validation_cries']} validation {c['label']} "
-             f"cries alert, none of {c['cry_free_mixtures']} cry-free validation mixtures; at the window threshold "
-             f"{c['head_threshold']:.2f}, {c['cry_free_alerts_at_head_threshold']} of them)" for c in tuning["classes"]]
-    return (f"- Alert thresholds (head.json `alert_thresholds`, behind `{tuning['detector']}`): " + "; ".join(parts)
-            + f". Rule: {tuning['rule']}.")
+def _evidence_line(evidence: dict | None) -> str:
+    if not evidence:
+        return ("- Spells decide an alert class on the head's own probabilities (no dedicated evidence model: "
+                "`python -m train fit-evidence` fits one and chooses its rule).")
+    parts = []
+    for label, e in evidence.items():
+        clean = e["spells"]["60 windows"]
+        parts.append(
+            f"{label} against {', '.join(e['against'])}: a logistic model on crying windows (leave one infant out over "
+            f"{len(e['infants'])} infants: clean-window AUC {e['clean_window_auc']:.3f}); a spell decides it once "
+            f"{e['min_windows']} crying windows have a mean log-odds minus {e['margin']:g}/sqrt(n) of at least "
+            f"logit({e['threshold']:.2f}). Validation spells of 60 windows: {clean['alarm']:.0%} of {label} spells alarm, "
+            f"{clean['other']:.0%} of the others; in dense bedside sound at 0/+6/+12 dB "
+            + ", ".join(f"{c} {r['alarm']:.0%}/{r['other']:.0%}" for c, r in e["by_condition"].items() if c != "clean")
+            + f"; single clean cries {e['single']['alarm']:.0%}/{e['single']['other']:.0%}; "
+            f"{e['false_per_hour'] if e['false_per_hour'] is not None else 'unmeasured'} false alarms per cry-free hour "
+            f"of the validation night (behind `{e['detector']}`)")
+    return "- Spell evidence (head.json `spell_evidence`, evidence-<class>.json): " + "; ".join(parts) + "."
+
+
+def evidence_summary(report: dict) -> dict:
+    """What the card says of a fit-evidence report (train/heads/evidence.py)."""
+    chosen = report["chosen"]
+    return {"against": report["against"], "infants": report["infants"], "detector": report["detector"],
+            "clean_window_auc": report["leave_one_infant_out"]["clean"]["window_auc"],
+            "min_windows": chosen["min_windows"], "threshold": chosen["threshold"], "margin": chosen["margin"],
+            "spells": chosen["spells"], "single": chosen["single"], "false_per_hour": chosen["false_per_hour"],
+            "by_condition": report["by_condition"]}
 
 
 def model_card(report: dict) -> str:
@@ -120,7 +140,7 @@ def model_card(report: dict) -> str:
         f"- Classes: {', '.join(report['classes'])}. Output: calibrated probabilities (temperature "
         f"{report['head']['temperature']:.3f}) for each gated 2 s window; windows the gate closes are not_cry without the head.",
         f"- Window thresholds (head.json): {report['head']['thresholds']} — {report['head']['thresholds_rule']}.",
-        _alert_line(report.get("alert_tuning")),
+        _evidence_line(report.get("spell_evidence")),
         "- `neurological` is in the label vocabulary but **not** in this head: the public data holds no clinically "
         "confirmed neurological cries (the seed study's 'neurological' was a keyword bucket of discomfort, scared, "
         "lonely, cold, hot). Detecting it requires recordings labelled by clinicians (e.g. confirmed HIE, meningitis "

@@ -45,7 +45,7 @@ def _episode_opened(head: Head, probs: np.ndarray, gated: np.ndarray) -> bool:
     classifier = Classifier(head, ClassifierSettings().smoothing, AlertSettings())
     not_cry = head.classes.index(NOT_CRY)
     for i, p in enumerate(probs):
-        prediction, _ = classifier.step(Embedding(Window(i, 0.0, 0.0), None, head.embedder_id), p if gated[i] else None)
+        prediction = classifier.step(Embedding(Window(i, 0.0, 0.0), None, head.embedder_id), p if gated[i] else None)
         if 1.0 - prediction.smoothed[not_cry] >= HEAD_CRY_THRESHOLD:
             return True
     return False
