@@ -58,7 +58,7 @@ class AudioSettings:
 
 @dataclass(frozen=True)
 class DetectorSettings:
-    model: str = "models/cry-detector-v1"  # detector folder; relative paths are relative to the project root
+    model: str = "models/cry-detector-v2"  # detector folder; relative paths are relative to the project root
 
     def validate(self, section: str) -> None:
         _check(bool(self.model), f"{section}.model", "must name a detector folder (detector.json + weights)")
@@ -92,7 +92,7 @@ class HearSettings:
     url: str = ""  # remote: the embedding server (`crywatch serve-embedder`)
     timeout_s: float = 2.0  # remote: a request slower than this is a fault
     ca_file: str = ""  # remote over https: the CA that signed the server's certificate ("" = the system's)
-    fallback_head: str = "models/acoustic-v2"  # remote: typed with this head and its offline embedder meanwhile
+    fallback_head: str = "models/acoustic-v3"  # remote: typed with this head and its offline embedder meanwhile
 
     def validate(self, section: str) -> None:
         _check(self.backend in ("auto", "tf", "torch", "remote"), f"{section}.backend",
@@ -119,7 +119,7 @@ class HearSettings:
 @dataclass(frozen=True)
 class ClassifierSettings:
     embedder: str = "acoustic-v2"  # an offline embedder id, or "hear"
-    head: str = "models/acoustic-v2"  # relative paths are relative to the project root
+    head: str = "models/acoustic-v3"  # relative paths are relative to the project root
     smoothing: float = 0.6  # weight of the past in the exponential smoother, 0 = none
     max_batch: int = 8  # windows embedded together when the embedder falls behind
 

@@ -110,8 +110,8 @@ def test_the_alarm_command_gets_each_event_as_json_and_its_failures_are_logged(t
     assert "timed out after 2 s" in caplog.text and "exited 1: pager offline" in caplog.text
 
 
-def test_acknowledging_a_real_pain_alarm_reaches_the_monitor_and_its_log(settings, models, cries_index, tmp_path,
-                                                                       runtime_dir):
+def test_acknowledging_a_real_cry_alarm_reaches_the_monitor_and_its_log(settings, models, cries_index, tmp_path,
+                                                                      runtime_dir):
     [row] = pick(cries_index, 1, source="corvin", label="pain")
     # The 8 s cry alone ends ~5 s after its alarm, and the end clears every alarm and closes the
     # control channel: 60 s of silence after it keep the monitor up; the test stops it once acknowledged.
@@ -122,7 +122,7 @@ def test_acknowledging_a_real_pain_alarm_reaches_the_monitor_and_its_log(setting
     configured = settings.with_overrides(
         audio={"input": str(clip), "speed": 1.0}, store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
         bus={"endpoint": free_endpoint()}, service={"bed": "bed-9"},  # the default control: its own socket
-        alerts={"command": command})
+        alerts={"command": command, "crying_s": 5.0})  # a cry alone is a short spell: crying alarm after 5 s
     service = Service(configured, models=models)
     subscriber = Subscriber([service.bus_endpoint])
     runner = threading.Thread(target=service.run)
@@ -130,11 +130,11 @@ def test_acknowledging_a_real_pain_alarm_reaches_the_monitor_and_its_log(setting
     try:
         events, deadline = [], time.monotonic() + 30
         while not any(isinstance(e.event, AlarmRaised) for e in events):
-            assert time.monotonic() < deadline, "no alarm was raised for a real pain cry"
+            assert time.monotonic() < deadline, "no alarm was raised for a real cry"
             if (got := subscriber.receive(100)) is not None:
                 events.append(got)
         alarm = next(e.event.alarm for e in events if isinstance(e.event, AlarmRaised))
-        assert alarm.label == "pain" and alarm.priority.value == "high" and not alarm.technical
+        assert alarm.label == "crying" and alarm.priority.value == "medium" and not alarm.technical
         reply = send_request(service.control_endpoint, ControlRequest("acknowledge", "jd", alarm.id))
         assert reply.ok and [a.acknowledged_by for a in reply.alarms if a.id == alarm.id] in ([], ["JD"])
         while not any(isinstance(e.event, AlarmAcknowledged) for e in events):

@@ -69,10 +69,10 @@ def test_every_clean_test_group_cry_opens_an_episode_within_1_s_and_pain_cries_a
                                                                                             v2_models):
     """Issue 16 asks for 99 %; v2 opens 126 of these 130 (v1 117). Each of the 4 it misses is a phone upload YAMNet
     hears as speech, music or a howl rather than crying: every cry YAMNet does not hear as something else opens one.
-    acoustic-v3 (typing v2's windows; neither it nor v2 learned from these infants; its alert threshold the lowest
-    that keeps the validation groups' cry-free mixtures silent) alerts on no bath cry (issue 16: <= 10 %) but on
-    only 4 of the 12 vaccination cries of these three infants (issue 16: >= 90 %, not met): the bound on pain guards
-    that level, not the target."""
+    A cry alone is a short spell: acoustic-v3's pain evidence (neither it nor v2 learned from these infants) needs 8
+    crying windows, which a 5-7 s vaccination cry seldom gives, so only 2 of these 12 alarm as pain (issue 24: >= 80 %,
+    not met; a vaccination spell does: test_spells_real.py) and none of the 37 bath cries (<= 10 %): the bound on
+    pain guards that level, not the target."""
     from monitor.detect.yamnet import YamnetModel
 
     cries = [r for r in test_records if r.target != "not_cry"]
@@ -83,7 +83,7 @@ def test_every_clean_test_group_cry_opens_an_episode_within_1_s_and_pain_cries_a
     assert result["recall"] >= 0.95, result["missed"]
     assert set(result["missed"]) == set(result["missed_drowned_out"]), "a cry YAMNet hears as crying opened no episode"
     pain, bath = result["pain_alerts"]["pain"], result["pain_alerts"]["discomfort"]
-    assert pain["n"] >= 10 and pain["rate"] >= 0.25, pain
+    assert pain["n"] >= 10 and pain["rate"] >= 0.15, pain
     assert bath["n"] >= 30 and bath["rate"] <= 0.1, bath
 
 

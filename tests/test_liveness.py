@@ -85,7 +85,7 @@ def test_a_gate_lapped_by_the_ring_resumes_at_the_newest_audio(models, settings)
     ring.write(noise[10 * SAMPLE_RATE :])
     later = gate.advance(ring)
     assert later.activity is not None and later.windows, "the gate stopped judging audio after falling behind"
-    assert ring.end - gate.decided_to < SAMPLE_RATE
+    assert ring.end - gate.decided_to <= 1.5 * SAMPLE_RATE  # all but the detector's look-ahead
 
 
 def test_a_gate_far_behind_skips_to_the_newest_audio_and_counts_it(models, settings):
@@ -94,7 +94,7 @@ def test_a_gate_far_behind_skips_to_the_newest_audio_and_counts_it(models, setti
     ring.write((0.01 * np.random.default_rng(2).standard_normal(20 * SAMPLE_RATE)).astype(np.float32))
     gate.advance(ring, behind_limit=4 * SAMPLE_RATE)  # 20 s behind, 4 s allowed: keeps the newest 1 s
     assert 18.9 * SAMPLE_RATE <= gate.skipped <= 19.1 * SAMPLE_RATE
-    assert ring.end - gate.decided_to < SAMPLE_RATE
+    assert ring.end - gate.decided_to <= 1.5 * SAMPLE_RATE  # all but the detector's look-ahead (v2: YAMNet's 1 s)
 
 
 @pytest.mark.parametrize("value", [0.5, 1e9])

@@ -539,6 +539,6 @@ def test_a_monitor_started_while_its_server_is_down_runs_on_the_fallback_and_say
     result = run_crywatch("--config", str(config), "run", "--headless", "--input", "scenario:nicu", "--speed", "0",
                           "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", "tcp://127.0.0.1:*", timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"embedder {STANDIN_ID} from {url} (fallback acoustic-v2, head acoustic-v2)" in result.stdout
+    assert f"embedder {STANDIN_ID} from {url} (fallback acoustic-v2, head acoustic-v3)" in result.stdout
     assert "ALARM 1 [medium] EMBEDDING SERVER DOWN" in result.stdout and "unreachable" in result.stdout
     assert "cry episode 1 ended" in result.stdout and "embedding server failed" in result.stderr
