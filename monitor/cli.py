@@ -25,6 +25,7 @@ from monitor.messages import (
     EpisodeClosed,
     EpisodeOpened,
     ServiceStatus,
+    duration,
     type_probability,
 )
 from monitor.store import EpisodeFilter, StoreError, redact_url
@@ -189,13 +190,22 @@ def cmd_episodes(args: argparse.Namespace) -> int:
     if not episodes:
         print("no episodes")
     for ep in episodes:
-        end = ep["end"] or "ongoing"
-        if ep["interrupted"]:
-            end += " (interrupted)"
-        review = f"  reviewed: {ep['review']['verdict']} ({ep['review']['by']})" if ep["review"] else ""
-        print(f"{ep['id']:>5} {ep['start']}  {end:<32}  {ep['bed']:<10} {ep['label']:<12} "
-              f"p={type_probability(ep['probs'], ep['label'])}{'  ALERT' if ep['alert'] else ''}{review}")
+        print(_episode_line(ep))
     return 0
+
+
+def _episode_line(ep: dict[str, Any]) -> str:
+    """One logged crying spell for `crywatch episodes`: when, where, its type, its length (to its newest cry frame
+    while it goes on), its crying time (pauses not counted) and the high-pitched share of its voiced crying."""
+    end = ep["end"] or "ongoing"
+    if ep["interrupted"]:
+        end += " (interrupted)"
+    share = ep["high_pitch_share"]
+    review = f"  reviewed: {ep['review']['verdict']} ({ep['review']['by']})" if ep["review"] else ""
+    return (f"{ep['id']:>5} {ep['start']}  {end:<32}  {ep['bed']:<10} {ep['label']:<12} "
+            f"p={type_probability(ep['probs'], ep['label'])}  length {duration(ep['length_s']):>5}  "
+            f"crying {duration(ep['crying_s']):>5}  high-pitched {'-' if share is None else f'{share * 100:.0f} %':>5}"
+            f"{'  ALERT' if ep['alert'] else ''}{review}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -5,12 +5,18 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
+from datetime import timedelta
 
 import numpy as np
 import soundfile
 
+from monitor.bus import Envelope
 from monitor.classify import Head
+from monitor.messages import EpisodeClosed, EpisodeOpened, EpisodeSummary
+from monitor.store import StoreWriter, open_engine
 from tests.conftest import PROJECT_ROOT, cry_path, pick, run_crywatch
+from tests.test_store import T0, _at
 
 
 def _one_line_error(result, *needles: str) -> None:
@@ -76,7 +82,8 @@ def test_analyze_json_and_a_bad_file_among_good_ones(cries_index, tmp_path):
     assert set(good) >= {"path", "duration_s", "probs", "episodes"} and "error" in bad
     assert good["probs"]["cry"] == round(1 - good["probs"]["not_cry"], 4)
     [episode] = good["episodes"]
-    assert set(episode) == {"start_s", "end_s", "detected_s", "label", "probs", "peak", "alert", "alerts"}
+    assert set(episode) == {"start_s", "end_s", "detected_s", "label", "probs", "peak", "alert", "alerts", "alarms",
+                            "windows", "crying_s", "bouts", "f0_median_hz", "high_pitch_s", "high_pitch_share", "evidence"}
 
 
 def test_analyze_a_file_with_no_gated_window_reports_no_evidence(tmp_path):
@@ -107,6 +114,41 @@ def test_episodes_command_reads_what_run_logged(tmp_path):
     exported = next(r for r in rows if r["id"] == str(first))
     assert (exported["review_verdict"], exported["review_by"], exported["review_note"]) == ("other", "AB",
                                                                                               "synthetic scenario")
+
+
+def test_episodes_shows_each_spells_length_and_crying_time_and_exports_them(tmp_path):
+    """A real log: a spell of 3:05 with 2:40 of crying (a fifth of its voiced crying high-pitched), one as a log
+    written before spells has it, and one still going (its length to its newest cry frame)."""
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    writer = StoreWriter(open_engine(db), "run-1", "bed-7", "mic", "acoustic-v2", "acoustic-v2",
+                         lambda s: T0 + timedelta(seconds=s))
+    spell = EpisodeSummary(1, 0.0, 185.0, 185.0, 0.5, "pain", {"not_cry": 0.3, "pain": 0.7}, {"pain": 0.9}, 9,
+                           crying_s=160.0, bouts=4, voiced_s=100.0, high_pitch_s=20.0, f0_median_hz=620.0)
+    before_spells = replace(spell, number=2, start_s=600.0, end_s=640.0, last_s=640.0, crying_s=0.0, bouts=0,
+                            voiced_s=0.0, high_pitch_s=0.0, f0_median_hz=None)
+    going = replace(spell, number=3, start_s=4000.0, end_s=None, last_s=7720.0, crying_s=3000.0)
+    writer.write([Envelope("bed-7", _at(0), e) for e in (EpisodeOpened(0, replace(spell, end_s=None)), EpisodeClosed(0, spell),
+                                                         EpisodeOpened(0, replace(before_spells, end_s=None)),
+                                                         EpisodeClosed(0, before_spells), EpisodeOpened(0, going))])
+    shown = run_crywatch("episodes", "--db", db)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 3 and all(re.fullmatch(r"\s+\d+ 2026-11-27T.* bed-7 .* pain +p=0\.70  length .*", line)
+                                   for line in lines), lines
+    assert [line[line.index("length"):] for line in lines] == ["length  3:05  crying  2:40  high-pitched  20 %",
+                                                               "length  0:40  crying  0:00  high-pitched     -",
+                                                               "length 1:02:00  crying 50:00  high-pitched  20 %"]
+    rows = list(csv.DictReader(io.StringIO(run_crywatch("episodes", "--db", db, "--format", "csv").stdout)))
+    assert [{k: r[k] for k in ("end", "length_s", "crying_s", "bouts", "f0_median_hz", "high_pitch_s")} for r in rows] == [
+        {"end": "2026-11-27T08:03:05+00:00", "length_s": "185.0", "crying_s": "160.0", "bouts": "4", "f0_median_hz": "620.0",
+         "high_pitch_s": "20.0"},
+        {"end": "2026-11-27T08:10:40+00:00", "length_s": "40.0", "crying_s": "0.0", "bouts": "0", "f0_median_hz": "",
+         "high_pitch_s": "0.0"},
+        {"end": "", "length_s": "3720.0", "crying_s": "3000.0", "bouts": "4", "f0_median_hz": "620.0", "high_pitch_s": "20.0"}]
+    exported = json.loads(run_crywatch("episodes", "--db", db, "--json").stdout)
+    assert [(e["length_s"], e["crying_s"], e["high_pitch_share"]) for e in exported] == [(185.0, 160.0, 0.2),
+                                                                                        (40.0, 0.0, None),
+                                                                                        (3720.0, 3000.0, 0.2)]
 
 
 def test_an_hour_of_48_khz_stereo_is_analysed_in_bounded_memory(tmp_path):

@@ -4,10 +4,12 @@ against counts made from the SQLite file directly, its page opened in headless C
 import contextlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,20 +17,28 @@ import numpy as np
 import pytest
 import soundfile
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from monitor.audio import load_audio
 from monitor.bus import Envelope, Subscriber
 from monitor.bus.control import ControlRequest, send_request
 from monitor.cli import main
-from monitor.messages import AlarmAcknowledged, AlarmRaised, ServiceStatus
+from monitor.messages import (
+    AlarmAcknowledged,
+    AlarmRaised,
+    EpisodeClosed,
+    EpisodeOpened,
+    EpisodeSummary,
+    EpisodeUpdated,
+    ServiceStatus,
+)
 from monitor.report import alarm_thresholds
-from monitor.report.figures import Period, build_report, to_json
+from monitor.report.figures import LONG_SPELL_S, Period, build_report, to_json
 from monitor.report.render import MAP_BACKGROUND, TIMELINE_BACKGROUND, render_html
 from monitor.service import Service
 from monitor.store import StoreWriter, annotate, open_engine
-from monitor.store.database import AlarmRow, AnnotationRow, EpisodeRow, WindowEmbeddingRow, WindowRow
+from monitor.store.database import AlarmRow, AnnotationRow, EpisodeRow, WindowEmbeddingRow, WindowRow, as_utc
 from tests.conftest import cry_path, free_endpoint, pick, run_crywatch
 from train.heads.site import evaluate_site
 
@@ -50,24 +60,25 @@ def _report_json(*args: str) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def shift(settings, models, cries_index, tmp_path_factory):
-    """One log for the module: bed-a cried (pain, alarm acknowledged by JD, episode confirmed as pain with
-    `crywatch annotate`), bed-b ran the nicu scenario (alarm never acknowledged, reviewed as not a cry)."""
+    """One log for the module: bed-a cried (a vaccination cry, its crying alarm acknowledged by JD, the spell
+    confirmed as pain with `crywatch annotate`), bed-b ran the nicu scenario (alarm never acknowledged, reviewed as
+    not a cry)."""
     folder = tmp_path_factory.mktemp("report")
     url = f"sqlite:///{folder / 'log.db'}"
     since = datetime.now(timezone.utc) - timedelta(minutes=1)
     [row] = pick(cries_index, 1, source="corvin", label="pain")
     clip = folder / "cry-then-silence.wav"  # the silence keeps the monitor up until the test has acknowledged
     soundfile.write(clip, np.concatenate([load_audio(cry_path(row)), np.zeros(60 * 16_000, np.float32)]), 16_000)
-    service = Service(settings.with_overrides(
+    service = Service(settings.with_overrides(  # a cry alone is a short spell: its crying alarm comes after 5 s
         audio={"input": str(clip), "speed": 2.0}, store={"url": url, "log_embeddings": True},
-        bus={"endpoint": free_endpoint()}, service={"bed": "bed-a"}), models=models)
+        bus={"endpoint": free_endpoint()}, service={"bed": "bed-a"}, alerts={"crying_s": 5.0}), models=models)
     subscriber = Subscriber([service.bus_endpoint])
     runner = threading.Thread(target=service.run)
     runner.start()
     try:
         events: list = []
         deadline = time.monotonic() + 30
-        alarm = _wait_for(subscriber, AlarmRaised, events, deadline, "no alarm for a real pain cry").alarm
+        alarm = _wait_for(subscriber, AlarmRaised, events, deadline, "no alarm for a real cry").alarm
         assert send_request(service.control_endpoint, ControlRequest("acknowledge", "jd", alarm.id)).ok
         _wait_for(subscriber, AlarmAcknowledged, events, deadline, "the acknowledgement was not published")
     finally:
@@ -250,3 +261,98 @@ def test_a_running_monitor_counts_as_monitored_until_now_and_a_killed_one_until_
     assert [(g.start, g.end) for g in beds["bed-q"].gaps] == [(now - timedelta(hours=4), now - timedelta(hours=2)),
                                                               (now, now + timedelta(hours=1))]
     assert beds["bed-k"].verdicts.monitored_hours == pytest.approx(1.0)  # the killed run logged one moment only
+
+
+NIGHT = datetime(2026, 11, 27, 20, 0, tzinfo=timezone.utc)  # a 12 h night: 3-hour intervals from 20:00, 23:00, 02:00, 05:00
+# (bed, start s from 20:00, length s or None while open with its newest cry frame 200 s on, crying s, high-pitched s, bouts)
+SPELLS = [
+    ("bed-a", 600, 720, 540, 60, 4),  # 20:10, 12 min long with 9 min of crying: over 10 minutes all the same
+    ("bed-a", 10_200, 600, 480, 0, 3),  # 22:50 to 23:00: exactly 10 min, not over; counts at 20:00, where it started
+    ("bed-a", 12_600, 90, 60, 30, 2),  # 23:30
+    ("bed-a", 25_200, 120, 0, 0, 0),  # 03:00, as a log written before spells has it: no crying time
+    ("bed-b", -300, 900, 800, 100, 5),  # 19:55 to 20:10: started before the period, so not counted
+    ("bed-b", 3_600, 660, 600, 120, 6),  # 21:00, 11 min: over 10 minutes
+    ("bed-b", 36_000, None, 150, 0, 2),  # 06:00 and still going
+]
+
+
+def _write_spells(url: str, spells=SPELLS) -> dict[tuple[str, int], int]:
+    """The spells through the store's own writer, one run per bed; their row ids by (bed, start s)."""
+    engine = open_engine(url)
+    for bed in sorted({s[0] for s in spells}):
+        writer = StoreWriter(engine, f"run-{bed}", bed, "mic", "acoustic-v2", "acoustic-v2",
+                             lambda s: NIGHT + timedelta(seconds=s))
+        events: list = [ServiceStatus(0, "started", {})]
+        for number, (_, start, length, crying, high, bouts) in enumerate([s for s in spells if s[0] == bed], 1):
+            end = None if length is None else start + length
+            spell = EpisodeSummary(number, start, end, end or start + 200, start + 0.5, "pain",
+                                   {"not_cry": 0.3, "pain": 0.7}, {"pain": 0.9}, 5, crying_s=crying, bouts=bouts,
+                                   voiced_s=crying / 2, high_pitch_s=high, f0_median_hz=600.0 if crying else None)
+            events += [EpisodeOpened(0, replace(spell, end_s=None, bouts=0, crying_s=0.0, high_pitch_s=0.0)),
+                       EpisodeUpdated(0, spell) if end is None else EpisodeClosed(0, spell)]
+        writer.write([Envelope(bed, NIGHT.isoformat(), e) for e in events])
+    with Session(engine) as session:
+        return {(bed, round((as_utc(start) - NIGHT).total_seconds())): id_
+                for id_, bed, start in session.execute(select(EpisodeRow.id, EpisodeRow.bed, EpisodeRow.start))}
+
+
+def _counts(counts: dict) -> tuple:
+    return (counts["spells"], counts["crying_minutes"], counts["long_spells"], counts["longest_id"], counts["longest_bed"],
+            counts["longest_s"], counts["high_pitch_minutes"])
+
+
+def test_crying_spells_per_bed_and_per_three_hour_interval(tmp_path):
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    ids = _write_spells(url)
+    until = NIGHT + timedelta(hours=12)
+    code, figures = _report_json("--db", url, "--since", NIGHT.isoformat(), "--until", until.isoformat())
+    assert code == 0
+    a, b, unit = (_bed(figures, name)["spells"] for name in ("bed-a", "bed-b", "unit"))
+    assert LONG_SPELL_S == a["long_spell_s"] == 600 and a["interval_hours"] == 3
+    a1, a4, b2, b3 = ids["bed-a", 600], ids["bed-a", 25_200], ids["bed-b", 3_600], ids["bed-b", 36_000]
+    # the whole night: crying time without the pauses, 10 minutes by length (10:00 exactly is not over), the longest
+    assert _counts(a["period"]) == (4, 18.0, 1, a1, "bed-a", 720.0, 1.5)
+    assert _counts(b["period"]) == (2, 12.5, 1, b2, "bed-b", 660.0, 2.0)  # bed-b's 19:55 spell started before the night
+    assert _counts(unit["period"]) == (6, 30.5, 2, a1, "bed-a", 720.0, 3.5)
+    # per 3-hour interval from the period's start, each spell where it started
+    assert [(i["start"], i["end"]) for i in unit["intervals"]] == [
+        ((NIGHT + timedelta(hours=h)).isoformat(), (NIGHT + timedelta(hours=h + 3)).isoformat()) for h in (0, 3, 6, 9)]
+    assert [_counts(i) for i in a["intervals"]] == [
+        (2, 17.0, 1, a1, "bed-a", 720.0, 1.0), (1, 1.0, 0, ids["bed-a", 12_600], "bed-a", 90.0, 0.5),
+        (1, 0.0, 0, a4, "bed-a", 120.0, 0.0), (0, 0.0, 0, None, None, None, 0.0)]
+    assert [_counts(i) for i in b["intervals"]] == [
+        (1, 10.0, 1, b2, "bed-b", 660.0, 2.0), (0, 0.0, 0, None, None, None, 0.0), (0, 0.0, 0, None, None, None, 0.0),
+        (1, 2.5, 0, b3, "bed-b", 200.0, 0.0)]  # still going: its length is to its newest cry frame
+    assert [_counts(i)[:3] + _counts(i)[-1:] for i in unit["intervals"]] == [(3, 27.0, 2, 3.0), (1, 1.0, 0, 0.5),
+                                                                           (1, 0.0, 0, 0.0), (1, 2.5, 0, 0.0)]
+    assert (a["without_spell_counts"], b["without_spell_counts"], unit["without_spell_counts"]) == (1, 0, 1)
+    # the spells' own measures travel with each episode in the JSON too
+    spell = next(ep for ep in _bed(figures, "bed-b")["episodes"] if ep["id"] == b3)
+    assert (spell["ongoing"], spell["length_s"], spell["crying_s"], spell["bouts"]) == (True, 200.0, 150.0, 2)
+    # the page: the section per bed and for the unit, and what its figures mean
+    html = render_html(build_report(open_engine(url), Period(NIGHT, until), {}))
+    bed_a = html[html.index('id="bed-bed-a"'):html.index('id="bed-bed-b"')]
+    assert 'id="spells-bed-a"' in bed_a and 'id="spells-unit"' in html and 'id="spells-bed-b"' in html
+    cells = re.sub(r' ?<td( class="\w*")?>', "<td>", re.sub(r"\s+", " ", bed_a))
+    assert f'whole period</th><td>4</td><td>18.0</td><td>1</td><td>12:00 (spell {a1})</td><td>1.5</td>' in cells
+    assert f"<td>02:00 to 05:00</td><td>1</td><td>0.0</td><td>0</td><td>2:00 (spell {a4})</td><td>0.0</td>" in cells
+    note = re.sub(r"\s+", " ", html[html.index('id="spells-note"'):])
+    for said in ("an acoustic sign, not a diagnosis", "the intervals aligned to the start of the period",
+                 "a spell counts in the interval where it started", "has no crying time (0) for its episodes"):
+        assert said in note, said
+    assert 'id="spells-before">1 of' in html  # the episode this log holds from before spells
+
+
+def test_the_spell_counts_cost_no_query_per_bed_or_interval(tmp_path):
+    """A 12 h night of 8 beds stays fast: the spells are counted in one pass over the episodes the report loads."""
+    def statements(url: str, hours: int) -> int:
+        engine, seen = open_engine(url), []
+        event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+        build_report(engine, Period(NIGHT, NIGHT + timedelta(hours=hours)), {}, now=NIGHT + timedelta(hours=hours))
+        return len(seen)
+
+    two = f"sqlite:///{tmp_path / 'two.db'}"
+    _write_spells(two)
+    eight = f"sqlite:///{tmp_path / 'eight.db'}"
+    _write_spells(eight, [(f"bed-{n}", start + n, *rest) for n in range(8) for _, start, *rest in SPELLS])
+    assert statements(two, 12) == statements(eight, 12) == statements(eight, 48)

@@ -14,21 +14,33 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
+from textual.widgets import DataTable
 from textual_plotext import PlotextPlot
 
 from monitor.bus import Envelope, Publisher, Subscriber
 from monitor.bus.control import OWN_SOCKET, ControlReply, ControlRequest, ControlServer, send_request
-from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, EpisodeSummary, Heartbeat, ServiceStatus
+from monitor.messages import (
+    Alarm,
+    AlarmAcknowledged,
+    AlarmRaised,
+    EpisodeClosed,
+    EpisodeOpened,
+    EpisodeSummary,
+    Heartbeat,
+    Priority,
+    ServiceStatus,
+)
 from monitor.service import Service
 from monitor.store import EpisodeFilter, StoreWriter, list_episodes, open_engine
 from monitor.tui import app as app_module
+from monitor.tui import widgets
 from monitor.tui.app import CryWatchApp
 from monitor.tui.review import ReviewApp, ReviewScreen
 from monitor.tui.state import NO_SIGNAL
 from monitor.tui.widgets import AlertBanner, BedTile, EpisodesTable
 from tests.conftest import PROJECT_ROOT, crywatch_command, free_endpoint, run_crywatch
 from tests.test_bus import ALARM, EPISODE
-from tests.test_store import T0, _envelope, _episode, _window
+from tests.test_store import T0, _at, _envelope, _episode, _window
 
 
 async def _wait_for(pilot, condition, seconds: float = 60.0) -> None:
@@ -79,7 +91,7 @@ def test_dashboard_shows_a_live_episode_from_a_running_service(settings, models,
             assert row[0] == "bed-12" and row[2] == "ongoing"
             assert re.fullmatch(r"\d\d:\d\d:\d\d", row[1])  # local clock time, not stream seconds
             tile = _tile(app, "bed-12")
-            assert tile.border_title == "bed-12" and "episode 1 " in _text(tile)
+            assert tile.border_title == "bed-12" and "spell 1 " in _text(tile)
             assert "not in this head: neurological" in _text(tile)  # shown as not detectable, not hidden
             await _wait_for(pilot, lambda: table.get_row_at(0)[2] != "ongoing")
             assert table.row_count == 1  # the same row was updated in place, not re-added
@@ -183,6 +195,49 @@ def test_the_episode_table_keeps_its_cursor_while_events_stream_in():
         publisher.close()
 
 
+def _spell(crying_s: float, last_s: float, end_s: float | None = None) -> EpisodeSummary:
+    """Spell 3 of bed-1, from 08:00:00: its crying time, its newest cry frame, its end once closed."""
+    return replace(EPISODE, number=3, start_s=0.0, end_s=end_s, last_s=last_s, label="pain", probs={"pain": 0.44},
+                   crying_s=crying_s, bouts=4, voiced_s=100.0, high_pitch_s=20.0, f0_median_hz=620.0,
+                   start_time="2026-11-27T08:00:00+00:00", end_time=None if end_s is None else _now())
+
+
+def test_the_tile_and_the_table_show_the_running_spell_packed_to_the_tile():
+    """Two beds on 80 columns: half tiles, where the spell's crying time of its running length and its high-pitched
+    share take lines of their own, no value wrapped away from its name; one bed: a whole row, one line. The table's
+    crying column runs on in the spell's row."""
+    endpoints = [free_endpoint(), free_endpoint()]
+    publishers = [Publisher(e) for e in endpoints]
+    start = widgets.clock("2026-11-27T08:00:00+00:00")
+
+    async def scenario(beds: int, expected: list[str]):
+        app = CryWatchApp(endpoints[:beds])
+        async with app.run_test(size=(80, 24)) as pilot:
+            table = app.query_one(EpisodesTable)
+            while not (table.row_count and len(app.query(BedTile)) == beds):
+                for bed, publisher in zip(("bed-1", "bed-2"), publishers[:beds]):
+                    publisher.publish(Envelope(bed, _now(), _heartbeat("tcp://127.0.0.1:1", episode=_spell(160, 185))))
+                await pilot.pause(0.1)
+            tile = _tile(app, "bed-1")
+            await _wait_for(pilot, lambda: _text(tile).splitlines()[2:] == expected)
+            assert all(len(line) <= tile.content_size.width for line in _text(tile).splitlines())
+            key = f"bed-1/{_spell(160, 185).start_time}"
+            assert table.get_cell(key, "crying") == "2:40" and table.get_cell(key, "end") == "ongoing"
+            rows = table.row_count
+            publishers[0].publish(Envelope("bed-1", _now(), _heartbeat("tcp://127.0.0.1:1", episode=_spell(170, 200))))
+            await _wait_for(pilot, lambda: table.get_cell(key, "crying") == "2:50")
+            assert table.row_count == rows  # the same row, updated in place
+            assert "crying 2:50 of 3:20" in _text(tile)
+            await pilot.press("q")
+
+    try:
+        asyncio.run(scenario(2, [f"spell 3 {start} pain 0.44", "crying 2:40 of 3:05", "high-pitched 20 %"]))
+        asyncio.run(scenario(1, [f"spell 3 {start} pain 0.44  crying 2:40 of 3:05, high-pitched 20 %"]))
+    finally:
+        for publisher in publishers:
+            publisher.close()
+
+
 def test_a_bad_endpoint_is_one_line_not_a_traceback():
     result = run_crywatch("tui", "--connect", "foo", timeout=60)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
@@ -248,18 +303,18 @@ def _control_endpoint(bus: str, seconds: float = 40) -> str:
 def test_crywatch_run_draws_the_dashboard_in_a_real_terminal_and_logs_only_after_it(tmp_path):
     """The service logs a warning while the dashboard is up (a refused control request): not a character of
     it on the screen, yet it is in the terminal once the dashboard has closed. At the end of its input
-    the monitor shows as stopped, and its unacknowledged pain alarm stays."""
+    the monitor shows as stopped, and its unacknowledged crying alarm stays."""
     bus, done = free_endpoint(), tmp_path / "exit"
     command = crywatch_command("run", "--input", "scenario:nicu", "--speed", "4",
                                "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", bus)
     with _terminal(command, done) as terminal:
         control = _control_endpoint(bus)
         shown = terminal.wait_for(lambda shown: "ongoing" in shown, 40)
-        assert "CryWatch" in shown and "level" in shown and "dBFS" in shown and "episode 1 " in shown
+        assert "CryWatch" in shown and "level" in shown and "dBFS" in shown and "spell 1 " in shown
         reply = send_request(control, ControlRequest("acknowledge", "QA", 999))
         assert not reply.ok and "999" in reply.error  # the monitor has logged its refusal by now
         shown = terminal.wait_for(lambda shown: "MONITOR STOPPED: end of input" in shown, 40)
-        assert "HIGH PAIN CRY" in shown and "monitor stopped" in shown and NO_SIGNAL not in shown
+        assert "MEDIUM CRYING" in shown and "monitor stopped" in shown and NO_SIGNAL not in shown
         assert "crywatch:" not in shown and "refused" not in shown, shown  # nothing logged over the screen
         after = terminal.quit("crywatch: stopped after")
         assert done.read_text().strip() == "0"
@@ -294,7 +349,7 @@ def test_review_shows_a_timeline_stores_annotations_and_exports(tmp_path):
             plt = screen.query_one(PlotextPlot).plt
             plt.plotsize(110, 20)
             drawn = re.sub(r"\x1b\[[0-9;]*m", "", plt.build())
-            assert "episode 1: smoothed class probabilities" in drawn
+            assert "spell 1: smoothed class probabilities" in drawn
             assert "pain" in drawn and "cry activity" in drawn and "seconds from the first window" in drawn
             await pilot.press("c")
             await pilot.press("j", "d", "space", "o", "k", "enter")
@@ -307,6 +362,63 @@ def test_review_shows_a_timeline_stores_annotations_and_exports(tmp_path):
             await pilot.press("escape")
 
     asyncio.run(scenario())
+
+
+def test_review_details_a_spell_and_counts_the_filtered_ones(tmp_path, monkeypatch):
+    """A real log: a long pain spell of bed-1 that raised PAIN CRY, CRYING and, past escalate_s, CRYING FOR 5 MIN
+    (acknowledged); a short one of bed-2 with no voiced crying. The detail box shows the highlighted spell's crying
+    time of its length, bouts, pitch and alarms with their times; the summary line counts what the filter lists."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    writer = StoreWriter(engine, "run-1", "bed-1", "microphone 'test'", "acoustic-v2", "acoustic-v2",
+                         lambda s: T0 + timedelta(seconds=s))
+    long = _spell(crying_s=400.0, last_s=660.0, end_s=660.0)
+    pain = Alarm(1, "pain", False, Priority.HIGH, "PAIN CRY", _at(35), True, True, episode=3, probability=0.8)
+    crying = replace(pain, id=2, label="crying", priority=Priority.MEDIUM, message="CRYING", raised_time=_at(40),
+                     probability=None)
+    escalated = replace(crying, id=3, priority=Priority.HIGH, message="CRYING FOR 5 MIN", raised_time=_at(300))
+    writer.write([_envelope(e) for e in (
+        EpisodeOpened(0, replace(long, end_s=None)), AlarmRaised(0, pain), AlarmRaised(0, crying),
+        AlarmRaised(0, escalated), EpisodeClosed(0, long),
+        AlarmAcknowledged(0, replace(escalated, acknowledged_by="AB", acknowledged_time=_at(310))))])
+    other = StoreWriter(engine, "run-2", "bed-2", "microphone 'test'", "acoustic-v2", "acoustic-v2",
+                        lambda s: T0 + timedelta(seconds=1000 + s))
+    short = replace(long, number=1, last_s=30.0, end_s=30.0, crying_s=20.0, bouts=1, voiced_s=0.0, high_pitch_s=0.0,
+                    f0_median_hz=None, alarms=())
+    other.write([_envelope(EpisodeOpened(0, replace(short, end_s=None))), _envelope(EpisodeClosed(0, short))])
+
+    async def scenario(where: EpisodeFilter, summary: str, details: dict[int, list[str]]):
+        app = ReviewApp(engine, where, export_dir=tmp_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, ReviewScreen)
+            await _wait_for(pilot, lambda: screen.episodes)
+            assert _text(screen.query_one("#review-summary")) == summary and screen.sub_title == summary.split(":")[0]
+            table = screen.query_one("#review-episodes", DataTable)
+            for row in range(table.row_count):
+                table.move_cursor(row=row)
+                episode = screen.selected()
+                assert episode is not None
+                await _wait_for(pilot, lambda: f"spell {episode['id']}," in _text(screen.query_one("#review-detail")))
+                assert _text(screen.query_one("#review-detail")).splitlines()[:len(details[episode["id"]])] == \
+                    details[episode["id"]]
+            await pilot.press("escape")
+
+    ids = {ep["bed"]: ep["id"] for ep in list_episodes(engine)}
+    long_lines = [f"spell {ids['bed-1']}, bed-1", "2026-11-27 08:00:00 to 08:11:00",
+                  "crying 6:40 of 11:00 in 4 bouts", "PAIN CRY 08:00:35 high", "CRYING 08:00:40 medium",
+                  "CRYING FOR 5 MIN 08:05:00 high, ack AB", "median F0 620 Hz, high-pitched 20 %", "pain 0.44, 2 windows"]
+    short_lines = [f"spell {ids['bed-2']}, bed-2", "2026-11-27 08:16:40 to 08:17:10", "crying 0:20 of 0:30 in 1 bout",
+                   "no voiced crying", "pain 0.44, 2 windows", "not reviewed: c, n or o"]
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        asyncio.run(scenario(EpisodeFilter(), "2 spells: crying 7:00, 1 over 10 min, longest 11:00, high-pitched 0:20",
+                             {ids["bed-1"]: long_lines, ids["bed-2"]: short_lines}))
+        asyncio.run(scenario(EpisodeFilter(bed="bed-2"), "1 spell: crying 0:20, 0 over 10 min, longest 0:30, "
+                             "high-pitched 0:00", {ids["bed-2"]: short_lines}))
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
 
 
 def test_two_running_monitors_one_dashboard_and_the_acknowledgement_reaches_the_right_one(settings, models, tmp_path):
@@ -365,10 +477,10 @@ async def _wait_past_silence_limit(pilot, ran: list[float], since: float) -> Non
     await _wait_for(pilot, lambda: any(t > since + app_module.SILENT_AFTER_S for t in ran), 10)
 
 
-def test_end_of_input_is_a_stop_not_no_signal_and_the_unacknowledged_pain_alarm_stays(settings, models, tmp_path,
-                                                                                         monkeypatch):
+def test_end_of_input_is_a_stop_not_no_signal_and_the_unacknowledged_crying_alarm_stays(settings, models, tmp_path,
+                                                                                           monkeypatch):
     """The demo's scenario ends (a real service, as fast as it goes): the bed shows STOPPED with the reason,
-    a low-priority notice that never turns into NO SIGNAL; its pain alarm nobody acknowledged stays on the
+    a low-priority notice that never turns into NO SIGNAL; its crying alarm nobody acknowledged stays on the
     banner (the monitor cleared it in its log when it stopped) until staff acknowledge it here."""
     monkeypatch.setattr(app_module, "SILENT_AFTER_S", 0.5)
     service = _scenario_service(settings, models, tmp_path, "bed-9", speed=0.0)
@@ -384,16 +496,16 @@ def test_end_of_input_is_a_stop_not_no_signal_and_the_unacknowledged_pain_alarm_
             await _wait_past_silence_limit(pilot, ran, stopped_at)
             view, banner = app.beds["bed-9"], app.query_one(AlertBanner)
             assert view.stopped == "end of input" and not view.silent and not view.alarms
-            assert [(a.label, a.acknowledged_by) for a in view.left] == [("pain", None)]
+            assert [(a.label, a.acknowledged_by) for a in view.left] == [("crying", None)]
             shown = _text(banner)
             assert NO_SIGNAL not in shown and "bed-9: LOW MONITOR STOPPED: end of input" in shown
-            assert "bed-9: HIGH PAIN CRY since " in shown and "(UNACKNOWLEDGED, monitor stopped)" in shown
-            assert banner.has_class("priority-high")  # the pain alarm, not the notice, colours the banner
+            assert "bed-9: MEDIUM CRYING since " in shown and "(UNACKNOWLEDGED, monitor stopped)" in shown
+            assert banner.has_class("priority-medium")  # the crying alarm, not the notice, colours the banner
             assert "MONITOR STOPPED: end of input" in _text(_tile(app, "bed-9"))
             await pilot.press("a")
             await pilot.press("j", "d", "enter")
             await _wait_for(pilot, lambda: not app.beds["bed-9"].left, 10)
-            assert "PAIN CRY" not in _text(banner) and "MONITOR STOPPED" in _text(banner)
+            assert "CRYING" not in _text(banner) and "MONITOR STOPPED" in _text(banner)
             assert banner.has_class("priority-low") and not app.beds["bed-9"].silent
             await pilot.press("q")
 

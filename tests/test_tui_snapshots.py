@@ -13,13 +13,16 @@ import pytest
 from monitor.bus import Envelope
 from monitor.messages import (
     Alarm,
+    AlarmAcknowledged,
     AlarmCleared,
+    AlarmRaised,
     EpisodeClosed,
     EpisodeOpened,
     EpisodeSummary,
     Heartbeat,
     Priority,
     ServiceStatus,
+    SpellAlarm,
     WindowScored,
 )
 from monitor.store import EpisodeFilter, StoreWriter, annotate, open_engine
@@ -45,7 +48,9 @@ def _alarm(id_: int, label: str, priority: Priority, **changes) -> Alarm:
 
 def _episode(n: int, start: float, end: float | None, label: str = "pain", alerts=("pain",)) -> EpisodeSummary:
     return EpisodeSummary(n, start, end, end or start + 8, start + 0.5, label, {"not_cry": 0.2, "pain": 0.62, "hunger": 0.18},
-                          {"pain": 0.9}, 4, alerts, start_time=_at(start), end_time=None if end is None else _at(end))
+                          {"pain": 0.9}, 4, crying_s=7.0, bouts=3, voiced_s=6.0, high_pitch_s=1.2, f0_median_hz=510.0,
+                          alarms=tuple(SpellAlarm(kind, start + 5) for kind in alerts), start_time=_at(start),
+                          end_time=None if end is None else _at(end))
 
 
 def _beat(alarms=(), episode=None, recent=()) -> Heartbeat:
@@ -121,9 +126,13 @@ def test_review_screen(snap_compare, size, tmp_path):
     engine = open_engine(f"sqlite:///{tmp_path / 'log.db'}")
     writer = StoreWriter(engine, "run-1", "bed-7", "microphone 'test'", "acoustic-v2", "acoustic-v2",
                          lambda s: T0 + timedelta(seconds=s))
-    first, second = _episode(1, 2, 4, "hunger", ()), _episode(2, 30, 37)
+    first, second = _episode(1, 2, 4, "hunger", ()), replace(_episode(2, 30, 37, alerts=("pain", "crying")), crying_s=5.6)
+    pain = replace(_alarm(1, "pain", Priority.HIGH), raised_time=_at(35), episode=2)
+    crying = replace(_alarm(2, "crying", Priority.MEDIUM), message="CRYING", raised_time=_at(36), episode=2,
+                     probability=None)
     events = [EpisodeOpened(0, replace(first, end_s=None)), _window(2, True), EpisodeClosed(0, first),
-              EpisodeOpened(0, replace(second, end_s=None))]
+              EpisodeOpened(0, replace(second, end_s=None)), AlarmRaised(0, pain), AlarmRaised(0, crying),
+              AlarmAcknowledged(0, replace(pain, acknowledged_by="AB", acknowledged_time=_at(40)))]
     pain = (0.3, 0.55, 0.7, 0.8, 0.75, 0.6)
     events += [WindowScored(0, 30.0 + i, -22.0, 0.5 + p / 2, True, {"pain": p}, {"not_cry": 0.9 - p, "pain": p,
                                                                                   "hunger": 0.1}, p, ())

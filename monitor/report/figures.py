@@ -21,6 +21,8 @@ from monitor.store import EpisodeFilter, agreement, list_episodes
 from monitor.store.database import AlarmRow, ServiceEventRow, WindowEmbeddingRow, WindowRow, as_utc, run_extents
 
 UNIT = "unit"  # the figures of all beds together
+LONG_SPELL_S = 600.0  # "spells over 10 minutes": longer than this from the first cry frame to the last, pauses included
+SCORING_INTERVAL = timedelta(hours=3)  # the report counts spells per interval of this, from the period's start
 MAP_POINTS = 10_000  # windows drawn on the embedding map at most (an even subsample beyond: the page stays fast)
 _END_STATES = ("stopped", "failed")  # a run that logged neither is running, or was killed
 
@@ -57,6 +59,11 @@ class EpisodeBar:
     alarm: bool
     interrupted: bool
     verdict: str | None  # staff's latest review
+    # The crying spell as logged (0 in a log written before spells were counted):
+    length_s: float = 0.0  # first to last cry frame (to the newest while it goes on), pauses included
+    crying_s: float = 0.0  # seconds of cry frames: the pauses between bouts not counted
+    high_pitch_s: float = 0.0  # voiced crying above 1 kHz (hyperphonation)
+    bouts: int = 0
 
     @property
     def seconds(self) -> float:
@@ -78,6 +85,7 @@ class AlarmMark:
     clear_reason: str | None
     announcements: int
     episode_id: int | None
+    message: str = ""  # what staff read
 
     @property
     def response_s(self) -> float | None:
@@ -97,6 +105,33 @@ class CryBurden:
     episodes_by_type: dict[str, int]
     longest: EpisodeBar | None
     longest_s: float | None
+
+
+@dataclass(frozen=True)
+class SpellCounts:
+    """The crying spells that started in [start, end)."""
+
+    start: datetime
+    end: datetime
+    spells: int
+    crying_minutes: float  # their crying time: the pauses between bouts not counted
+    long_spells: int  # longer than LONG_SPELL_S from the first cry frame to the last
+    longest_id: int | None  # the longest spell (first to last cry frame)
+    longest_bed: str | None
+    longest_s: float | None
+    high_pitch_minutes: float  # their voiced crying above 1 kHz: an acoustic sign, not a diagnosis
+
+
+@dataclass(frozen=True)
+class CryingSpells:
+    """Spells counted for the whole period and per scoring interval (from the period's start, the last one cut
+    at its end): each spell in the interval where it started."""
+
+    period: SpellCounts
+    intervals: list[SpellCounts]
+    long_spell_s: float
+    interval_hours: float
+    without_spell_counts: int  # closed spells logged before CryWatch counted spells: no crying time (0) for them
 
 
 @dataclass(frozen=True)
@@ -142,6 +177,7 @@ class BedFigures:
     episodes: list[EpisodeBar]
     alarms: list[AlarmMark]
     burden: CryBurden
+    spells: CryingSpells
     response: AlarmResponse
     verdicts: Verdicts
 
@@ -214,8 +250,15 @@ def _episodes(engine: Engine, period: Period) -> list[EpisodeBar]:
         if start >= period.until:
             continue
         bars.append(EpisodeBar(ep["id"], ep["bed"], start, min(end, period.until) if end else period.until, end is None,
-                               ep["label"], ep["alert"], ep["interrupted"], ep["review"]["verdict"] if ep["review"] else None))
+                               ep["label"], ep["alert"], ep["interrupted"], ep["review"]["verdict"] if ep["review"] else None,
+                               ep["length_s"], ep["crying_s"], ep["high_pitch_s"], ep["bouts"]))
     return bars
+
+
+def _mark(a: AlarmRow) -> AlarmMark:
+    return AlarmMark(a.id, a.bed, a.label, a.technical, a.priority, as_utc(a.raised), _maybe_utc(a.acknowledged),
+                     a.acknowledged_by, _maybe_utc(a.silenced), _maybe_utc(a.cleared), a.clear_reason, a.announcements,
+                     a.episode_id, a.message)
 
 
 def _alarms(session: Session, period: Period) -> list[AlarmMark]:
@@ -223,9 +266,15 @@ def _alarms(session: Session, period: Period) -> list[AlarmMark]:
              .where(AlarmRow.cleared.is_(None) | (AlarmRow.cleared >= period.since)).order_by(AlarmRow.raised))
     if period.bed is not None:
         query = query.where(AlarmRow.bed == period.bed)
-    return [AlarmMark(a.id, a.bed, a.label, a.technical, a.priority, as_utc(a.raised), _maybe_utc(a.acknowledged),
-                      a.acknowledged_by, _maybe_utc(a.silenced), _maybe_utc(a.cleared), a.clear_reason, a.announcements,
-                      a.episode_id) for a in session.scalars(query)]
+    return [_mark(a) for a in session.scalars(query)]
+
+
+def spell_alarms(engine: Engine, episode_id: int) -> list[AlarmMark]:
+    """The alarms a logged spell raised, in the order raised (an escalated one is a second alarm): the review
+    screen's detail."""
+    with Session(engine) as session:
+        return [_mark(a) for a in session.scalars(select(AlarmRow).where(AlarmRow.episode_id == episode_id)
+                                                  .order_by(AlarmRow.raised, AlarmRow.id))]
 
 
 def _runs(session: Session, period: Period, now: datetime) -> dict[str, list[Span]]:
@@ -293,6 +342,30 @@ def _burden(episodes: list[EpisodeBar], period: Period) -> CryBurden:
         longest=longest, longest_s=round(longest.seconds, 1) if longest else None)
 
 
+def _spell_counts(spells: list[EpisodeBar], start: datetime, end: datetime) -> SpellCounts:
+    longest = max(spells, key=lambda ep: ep.length_s, default=None)
+    return SpellCounts(start, end, len(spells), round(sum(ep.crying_s for ep in spells) / 60, 2),
+                       sum(ep.length_s > LONG_SPELL_S for ep in spells), longest.id if longest else None,
+                       longest.bed if longest else None, longest.length_s if longest else None,
+                       round(sum(ep.high_pitch_s for ep in spells) / 60, 2))
+
+
+def _spells(episodes: list[EpisodeBar], period: Period) -> CryingSpells:
+    """One pass over the period's spells: each counts in the scoring interval where it started."""
+    starts: list[datetime] = []
+    while period.since + len(starts) * SCORING_INTERVAL < period.until:
+        starts.append(period.since + len(starts) * SCORING_INTERVAL)
+    started = [ep for ep in episodes if period.since <= ep.start < period.until]
+    buckets: list[list[EpisodeBar]] = [[] for _ in starts]
+    for ep in started:
+        buckets[(ep.start - period.since) // SCORING_INTERVAL].append(ep)
+    return CryingSpells(
+        _spell_counts(started, period.since, period.until),
+        [_spell_counts(bucket, start, min(start + SCORING_INTERVAL, period.until)) for start, bucket in zip(starts, buckets)],
+        LONG_SPELL_S, SCORING_INTERVAL / timedelta(hours=1),
+        sum(ep.bouts == 0 and not ep.ongoing for ep in started))
+
+
 def _latency(alarms: list[AlarmMark]) -> Latency:
     times = np.array([a.response_s for a in alarms if a.response_s is not None], dtype=float)
     if not len(times):
@@ -334,7 +407,8 @@ def _bed(name: str, monitored: list[Span], episodes: list[EpisodeBar], alarms: l
                  for a in alarms if a.technical]
     hours = sum(s.seconds for s in monitored) / 3600
     return BedFigures(name, monitored, _gaps(monitored, period), _union(technical), episodes, alarms,
-                      _burden(episodes, period), _response(alarms, period), _verdicts(episodes, alarms, hours))
+                      _burden(episodes, period), _spells(episodes, period), _response(alarms, period),
+                      _verdicts(episodes, alarms, hours))
 
 
 def _unit(beds: list[BedFigures], period: Period) -> BedFigures:
@@ -345,7 +419,8 @@ def _unit(beds: list[BedFigures], period: Period) -> BedFigures:
     hours = sum(s.seconds for b in beds for s in b.monitored) / 3600
     anywhere = _union(s for b in beds for s in b.monitored)
     return BedFigures(UNIT, anywhere, _gaps(anywhere, period), _union(s for b in beds for s in b.technical), episodes,
-                      alarms, _burden(episodes, period), _response(alarms, period), _verdicts(episodes, alarms, hours))
+                      alarms, _burden(episodes, period), _spells(episodes, period), _response(alarms, period),
+                      _verdicts(episodes, alarms, hours))
 
 
 def _model_type(smoothed: dict[str, float]) -> str:

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from monitor.messages import NOT_CRY
+from monitor.messages import NOT_CRY, duration
 from monitor.report.figures import UNIT, BedFigures, Decision, EmbeddingMap, Report, Span
 
 # One colour per cry type and verdict everywhere in the page (colour-blind-safe Okabe-Ito where it reaches).
@@ -95,7 +95,8 @@ def timeline(beds: list[BedFigures], report: Report, palette: _Palette) -> str:
 
 
 def burden(bed: BedFigures, palette: _Palette) -> str:
-    """Minutes crying in each hour, stacked by episode type (the unit's; the page gives each bed's as a table)."""
+    """Minutes in crying spells in each hour (pauses between bouts included), stacked by type (the unit's; the page
+    gives each bed's as a table)."""
     figure = Figure(figsize=(7, 2.6), layout="constrained")
     axes = figure.add_subplot()
     hours = [mdates.date2num(h.start) for h in bed.burden.per_hour]
@@ -107,7 +108,7 @@ def burden(bed: BedFigures, palette: _Palette) -> str:
     if bed.burden.per_hour:
         first = bed.burden.per_hour[0].start
         _time_axis(axes, first, bed.burden.per_hour[-1].start + timedelta(hours=1))
-    axes.set_ylabel("minutes crying")
+    axes.set_ylabel("minutes in spells")
     axes.set_ylim(0, max([*bottom, 1.0]) * 1.15)
     if bed.burden.episodes_by_type:
         figure.legend(fontsize=7, frameon=False, loc="outside right center")
@@ -175,6 +176,10 @@ def render_html(report: Report) -> str:
     environment.filters["seconds"] = lambda value: "-" if value is None else f"{value:.0f} s"
     environment.filters["share"] = lambda value: "-" if value is None else f"{value:.0%}"
     environment.filters["rate"] = lambda value: "-" if value is None else f"{value:.2f}"
+    environment.filters["minutes"] = lambda value: f"{value:.1f}"
+    environment.filters["duration"] = duration
+    # A scoring interval's bounds: clock time, with the date where the period runs over more than a day.
+    environment.filters["hhmm"] = lambda when, period: when.strftime("%H:%M" if period.hours <= 24 else "%Y-%m-%d %H:%M")
     return environment.get_template("report.html.j2").render(
         report=report, unit=report.beds[0], beds=beds, colour=palette,
         timeline=timeline(beds, report, palette), burden=burden(report.beds[0], palette),

@@ -7,7 +7,9 @@ import io
 from collections import Counter
 from typing import Any
 
-COLUMNS = ("id", "bed", "start", "end", "label", "p", "alert", "windows", "source", "head", "embedder_id",
+# The crying spell's measures follow its type (list_episodes: 0, or empty for F0, in a log older than spells).
+SPELL_COLUMNS = ("length_s", "crying_s", "bouts", "f0_median_hz", "high_pitch_s")
+COLUMNS = ("id", "bed", "start", "end", "label", "p", "alert", "windows", *SPELL_COLUMNS, "source", "head", "embedder_id",
            "review_verdict", "review_by", "review_time", "review_note")
 
 
@@ -18,8 +20,8 @@ def to_csv(episodes: list[dict[str, Any]]) -> str:
     for ep in episodes:
         review = ep["review"] or {}
         writer.writerow({
-            **{k: ep[k] for k in ("id", "bed", "start", "end", "label", "alert", "windows", "source", "head",
-                                  "embedder_id")},
+            **{k: ep[k] for k in ("id", "bed", "start", "end", "label", "alert", "windows", *SPELL_COLUMNS, "source",
+                                  "head", "embedder_id")},
             "p": ep["probs"].get(ep["label"], ""),
             **{f"review_{k}": review.get(k, "") for k in ("verdict", "by", "time", "note")},
         })

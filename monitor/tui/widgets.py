@@ -4,21 +4,51 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich.markup import escape
+from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
-from monitor.messages import Alarm, EpisodeSummary, Priority
+from monitor.messages import Alarm, EpisodeSummary, Priority, duration
 from monitor.tui.state import NO_SIGNAL, STOPPED_PRIORITY, BedView, alarm_urgency
 
 _BAR = 14  # bars, labels and values fit a half-width panel of an 80-column terminal
 PRIORITY_CLASSES = ("priority-high", "priority-medium", "priority-low")
+HALF_TILE = 34  # text columns of a tile on an 80-column terminal (two a row): the width assumed until one is laid out
 
 
 def clock(iso: str | None) -> str:
     """An event's UTC time as this PC's local wall-clock time."""
     return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S") if iso else "--:--:--"
+
+
+def percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.0f} %"
+
+
+def spell_parts(episode: EpisodeSummary) -> list[tuple[str, str]]:
+    """The open spell for a tile, as (separator, part) pieces to pack: number, start, type; its crying time of its
+    running length; its high-pitched share once any of its crying was voiced."""
+    parts = [("", f"[b]spell {episode.number}[/b] {clock(episode.start_time)} {escape(episode.label)} "
+                  f"{episode.type_probability()}"),
+             ("  ", f"crying {duration(episode.crying_s)} of {duration(episode.length_s)}")]
+    if episode.high_pitch_share is not None:
+        parts.append((", ", f"high-pitched {percent(episode.high_pitch_share)}"))
+    return parts
+
+
+def pack(parts: list[tuple[str, str]], width: int) -> list[str]:
+    """Pieces (console markup) on as few lines of `width` cells as they fit, each joined to the line before by
+    its separator, none split: a value never wraps away from its name."""
+    lines: list[str] = []
+    for separator, part in parts:
+        if lines and Text.from_markup(lines[-1] + separator + part).cell_len <= width:
+            lines[-1] += separator + part
+        else:
+            lines.append(part)
+    return lines
 
 
 def bar(fraction: float, width: int = _BAR) -> str:
@@ -75,9 +105,15 @@ class AlertBanner(Static):
 
 
 class BedTile(Static):
-    """One bed: health, sound, the open episode, its alarms."""
+    """One bed: health, sound, the open spell, its alarms. Lines are packed to the tile's width (two tiles a row
+    on an 80-column terminal, four on a wall screen), so no value is wrapped away from its name."""
+
+    _view: BedView | None = None
+    _width = 0  # the width the shown text was packed for
 
     def show(self, view: BedView) -> None:
+        self._view, self._width = view, self.content_size.width
+        width = self._width or HALF_TILE
         self.border_title = view.bed
         highlight(self, view)
         health = NO_SIGNAL if view.silent else view.health
@@ -87,15 +123,18 @@ class BedTile(Static):
         lines += [
             f"level {level:4.0f} dBFS {'(ok)' if health == 'ok' else ''}",
             f"crying {bar(view.cry, 10)} {view.cry:.2f}",
-            (f"[b]episode {episode.number}[/b] {clock(episode.start_time)} {episode.label} "
-             f"{episode.type_probability()}" if episode else "no cry episode"),
         ]
+        lines += pack(spell_parts(episode), width) if episode else ["no crying spell"]
         if view.probs:
-            lines.append("  ".join(f"{label} {p:.2f}" for label, p in view.probs.items()))
+            lines += pack([("  ", f"{escape(label)} {p:.2f}") for label, p in view.probs.items()], width)
         if view.unsupported:
             lines.append(f"[dim]not in this head: {', '.join(view.unsupported)}[/dim]")
         lines += [_tile_alarm(a) for a in view.alarms] + [_tile_alarm(a, " (monitor stopped)") for a in view.left]
         self.update("\n".join(lines))
+
+    def on_resize(self, _event: events.Resize) -> None:
+        if self._view is not None and self.content_size.width != self._width:
+            self.show(self._view)  # packed again for the width the tile now has
 
 
 def _tile_alarm(alarm: Alarm, note: str = "") -> str:
@@ -104,10 +143,10 @@ def _tile_alarm(alarm: Alarm, note: str = "") -> str:
 
 
 class EpisodesTable(DataTable):
-    """Every bed's recent episodes. Rows are keyed and updated in place, so the cursor and scroll
-    stay where staff put them while events stream in."""
+    """Every bed's recent crying spells, the open ones' crying time running. Rows are keyed and updated in place,
+    so the cursor and scroll stay where staff put them while events stream in."""
 
-    COLUMNS = ("bed", "start", "end", "type", "p", "alert")
+    COLUMNS = ("bed", "start", "end", "crying", "type", "p", "alert")
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
@@ -121,8 +160,8 @@ class EpisodesTable(DataTable):
 
     def _put(self, bed: str, ep: EpisodeSummary) -> None:
         key = f"{bed}/{ep.start_time}"
-        cells = (bed, clock(ep.start_time), "ongoing" if ep.ongoing else clock(ep.end_time), ep.label,
-                 ep.type_probability(), "ALERT" if ep.alerts else "")
+        cells = (bed, clock(ep.start_time), "ongoing" if ep.ongoing else clock(ep.end_time), duration(ep.crying_s),
+                 ep.label, ep.type_probability(), "ALERT" if ep.alerts else "")
         if key not in self.rows:
             self.add_row(*cells, key=key)
             return
