@@ -180,11 +180,10 @@ def false_spells(night: Path, head_folder: Path, detector: Path, label: str, con
     return FalseSpells(sequences, seconds / 3600)
 
 
-def fit_evidence(head: Head, clips: list[Clip], label: str, against: tuple[str, ...],
-                 false: FalseSpells | None = None) -> tuple[EvidenceModel, dict[str, Any]]:
-    """The evidence model for `label` (clips of `label` and of `against`, several infants) and its tuning report,
-    whose "chosen" rule goes to head.json's spell_evidence. `false`: the final model's evidence on false spells
-    (false_spells needs the model first: run_command fits, scores a night, then chooses)."""
+def fit_evidence(head: Head, clips: list[Clip], label: str, against: tuple[str, ...]) -> tuple[EvidenceModel, dict[str, Any]]:
+    """The evidence model for `label` (clips of `label` and of `against`, several infants) and the start of its
+    report, with each clip's out-of-fold scores for choose_rule (which needs the false spells, and those need the
+    final model: run_command fits, scores a night, then chooses)."""
     from sklearn.linear_model import LogisticRegression
 
     clips = [c for c in clips if c.target in (label, *against) and len(c.vectors)]
