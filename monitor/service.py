@@ -227,7 +227,8 @@ class Service:
             lost=self.source.live and self.source.finished, source=self.source.description,
             stages=tuple(StageBeat(w.name, w.is_alive(), w.last_beat) for w in self._workers),
             lags=self.stage_lags() if self._max_lag is not None else {}, skipped_s=self.skipped_s,
-            server_fault=failover.fault if failover is not None else None)
+            server_fault=failover.fault if failover is not None else None, laps=self.pipeline.gate.laps,
+            overwritten=self.ring.oldest > self.pipeline.gate.fed)
 
     def _reopen_microphone(self) -> str:
         """The lost microphone opened again into the same ring (AudioError while it is still gone)."""
