@@ -82,6 +82,9 @@ class EpisodeTracker:
         self._typed_to = 0  # end of the newest window classified
         self.current: Episode | None = None
         self._last_closed: Episode | None = None  # late windows may still belong to it
+        # Closed by a new onset before the windows that type them came (frames reach the tracker before the
+        # embedder's windows, far before when a file plays at speed 0): typed by those windows when they come.
+        self._untyped: list[Episode] = []
 
     def observe(self, activity: Activity) -> list[PipelineEvent]:
         """Detector frames: open at a confirmed onset, extend on cry frames, close after the quiet period."""
@@ -114,24 +117,36 @@ class EpisodeTracker:
         window = prediction.window
         self._typed_to = max(self._typed_to, window.end)
         ep = self.current
-        if ep is not None and window.gated and window.start < ep.end and window.end > ep.start:
-            ep.sums += prediction.smoothed
-            ep.peaks = np.maximum(ep.peaks, prediction.smoothed)
-            ep.windows += 1
-            events.append(EpisodeUpdated(window.end, ep.summary(open_=True)))
         owner = self._owner(window.start)
+        candidates = (ep, owner if any(owner is e for e in self._untyped) else None)
+        typed = next((e for e in candidates if e is not None and window.gated and window.start < e.end
+                      and window.end > e.start), None)
+        if typed is not None:
+            typed.sums += prediction.smoothed
+            typed.peaks = np.maximum(typed.peaks, prediction.smoothed)
+            typed.windows += 1
+            if typed is ep:
+                events.append(EpisodeUpdated(window.end, typed.summary(open_=True)))
+        closed_changed = typed if typed is not None and typed is not ep else None
         for alert in alert_events:
             events.append(replace(alert, episode=owner.number if owner else None))
             if isinstance(alert, AlertStarted) and owner is not None and alert.label not in owner.alerts:
                 owner.alerts.add(alert.label)
                 if owner is not ep:  # already closed: its summary changes after the fact
-                    events.append(EpisodeUpdated(window.end, owner.summary(open_=False)))
+                    closed_changed = owner
+        if closed_changed is not None:
+            events.append(EpisodeUpdated(window.end, closed_changed.summary(open_=False)))
+        # Typed up to its end, as an episode that closes on its quiet period waits to be.
+        self._untyped = [e for e in self._untyped if self._typed_to < e.end]
         return events
 
     def _owner(self, start: int) -> Episode | None:
-        """The open episode, unless the window began before it and inside the last closed one."""
-        last = self._last_closed
-        if last is not None and (self.current is None or start < self.current.start) and start < last.end:
+        """The open episode, unless the window began before it and inside a closed one: the oldest of those
+        closed before they were typed, else the last closed."""
+        if self.current is not None and start >= self.current.start:
+            return self.current
+        last = next((e for e in self._untyped if start < e.end), self._last_closed)
+        if last is not None and start < last.end:
             return last
         return self.current
 
@@ -155,4 +170,6 @@ class EpisodeTracker:
         assert ep is not None
         self.current = None
         self._last_closed = ep
+        if self._typed_to < ep.end:
+            self._untyped.append(ep)
         return EpisodeClosed(ep.end, ep.summary(open_=False))

@@ -10,9 +10,9 @@ import soundfile
 from monitor.analyze import analyze_file, analyze_samples
 from monitor.audio import RingBuffer, load_audio
 from monitor.audio.scenario import render_scenario
-from monitor.messages import SAMPLE_RATE, EpisodeClosed
+from monitor.messages import SAMPLE_RATE, AlertStarted, EpisodeClosed, EpisodeUpdated
 from monitor.pipeline import Pipeline
-from tests.conftest import CRIES, cry_path, pick, run_crywatch
+from tests.conftest import CRIES, cry_path, pick, run_crywatch, two_cries
 from train.detector.mixing import nicu_sound, room_noise
 
 
@@ -72,6 +72,27 @@ def test_the_demo_scenarios_one_cry_is_one_episode_whatever_the_block_size(setti
     assert abs(episode["start_s"] - cry_start) <= 0.5 and cry_end - 3 <= episode["end_s"] <= cry_end + 0.5
     live = _live_episodes(scenario.samples, settings, models, block=SAMPLE_RATE // 10)
     assert live == [(episode["start_s"], episode["end_s"])]
+
+
+def test_an_episode_closed_before_its_windows_came_is_typed_by_them_and_owns_their_alarm(settings, models,
+                                                                                        cries_index):
+    """Frames reach the episode tracker before the embedder's windows; at --speed 0 the whole recording's frames
+    can come first. Fed in that order, the first cry's episode (closed by the second cry's onset) is typed by its
+    late windows and owns the alarm they raise, as when frames and windows come interleaved (`analyze`)."""
+    samples = two_cries(cries_index)
+    pipeline = Pipeline(settings, models)
+    outputs = list(pipeline.gate.outputs_over(samples))
+    events = [e for o in outputs if o.activity is not None for e in pipeline.observe(o.activity)]
+    assert sum(isinstance(e, EpisodeClosed) for e in events) == 1, "the second onset closes the first, untyped"
+    events += [e for o in outputs for e in pipeline.classify(pipeline.embed(o.windows))] + pipeline.finish()
+    final = {e.episode.number: e.episode for e in events
+             if isinstance(e, (EpisodeClosed, EpisodeUpdated)) and not e.episode.ongoing}
+    expected = _episodes(samples, settings, models)
+    assert [(ep.label, bool(ep.alerts)) for ep in final.values()] == [(e["label"], e["alert"]) for e in expected]
+    assert [ep.label for ep in final.values()] == ["pain", "pain"] and all(ep.windows for ep in final.values())
+    alerts = [e for e in events if isinstance(e, AlertStarted)]
+    assert alerts[0].label == "pain" and alerts[0].episode == 1
+    assert all(alert.label in final[alert.episode].alerts for alert in alerts)
 
 
 def test_analyze_takes_the_built_in_scenarios_like_run_does():
