@@ -1,10 +1,20 @@
 """Commands only: parse, call, print. Every expected failure is one line on stderr and exit 2."""
+# ruff: noqa: E402 - SIGHUP is held (below) before the imports, which take seconds on a bedside PC
 from __future__ import annotations
+
+import signal
+import threading
+
+# `systemctl reload` (SIGHUP) may come while the monitor is still starting (these imports and the models take
+# seconds), and Python's default for it ends the process (exit 129). Held from here on: `main` hands a held one to
+# the service once it runs, or restores the default and sends it again for a command that does not reload.
+_HANGUP = threading.Event()
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGHUP, lambda _number, _frame: _HANGUP.set())
 
 import argparse
 import json
 import logging
-import signal
 import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, TextIO
@@ -29,6 +39,8 @@ from monitor.messages import (
 )
 from monitor.store import EpisodeFilter, StoreError, redact_url
 from monitor.workers import LineHandler, LineWriter
+
+_LOGGER = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from monitor.service import RunSummary, Service
@@ -124,6 +136,9 @@ def _run_service(service_type: type[Service], settings: Settings, headless: bool
             signal.signal(sig, lambda number, _frame: service.request_stop(signal.Signals(number).name))
         # systemctl reload: alert settings change without a gap in monitoring (docs/operations.md)
         signal.signal(signal.SIGHUP, lambda *_: service.request_reload(reload))
+        if _HANGUP.is_set():  # one that came during start-up: the file may have changed after it was read
+            _LOGGER.info("a reload (SIGHUP) came during start-up: reading the config again")
+            service.request_reload(reload)
         summary = service.run()
     else:
         from monitor.tui.app import run_with_service
@@ -402,8 +417,20 @@ def _configure_logging(level: str, dashboard: bool) -> LineWriter | None:
     return err
 
 
+def _hangup_ends_unless_reloading(args: argparse.Namespace) -> None:
+    """Only the headless monitor reloads on SIGHUP; anything else (a dashboard whose terminal hung up, a report)
+    ends as it always did, a hangup held during start-up included."""
+    if args.command == "run" and (args.headless or not (sys.stdin.isatty() and sys.stdout.isatty())):
+        return
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if _HANGUP.is_set():
+            signal.raise_signal(signal.SIGHUP)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _hangup_ends_unless_reloading(args)
     err = _configure_logging(args.log_level, dashboard=args.command in ("tui", "review"))
     args.stderr_lines = err  # the commands' own stderr lines go the same way as the log's
     try:

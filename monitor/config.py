@@ -434,10 +434,17 @@ def load_settings(path: str | Path | None = None) -> Settings:
             return settings_from_dict({})
         path = DEFAULT_CONFIG
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found: pass --config with an existing file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found: pass --config with an existing file")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:  # e.g. not readable by the service's user: a setup error like any other
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc}): give the user running "
+                          f"crywatch read access to it (and to its folder)") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     return settings_from_dict(data)

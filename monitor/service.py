@@ -207,6 +207,10 @@ class Service:
             _LOGGER.error("reload refused, the running settings stay: %s", exc)
             self._events.emit(ServiceStatus(self.ring.end, "reload_refused", {"error": str(exc)}))
             return
+        except Exception as exc:  # noqa: BLE001 - a reload must never end monitoring; the journal gets the traceback
+            _LOGGER.exception("reload refused, the running settings stay: unexpected %s", exc.__class__.__name__)
+            self._events.emit(ServiceStatus(self.ring.end, "reload_refused", describe_error(exc)))
+            return
         changed = changed_keys(self.settings, new)
         applied, restart = [k for k in changed if reloadable(k)], [k for k in changed if not reloadable(k)]
         if applied:
