@@ -228,6 +228,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--since {since.isoformat()} is not before --until {until.isoformat()}: swap them")
     report = build_report(open_engine(settings.store.url), Period(since, until, args.bed), alarm_thresholds(settings),
                           tuple(args.episode or ()))
+    if report.period.since != since:
+        _LOGGER.warning("%s", report.notes[0])
     if args.format == "json":
         text = json.dumps(to_json(report), indent=1, allow_nan=False)
         if args.out is None:
