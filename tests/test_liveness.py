@@ -308,16 +308,17 @@ def test_stdout_and_stderr_nobody_reads_stall_neither_detection_nor_sigterm(tmp_
         os.close(err_read)
 
 
-def _truncated_flac(cries_index, tmp_path):
-    """A real cry's FLAC cut to a third of its bytes (synthesised audio when the data is absent)."""
-    whole = tmp_path / "whole.flac"
+def _truncated(cries_index, tmp_path, kind: str):
+    """A real cry's FLAC, or the same cry as a WAV or AIFF, cut to a third of its bytes (synthesised audio when the
+    data is absent). libsndfile plays a WAV or AIFF cut short as if it were complete: only its header says more."""
+    whole = tmp_path / f"whole.{kind}"
     if CRIES.is_dir():
         [row] = pick(cries_index, 1, source="corvin", label="pain")
-        whole.write_bytes(cry_path(row).read_bytes())
+        samples = load_audio(cry_path(row))
     else:
-        tone = 0.3 * np.sin(2 * np.pi * 450 * np.arange(30 * SAMPLE_RATE) / SAMPLE_RATE)
-        soundfile.write(whole, tone.astype(np.float32), SAMPLE_RATE, format="FLAC")
-    cut = tmp_path / "cut.flac"
+        samples = (0.3 * np.sin(2 * np.pi * 450 * np.arange(30 * SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
+    soundfile.write(whole, samples, SAMPLE_RATE, format=kind.upper(), subtype=None if kind == "flac" else "PCM_16")
+    cut = tmp_path / f"cut.{kind}"
     data = whole.read_bytes()
     cut.write_bytes(data[: len(data) // 3])
     return cut
@@ -328,8 +329,9 @@ def index_or_none(request):
     return request.getfixturevalue("cries_index") if CRIES.is_dir() else None
 
 
-def test_a_file_that_breaks_off_ends_run_and_analyze_with_one_line_and_exit_2(index_or_none, tmp_path):
-    cut = _truncated_flac(index_or_none, tmp_path)
+@pytest.mark.parametrize("kind", ["flac", "wav", "aiff"])
+def test_a_file_that_breaks_off_ends_run_and_analyze_with_one_line_and_exit_2(index_or_none, tmp_path, kind):
+    cut = _truncated(index_or_none, tmp_path, kind)
     analyzed = run_crywatch("analyze", str(cut), timeout=60)
     assert analyzed.returncode == 2 and "Traceback" not in analyzed.stderr
     [line] = analyzed.stderr.strip().splitlines()
