@@ -199,7 +199,8 @@ def redact_url(text: str) -> str:
     """A URL (or a message quoting one) with any password replaced, as user:password@ or as a query
     parameter (?password=): errors end up in journald."""
     text = re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
-    return re.sub(r"(\b(?:password|passwd|pwd)=)[^&\s'\"]*", r"\1***", text, flags=re.IGNORECASE)
+    # Any key ending so: libpq's sslpassword (the client key's passphrase) as well as password.
+    return re.sub(r"(\b\w*(?:password|passwd|pwd)=)[^&\s'\"]*", r"\1***", text, flags=re.IGNORECASE)
 
 
 def _create_private(path: str | None) -> None:
