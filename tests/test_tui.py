@@ -481,3 +481,29 @@ def test_alarms_a_stopped_monitor_left_survive_a_lost_clear_and_its_restart():
         asyncio.run(scenario())
     finally:
         publisher.close()
+
+
+def test_the_review_detail_cuts_a_long_run_description_between_words_and_gives_the_head_its_own_line(tmp_path):
+    """The fault: the description was cut at 48 characters, mid-word, straight into the next field:
+    "... NICU bedside: ro, head acoustic-v2"."""
+    from monitor.audio import InputSpec, open_source
+
+    source = open_source(InputSpec.parse("scenario:nicu", ""), 0.0, 50).description
+    engine = open_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    writer = StoreWriter(engine, "run-1", "bed-3", source, "acoustic-v2", "acoustic-v2", lambda s: T0 + timedelta(seconds=s))
+    writer.write([_envelope(EpisodeOpened(38_400, _episode(None))), _envelope(EpisodeClosed(96_000, _episode(6.0)))])
+
+    async def scenario():
+        app = ReviewApp(engine, EpisodeFilter(), export_dir=tmp_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            await _wait_for(pilot, lambda: screen.episodes)
+            detail = screen.query_one("#review-detail").render()
+            lines = str(detail).splitlines()
+            [described] = [line for line in lines if line.startswith("SYNTHETIC scenario")]
+            assert described.endswith(" …") and source.startswith(described.removesuffix(" …"))
+            assert source[len(described) - 2] == " ", "cut mid-word"
+            assert lines[lines.index(described) + 1] == "head acoustic-v2"
+            await pilot.press("escape")
+
+    asyncio.run(scenario())

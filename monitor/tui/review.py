@@ -3,6 +3,7 @@ windows, staff annotation, and export. `crywatch review`, or **r** on the live d
 from __future__ import annotations
 
 import json
+import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from monitor.alarms import AlarmError, check_initials
 from monitor.messages import type_probability
 from monitor.store import EpisodeFilter, StoreError, annotate, episode_windows, list_episodes, to_csv
 from monitor.tui.widgets import InitialsScreen, clock
+
+_SOURCE_CHARS = 60  # of the run's input description in the detail box
 
 
 class ReviewScreen(Screen):
@@ -78,7 +81,9 @@ class ReviewScreen(Screen):
         lines = [f"[b]episode {episode['id']}[/b], {episode['bed']}",
                  f"{start:%Y-%m-%d %H:%M:%S} to {clock(episode['end']) if episode['end'] else 'ongoing'}",
                  f"{episode['label']}, {episode['windows']} windows{', ALARM' if episode['alert'] else ''}",
-                 f"[dim]{escape(episode['source'][:48])}, head {escape(episode['head'])}[/dim]",
+                 # Cut between words, marked, and the head on a line of its own: a cut mid-word ran into it.
+                 f"[dim]{escape(textwrap.shorten(episode['source'], _SOURCE_CHARS, placeholder=' …'))}[/dim]",
+                 f"[dim]head {escape(episode['head'])}[/dim]",
                  (f"review: [b]{review['verdict']}[/b] by {review['by']} {escape(review['note'])}" if review
                   else "not reviewed: c, n or o")]
         self.query_one("#review-detail", Static).update("\n".join(lines))
