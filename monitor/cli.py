@@ -94,7 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless and err is not None:
         err.write_line("crywatch: no terminal, running headless (use --headless to say so)")
     try:
-        summary = _run_service(Service, settings, headless, out, err, reload=lambda: _settings(args, **overrides))
+        summary = _run_service(Service, settings, headless, out, err, reload=lambda: _settings(args, **overrides),
+                               log_lines=args.stderr_lines)
         if summary.failed and summary.input_error is None:
             if err is not None:
                 err.write_line(f"crywatch: error: {summary.failed}")
@@ -109,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_service(service_type: type[Service], settings: Settings, headless: bool, out: LineWriter | None,
-                 err: LineWriter | None, reload: Callable[[], Settings]) -> RunSummary:
+                 err: LineWriter | None, reload: Callable[[], Settings], log_lines: LineWriter | None = None) -> RunSummary:
     def say(line: str, writer: LineWriter | None = out, file: TextIO = sys.stdout) -> None:
         if writer is not None:
             writer.write_line(line)
@@ -144,10 +145,15 @@ def _run_service(service_type: type[Service], settings: Settings, headless: bool
         from monitor.tui.app import run_with_service
 
         summary = run_with_service(service)
-    say(f"crywatch: stopped after {summary.windows} windows, {summary.alerts} alerts; run {summary.run_id}; "
-        + ("latest episodes:" if summary.episodes else "no cry episodes"))
-    for ep in summary.episodes:
-        say(f"  episode {ep.number}: {ep.start_s:.1f}-{ep.end_s:.1f} s {ep.label}{' ALERT' if ep.alerts else ''}")
+    closing = [f"crywatch: stopped after {summary.windows} windows, {summary.alerts} alerts; run {summary.run_id}; "
+               + ("latest episodes:" if summary.episodes else "no cry episodes")]
+    closing += [f"  episode {ep.number}: {ep.start_s:.1f}-{ep.end_s:.1f} s {ep.label}{' ALERT' if ep.alerts else ''}"
+                for ep in summary.episodes]
+    # The log's lines so far first (those a dashboard held while it was up are written only now, by the log's own
+    # writer thread), then the summary in one write: a log line once landed inside it.
+    if log_lines is not None:
+        log_lines.drain(timeout_s=1.0)
+    say("\n".join(closing))
     return summary
 
 

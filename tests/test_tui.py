@@ -261,9 +261,18 @@ def test_crywatch_run_draws_the_dashboard_in_a_real_terminal_and_logs_only_after
         shown = terminal.wait_for(lambda shown: "MONITOR STOPPED: end of input" in shown, 40)
         assert "HIGH PAIN CRY" in shown and "monitor stopped" in shown and NO_SIGNAL not in shown
         assert "crywatch:" not in shown and "refused" not in shown, shown  # nothing logged over the screen
-        after = terminal.quit("crywatch: stopped after")
+        subprocess.run(["tmux", "send-keys", "-t", terminal.session, "a"], check=True)  # as at the end of `make demo`
+        terminal.wait_for(lambda shown: "initials" in shown.lower(), 10)
+        subprocess.run(["tmux", "send-keys", "-t", terminal.session, "JD", "Enter"], check=True)
+        terminal.wait_for(lambda shown: "HIGH PAIN CRY" not in shown, 10)
+        after = terminal.quit("  episode 1: ")
         assert done.read_text().strip() == "0"
         assert "crywatch: WARNING monitor.control: control request refused: " in after, after  # kept, not lost
+        # What the dashboard held is written before the closing summary, never inside it (it once was).
+        lines = after.splitlines()
+        summary = next(i for i, line in enumerate(lines) if line.startswith("crywatch: stopped after"))
+        assert lines[summary + 1].startswith("  episode 1: "), after
+        assert any("(left by the stopped monitor) acknowledged by JD" in line for line in lines[:summary]), after
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
@@ -507,3 +516,4 @@ def test_the_review_detail_cuts_a_long_run_description_between_words_and_gives_t
             await pilot.press("escape")
 
     asyncio.run(scenario())
+
