@@ -48,6 +48,9 @@ class ControlRequest:
     by: str  # staff initials
     alarm: int | None = None  # None: every unacknowledged alarm of that monitor
     v: int = SCHEMA_VERSION
+    # An alarm an earlier run of this monitor left when it stopped, acknowledged on a dashboard since (by `by`, at
+    # its acknowledged_time): the running monitor stores that in its log.
+    earlier: Alarm | None = None
 
 
 @dataclass(frozen=True)
