@@ -143,7 +143,7 @@ def test_the_csv_export_shows_formulas_as_text_and_no_spreadsheet_runs_them(tmp_
     and bed names, verbatim: a spreadsheet opening the export runs them."""
     from monitor.bus import Envelope
     from monitor.messages import EpisodeClosed, EpisodeSummary
-    from monitor.store import StoreWriter, open_engine
+    from monitor.store import StoreWriter, annotate, list_episodes, open_engine
 
     db = f"sqlite:///{tmp_path / 'log.db'}"
     bed = "=HYPERLINK(\"http://example.invalid\",\"bed-3\")"
@@ -155,10 +155,9 @@ def test_the_csv_export_shows_formulas_as_text_and_no_spreadsheet_runs_them(tmp_
         (20 * n + 5) * 16_000, EpisodeSummary(n + 1, 20.0 * n, 20.0 * n + 5, 20.0 * n + 5, 20.0 * n + 0.5, "pain",
                                               {"not_cry": 0.2, "pain": 0.7}, {"not_cry": 0.3, "pain": 0.9}, 4)))
                   for n in range(len(FORMULAS))])
-    episodes = json.loads(run_crywatch("episodes", "--db", db, "--json").stdout)
-    for episode, note in zip(episodes, FORMULAS):
-        annotated = run_crywatch("annotate", str(episode["id"]), "pain", "--by", "AB", f"--note={note}", "--db", db)
-        assert annotated.returncode == 0, annotated.stderr
+    engine = open_engine(db)
+    for episode, note in zip(list_episodes(engine), FORMULAS):
+        annotate(engine, episode["id"], "pain", "AB", note)  # as `crywatch annotate --note` stores it
     # As bytes: text mode would turn the note's carriage return into a newline before csv reads it.
     exported = subprocess.run(crywatch_command("episodes", "--db", db, "--format", "csv"), cwd=PROJECT_ROOT,
                               capture_output=True, timeout=120)
@@ -169,4 +168,4 @@ def test_the_csv_export_shows_formulas_as_text_and_no_spreadsheet_runs_them(tmp_
     cells = [cell for row in rows for cell in row.values()]
     assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
     assert [row["p"] for row in rows] == ["0.7"] * len(FORMULAS)  # numbers stay numbers
-    assert [e["review"]["note"] for e in json.loads(run_crywatch("episodes", "--db", db, "--json").stdout)] == FORMULAS
+    assert [e["review"]["note"] for e in list_episodes(engine)] == FORMULAS  # the log and the JSON keep the text

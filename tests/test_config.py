@@ -161,14 +161,27 @@ def test_keys_that_blind_the_monitor_together_are_refused_naming_both(values, me
         Settings().with_overrides(**values)
 
 
-def test_the_shortest_ring_the_config_allows_plays_a_file_at_speed_0_to_its_end(tmp_path):
+def test_the_shortest_ring_the_config_allows_plays_a_file_at_speed_0_to_its_end(tmp_path, models):
+    import threading
+
+    from monitor.service import Service
+
     config = tmp_path / "config.toml"
     config.write_text("[audio]\nring_seconds = 7.8\n[service]\nmax_lag_s = 2.0\n")
-    load_settings(config)
-    result = run_crywatch("--config", str(config), "run", "--headless", "--input", "scenario:nicu", "--speed", "0",
-                          "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", "tcp://127.0.0.1:*", timeout=180)
-    assert result.returncode == 0, result.stderr
-    assert "stopped (reason=end of input" in result.stdout and "cry episode 1 ended" in result.stdout
+    settings = load_settings(config).with_overrides(audio={"input": "scenario:nicu", "speed": 0.0},
+                                                    store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+                                                    bus={"endpoint": "tcp://127.0.0.1:*"})
+    service = Service(settings, models=models)
+    summaries: list = []
+    runner = threading.Thread(target=lambda: summaries.append(service.run()))
+    runner.start()
+    runner.join(120)  # the scenario plays in seconds; at the old minimum of 6 s it stopped at 2 s for ever
+    if runner.is_alive():
+        service.request_stop()
+        runner.join(30)
+    [summary] = summaries
+    assert service.ring.end == 60 * 16_000 and summary.failed is None, f"stopped at {service.ring.end / 16_000} s"
+    assert [ep.label for ep in summary.episodes] == ["pain"]
 
 
 def test_crywatch_run_refuses_a_lag_bound_the_ring_cannot_hold_with_one_line(tmp_path):

@@ -207,11 +207,10 @@ def test_a_ring_that_laps_the_stalled_gate_is_monitor_behind_whatever_max_lag_s_
         assert "overwrote audio the gate had not read" in raised.message
         assert _drain(notify) == 0, "the watchdog was petted while the ring lapped the gate"
     finally:
+        service.request_stop()  # catching up and hearing the next cry: the test above
         detector.release()
         runner.join(60)
     assert events[-1].failed is None
-    assert any(isinstance(e, EpisodeOpened) and e.episode.start_s >= cry_s - 1.0 for e in events), \
-        "the cry after the stall opened no episode"
 
 
 def _drain(sock: socket.socket) -> int:
@@ -312,7 +311,7 @@ def _truncated(cries_index, tmp_path, kind: str):
     """A real cry's FLAC, or the same cry as a WAV or AIFF, cut to a third of its bytes (synthesised audio when the
     data is absent). libsndfile plays a WAV or AIFF cut short as if it were complete: only its header says more."""
     whole = tmp_path / f"whole.{kind}"
-    if CRIES.is_dir():
+    if cries_index is not None:
         [row] = pick(cries_index, 1, source="corvin", label="pain")
         samples = load_audio(cry_path(row))
     else:
@@ -329,7 +328,18 @@ def index_or_none(request):
     return request.getfixturevalue("cries_index") if CRIES.is_dir() else None
 
 
-@pytest.mark.parametrize("kind", ["flac", "wav", "aiff"])
+def test_a_wav_or_aiff_holding_less_than_its_header_declares_breaks_off_where_it_ends(tmp_path):
+    from monitor.audio import AudioError, stream_audio
+
+    for kind in ("wav", "aiff"):
+        cut = _truncated(None, tmp_path, kind)
+        played = []
+        with pytest.raises(AudioError, match=r"breaks off after 10\.0 s of 30\.0 s .*truncated or damaged"):
+            played.extend(stream_audio(cut))
+        assert 9.9 * SAMPLE_RATE < sum(map(len, played)) <= 10 * SAMPLE_RATE  # what it holds is played first
+
+
+@pytest.mark.parametrize("kind", ["flac", "wav"])
 def test_a_file_that_breaks_off_ends_run_and_analyze_with_one_line_and_exit_2(index_or_none, tmp_path, kind):
     cut = _truncated(index_or_none, tmp_path, kind)
     analyzed = run_crywatch("analyze", str(cut), timeout=60)

@@ -115,10 +115,10 @@ def _unprivileged() -> list[str]:
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search", "--"]
 
 
-def _monitor(config, tmp_path, *more: str) -> list[str]:
-    return [*_unprivileged(), *crywatch_command("--config", str(config), "--log-level", "info", "run", "--headless",
-                                                "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", free_endpoint(),
-                                                *more)]
+def _monitor(config, tmp_path, *more: str, unprivileged: bool = True) -> list[str]:
+    command = crywatch_command("--config", str(config), "--log-level", "info", "run", "--headless",
+                               "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", free_endpoint(), *more)
+    return [*_unprivileged(), *command] if unprivileged else command
 
 
 def test_an_unreadable_config_at_start_is_one_line_and_exit_2(tmp_path):
@@ -137,7 +137,7 @@ def test_sighup_with_an_unreadable_config_is_refused_and_monitoring_goes_on(tmp_
     """The fault: PermissionError's traceback, exit 1, no stopped status, the open episode never closed."""
     config = tmp_path / "config.toml"
     config.write_text("[alerts]\nrepeat_s = 30\n")
-    process = subprocess.Popen(_monitor(config, tmp_path, "--input", "scenario:nicu", "--speed", "4"),
+    process = subprocess.Popen(_monitor(config, tmp_path, "--input", "scenario:nicu", "--speed", "6"),
                                cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = _Lines(process.stdout)
     try:
@@ -174,7 +174,7 @@ def test_a_sighup_during_start_up_is_held_and_applied_once_the_monitor_runs(tmp_
     interpreter came up at the latest, long before the monitor listens."""
     config = tmp_path / "config.toml"
     config.write_text("[alerts]\nrepeat_s = 30\n")
-    process = subprocess.Popen(_monitor(config, tmp_path, "--input", "scenario:nicu", "--speed", "1"),
+    process = subprocess.Popen(_monitor(config, tmp_path, "--input", "scenario:nicu", "--speed", "1", unprivileged=False),
                                cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
