@@ -235,5 +235,7 @@ class AlarmManager:
 def check_initials(by: str) -> str:
     by = by.strip()
     if not _INITIALS.fullmatch(by):
-        raise AlarmError(f"{by!r} is not staff initials: 1-16 letters, digits, '.' or '-', starting with a letter")
+        # Quoted in part: whatever arrives over the control channel ends up in the reply and the journal.
+        shown = repr(by) if len(by) <= 20 else f"{by[:20]!r}... ({len(by)} characters)"
+        raise AlarmError(f"{shown} is not staff initials: 1-16 letters, digits, '.' or '-', starting with a letter")
     return by.upper()

@@ -1,10 +1,20 @@
 """Commands only: parse, call, print. Every expected failure is one line on stderr and exit 2."""
+# ruff: noqa: E402 - SIGHUP is held (below) before the imports, which take seconds on a bedside PC
 from __future__ import annotations
+
+import signal
+import threading
+
+# `systemctl reload` (SIGHUP) may come while the monitor is still starting (these imports and the models take
+# seconds), and Python's default for it ends the process (exit 129). Held from here on: `main` hands a held one to
+# the service once it runs, or restores the default and sends it again for a command that does not reload.
+_HANGUP = threading.Event()
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGHUP, lambda _number, _frame: _HANGUP.set())
 
 import argparse
 import json
 import logging
-import signal
 import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, TextIO
@@ -30,6 +40,8 @@ from monitor.messages import (
 )
 from monitor.store import EpisodeFilter, StoreError, redact_url
 from monitor.workers import LineHandler, LineWriter
+
+_LOGGER = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from monitor.service import RunSummary, Service
@@ -83,7 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless and err is not None:
         err.write_line("crywatch: no terminal, running headless (use --headless to say so)")
     try:
-        summary = _run_service(Service, settings, headless, out, err, reload=lambda: _settings(args, **overrides))
+        summary = _run_service(Service, settings, headless, out, err, reload=lambda: _settings(args, **overrides),
+                               log_lines=args.stderr_lines)
         if summary.failed and summary.input_error is None:
             if err is not None:
                 err.write_line(f"crywatch: error: {summary.failed}")
@@ -98,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_service(service_type: type[Service], settings: Settings, headless: bool, out: LineWriter | None,
-                 err: LineWriter | None, reload: Callable[[], Settings]) -> RunSummary:
+                 err: LineWriter | None, reload: Callable[[], Settings], log_lines: LineWriter | None = None) -> RunSummary:
     def say(line: str, writer: LineWriter | None = out, file: TextIO = sys.stdout) -> None:
         if writer is not None:
             writer.write_line(line)
@@ -125,15 +138,23 @@ def _run_service(service_type: type[Service], settings: Settings, headless: bool
             signal.signal(sig, lambda number, _frame: service.request_stop(signal.Signals(number).name))
         # systemctl reload: alert settings change without a gap in monitoring (docs/operations.md)
         signal.signal(signal.SIGHUP, lambda *_: service.request_reload(reload))
+        if _HANGUP.is_set():  # one that came during start-up: the file may have changed after it was read
+            _LOGGER.info("a reload (SIGHUP) came during start-up: reading the config again")
+            service.request_reload(reload)
         summary = service.run()
     else:
         from monitor.tui.app import run_with_service
 
         summary = run_with_service(service)
-    say(f"crywatch: stopped after {summary.windows} windows, {summary.alerts} alerts; run {summary.run_id}; "
-        + ("latest episodes:" if summary.episodes else "no cry episodes"))
-    for ep in summary.episodes:
-        say(f"  episode {ep.number}: {ep.start_s:.1f}-{ep.end_s:.1f} s {ep.label}{' ALERT' if ep.alerts else ''}")
+    closing = [f"crywatch: stopped after {summary.windows} windows, {summary.alerts} alerts; run {summary.run_id}; "
+               + ("latest episodes:" if summary.episodes else "no cry episodes")]
+    closing += [f"  episode {ep.number}: {ep.start_s:.1f}-{ep.end_s:.1f} s {ep.label}{' ALERT' if ep.alerts else ''}"
+                for ep in summary.episodes]
+    # The log's lines so far first (those a dashboard held while it was up are written only now, by the log's own
+    # writer thread), then the summary in one write: a log line once landed inside it.
+    if log_lines is not None:
+        log_lines.drain(timeout_s=1.0)
+    say("\n".join(closing))
     return summary
 
 
@@ -223,6 +244,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError(f"--since {since.isoformat()} is not before --until {until.isoformat()}: swap them")
     report = build_report(open_engine(settings.store.url), Period(since, until, args.bed), alarm_thresholds(settings),
                           tuple(args.episode or ()))
+    if report.period.since != since:
+        _LOGGER.warning("%s", report.notes[0])
     if args.format == "json":
         text = json.dumps(to_json(report), indent=1, allow_nan=False)
         if args.out is None:
@@ -412,8 +435,20 @@ def _configure_logging(level: str, dashboard: bool) -> LineWriter | None:
     return err
 
 
+def _hangup_ends_unless_reloading(args: argparse.Namespace) -> None:
+    """Only the headless monitor reloads on SIGHUP; anything else (a dashboard whose terminal hung up, a report)
+    ends as it always did, a hangup held during start-up included."""
+    if args.command == "run" and (args.headless or not (sys.stdin.isatty() and sys.stdout.isatty())):
+        return
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if _HANGUP.is_set():
+            signal.raise_signal(signal.SIGHUP)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _hangup_ends_unless_reloading(args)
     err = _configure_logging(args.log_level, dashboard=args.command in ("tui", "review"))
     args.stderr_lines = err  # the commands' own stderr lines go the same way as the log's
     try:

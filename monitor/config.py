@@ -36,6 +36,9 @@ def _within(value: float, low: float, high: float, key: str, unit: str = "", *, 
     _check(above and below, key, f"{value:g} is outside the allowed range {interval}{': ' + why if why else ''}")
 
 
+WINDOW_S = 2.0  # the embedder's window (monitor.messages.WINDOW_SAMPLES)
+LOOKAHEAD_ALLOWANCE_S = 1.0  # room for a detector's look-ahead in the ring (the shipped ones look 0.46 s ahead)
+LAG_MARGIN_S = 5.0  # the ring holds this much more than max_lag_s: a window, the onset lead and the look-back behind it
 BED_MAX_LENGTH = 64  # the log's bed columns (monitor/store/database.py) hold this many characters
 LABEL_MAX_LENGTH = 32  # and its alarm labels this many
 
@@ -302,7 +305,26 @@ class Settings:
             if clean:
                 merged = _build_section(type(current), {**dataclasses.asdict(current), **clean}, section)
                 updated = replace(updated, **{section: merged})
+        updated.validate()
         return updated
+
+    def validate(self) -> None:
+        """Keys that are each in range but blind the monitor together; the error names both."""
+        audio, gate, lag = self.audio, self.gate, self.service.max_lag_s
+        # A file at speed 0 is written into the ring only as far as the gate has read, less two windows kept back
+        # (monitor/audio/sources.py); the gate holds back a window, half a hop, the detector's look-ahead (0.46 s
+        # for the shipped detectors) and its chunk, and needs one more chunk and playback block to go on.
+        playback = math.ceil(10 * (3 * WINDOW_S + gate.hop_s / 2 + LOOKAHEAD_ALLOWANCE_S + 2 * gate.detector_hop_s
+                                   + audio.block_ms / 1000)) / 10
+        _check(audio.ring_seconds >= playback, "audio.ring_seconds",
+               f"{audio.ring_seconds:g} s is too short for gate.hop_s = {gate.hop_s:g} and gate.detector_hop_s = "
+               f"{gate.detector_hop_s:g} (with audio.block_ms = {audio.block_ms}): a file played at audio.speed = 0 "
+               f"would wait for the gate forever; make it at least {playback:g} s")
+        # A stage skips ahead only past max_lag_s: a ring that laps it sooner loses audio that no alarm reports.
+        _check(lag + LAG_MARGIN_S <= audio.ring_seconds, "service.max_lag_s",
+               f"{lag:g} s needs audio.ring_seconds of at least {lag + LAG_MARGIN_S:g} s (it is {audio.ring_seconds:g}): "
+               "the ring would overwrite audio a stage has not judged before the stage counts as behind; keep max_lag_s "
+               f"at least {LAG_MARGIN_S:g} s under ring_seconds, or make the ring longer")
 
 
 # applied by SIGHUP without a restart: thresholds, crying and pitch alarm times, alarm timing and priorities, paging
@@ -419,7 +441,9 @@ def settings_from_dict(data: dict[str, Any]) -> Settings:
         sections[name] = _build_section(hints[name], values, name)
     for name in known - sections.keys():
         sections[name] = _build_section(hints[name], {}, name)
-    return Settings(**sections)
+    settings = Settings(**sections)
+    settings.validate()
+    return settings
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -429,10 +453,17 @@ def load_settings(path: str | Path | None = None) -> Settings:
             return settings_from_dict({})
         path = DEFAULT_CONFIG
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found: pass --config with an existing file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found: pass --config with an existing file")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:  # e.g. not readable by the service's user: a setup error like any other
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc}): give the user running "
+                          f"crywatch read access to it (and to its folder)") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     return settings_from_dict(data)

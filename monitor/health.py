@@ -85,6 +85,8 @@ class Observed:
     lags: dict[str, int]  # samples each stage is behind the newest audio (asked only where `max_lag` is set)
     skipped_s: float  # audio skipped so far to catch up
     server_fault: str | None  # the embedding server's, as its failover reports it
+    laps: int = 0  # times the ring overwrote audio before the gate had read it (monitor.detect.Gate.laps)
+    overwritten: bool = False  # the ring's oldest sample is past what the gate has read: it is being lapped now
 
 
 @dataclass
@@ -104,7 +106,8 @@ class _Watch:
     disk_checked: float = float("-inf")
     disk_low: bool = False
     server_fault: str | None = None  # the embedding server's, as last reported
-    behind: bool = False  # some stage is more than max_lag behind the newest audio
+    behind: bool = False  # some stage is more than max_lag behind the newest audio, or the ring lapped the gate
+    laps: int = 0  # the gate's laps seen so far
 
 
 class HealthSupervisor:
@@ -210,17 +213,19 @@ class HealthSupervisor:
 
     def _check_lag(self, seen: Observed) -> Iterator[Fault]:
         """A stage behind the newest audio hears cries late: alarm past max_lag_s, clear under half of it
-        (the stage skips ahead meanwhile, so it catches up even when the machine stays loaded)."""
+        (the stage skips ahead meanwhile, so it catches up even when the machine stays loaded). Audio the ring
+        overwrote before the gate read it was never judged, whatever the lag says: that is behind too."""
         watch, limit = self._watch, self.max_lag
-        if limit is None:
-            return
-        name, worst = max(seen.lags.items(), key=lambda item: item[1])
-        behind = worst > (limit // 2 if watch.behind else limit)
+        lapped = seen.overwritten or seen.laps > watch.laps
+        watch.laps = seen.laps
+        name, worst = max(seen.lags.items(), key=lambda item: item[1], default=("gate", 0))
+        behind = lapped or (limit is not None and worst > (limit // 2 if watch.behind else limit))
         if behind == watch.behind:
             return
         watch.behind = behind
         if behind:
-            detail = f"{name} {seconds(worst):.1f} s behind the newest audio"
+            detail = (f"the ring overwrote audio the gate had not read ({seconds(worst):.1f} s behind)" if lapped
+                      else f"{name} {seconds(worst):.1f} s behind the newest audio")
             _LOGGER.error("monitor behind: %s; skipping audio to catch up", detail)
             yield Fault("monitor_behind", True, detail)
         else:

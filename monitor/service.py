@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from monitor.alarms import AlarmError, AlarmManager
+from monitor.alarms import AlarmError, AlarmManager, check_initials
 from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Source, StreamClock, open_source
 from monitor.bus import BusError, Envelope, Publisher
 from monitor.bus.control import ControlReply, ControlRequest, ControlServer
@@ -25,7 +25,18 @@ from monitor.bus.fanout import Fanout
 from monitor.bus.keys import load_monitor_keys, serve_securely, start_authenticator
 from monitor.config import ConfigError, Settings, changed_keys, check_watchdog, reloadable
 from monitor.health import HealthSupervisor, Observed, StageBeat, sd_notify, stage_lags
-from monitor.messages import SAMPLE_RATE, Activity, Embedding, EpisodeSummary, Heartbeat, ServiceStatus, Window, seconds
+from monitor.messages import (
+    SAMPLE_RATE,
+    Activity,
+    Alarm,
+    AlarmAcknowledged,
+    Embedding,
+    EpisodeSummary,
+    Heartbeat,
+    ServiceStatus,
+    Window,
+    seconds,
+)
 from monitor.pipeline import Models, Pipeline
 from monitor.store import Spool, StoreWriter, close_interrupted, connect, prepare, redact_url, utc
 from monitor.workers import END, DropOldestQueue, Worker, describe_error
@@ -207,6 +218,10 @@ class Service:
             _LOGGER.error("reload refused, the running settings stay: %s", exc)
             self._events.emit(ServiceStatus(self.ring.end, "reload_refused", {"error": str(exc)}))
             return
+        except Exception as exc:  # noqa: BLE001 - a reload must never end monitoring; the journal gets the traceback
+            _LOGGER.exception("reload refused, the running settings stay: unexpected %s", exc.__class__.__name__)
+            self._events.emit(ServiceStatus(self.ring.end, "reload_refused", describe_error(exc)))
+            return
         changed = changed_keys(self.settings, new)
         applied, restart = [k for k in changed if reloadable(k)], [k for k in changed if not reloadable(k)]
         if applied:
@@ -227,7 +242,8 @@ class Service:
             lost=self.source.live and self.source.finished, source=self.source.description,
             stages=tuple(StageBeat(w.name, w.is_alive(), w.last_beat) for w in self._workers),
             lags=self.stage_lags() if self._max_lag is not None else {}, skipped_s=self.skipped_s,
-            server_fault=failover.fault if failover is not None else None)
+            server_fault=failover.fault if failover is not None else None, laps=self.pipeline.gate.laps,
+            overwritten=self.ring.oldest > self.pipeline.gate.fed)
 
     def _reopen_microphone(self) -> str:
         """The lost microphone opened again into the same ring (AudioError while it is still gone)."""
@@ -412,11 +428,30 @@ class Service:
 
     def _on_control(self, request: ControlRequest) -> ControlReply:
         """A dashboard acknowledges or silences (runs in the control thread; the manager locks)."""
+        if request.earlier is not None:
+            return self._acknowledge_earlier(request.by, request.earlier)
         try:
             act = self.alarms.acknowledge if request.op == "acknowledge" else self.alarms.silence
             self._events.alarm_events(lambda: act(request.alarm, request.by, self.ring.end))
         except AlarmError as exc:
             return ControlReply(False, str(exc), self.alarms.active)
+        return ControlReply(True, alarms=self.alarms.active)
+
+    def _acknowledge_earlier(self, by: str, alarm: Alarm) -> ControlReply:
+        """Staff acknowledged, on a dashboard, an alarm an earlier run of this bed left when it stopped: into the log
+        (the store finds that run's row) and onto the bus (other dashboards stop holding it)."""
+        try:
+            by = check_initials(by)
+            if alarm.acknowledged_time is None:
+                raise ValueError("it carries no acknowledged_time")
+            for when in (alarm.raised_time, alarm.acknowledged_time):
+                datetime.fromisoformat(when)  # the store parses them: a bad one must be refused here
+        except (AlarmError, ValueError) as exc:
+            return ControlReply(False, f"acknowledgement of an earlier alarm refused: {exc}", self.alarms.active)
+        acknowledged = replace(alarm, acknowledged_by=by)
+        _LOGGER.info("alarm %d of an earlier run (raised %s) was acknowledged by %s at %s after that run stopped",
+                     alarm.id, alarm.raised_time, by, alarm.acknowledged_time)
+        self._events.alarm_events(lambda: [AlarmAcknowledged(self.ring.end, acknowledged)])
         return ControlReply(True, alarms=self.alarms.active)
 
     def _embedder_in_use(self) -> str:

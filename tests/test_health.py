@@ -179,12 +179,31 @@ def test_a_stage_beyond_max_lag_is_behind_until_it_is_under_half_of_it():
     assert list(health.check(caught_up, clock.now)) == [Fault("monitor_behind", False)]
 
 
+def test_a_gate_the_ring_lapped_is_behind_though_its_lag_is_within_max_lag():
+    """Audio the ring overwrote before the gate read it was never judged: behind, whatever the lag bound
+    (a max_lag_s as long as the ring once let a lapped gate look healthy)."""
+    clock = Clock()
+    health = _supervisor(clock)
+    seen = _flowing(HEALTHY, clock, 1.0)
+    lapping = replace(seen, lags={"gate": MAX_LAG // 2}, overwritten=True)
+    assert list(health.check(lapping, clock.now)) == [
+        Fault("monitor_behind", True, "the ring overwrote audio the gate had not read (5.0 s behind)")]
+    assert not health.keeps_up and health.problems == ["behind the audio"]
+    resumed = replace(lapping, overwritten=False, laps=1, lags={"gate": SAMPLE_RATE})  # skipped to the oldest sample
+    assert list(health.check(resumed, clock.advance(0.1))) == []  # the lap is counted: still behind at this check
+    assert list(health.check(resumed, clock.advance(0.1))) == [Fault("monitor_behind", False)]
+    lapped_between_checks = replace(resumed, laps=2)
+    assert [f.label for f in health.check(lapped_between_checks, clock.advance(0.1))] == ["monitor_behind"]
+
+
 def test_a_paced_playback_is_never_behind():
     clock = Clock()
     health = _supervisor(clock, max_lag=None)
     seen = replace(_flowing(HEALTHY, clock, 1.0), live=False, lags={})
     assert list(health.check(seen, clock.now)) == []
     assert health.keeps_up
+    # It waits for the gate, so a lap would be a fault of its own, and is reported all the same.
+    assert [f.label for f in health.check(replace(seen, laps=1), clock.advance(0.1))] == ["monitor_behind"]
 
 
 def test_the_logs_disk_is_checked_every_few_seconds_and_low_space_raised_once():

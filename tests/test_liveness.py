@@ -131,7 +131,7 @@ def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the
             except BlockingIOError:
                 return count
 
-    path, cry_s = _cry_recording(cries_index, tmp_path, lead_s=16.0)
+    path, cry_s = _cry_recording(cries_index, tmp_path, lead_s=20.0)
     detector = StallingDetector(models.detector)
     events: list = []
     pets_while_behind: list[int] = []
@@ -143,7 +143,7 @@ def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the
         events.append(event)
 
     configured = settings.with_overrides(
-        audio={"input": path, "speed": 3.0, "ring_seconds": 6.0}, service={"bed": "bed-test", "max_lag_s": 3.0},
+        audio={"input": path, "speed": 3.0, "ring_seconds": 10.0}, service={"bed": "bed-test", "max_lag_s": 3.0},
         alerts={"technical_min_s": 0.0},
         store={"url": f"sqlite:///{tmp_path / 'log.db'}"}, bus={"endpoint": free_endpoint(), "heartbeat_s": 0.2})
     service = Service(configured, models=replace(models, detector=detector), on_message=on_message)
@@ -173,6 +173,57 @@ def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the
     assert beats[-1].skipped_s >= 4.0 and set(beats[-1].stage_lag_s) == {"gate", "embedder", "classifier"}
 
 
+def test_a_ring_that_laps_the_stalled_gate_is_monitor_behind_whatever_max_lag_s_allows(
+        settings, models, cries_index, tmp_path, monkeypatch):
+    """The fault: with [service] max_lag_s = 60 (its range allows 120) and a shorter ring, a stalled gate was
+    lapped, the audio it never read was skipped, and health stayed "ok" with the watchdog petted, because the
+    lag never reached 60 s. The config now refuses that pair; beneath it, a lap itself is monitor_behind."""
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    path, cry_s = _cry_recording(cries_index, tmp_path, lead_s=20.0)
+    detector = StallingDetector(models.detector)
+    events: list = []
+    configured = settings.with_overrides(
+        audio={"input": path, "speed": 3.0, "ring_seconds": 10.0}, service={"bed": "bed-lap", "max_lag_s": 5.0},
+        store={"url": f"sqlite:///{tmp_path / 'log.db'}"}, bus={"endpoint": free_endpoint(), "heartbeat_s": 0.2})
+    with pytest.raises(ConfigError, match=r"service\.max_lag_s: 60 s needs audio\.ring_seconds of at least 65 s"):
+        configured.with_overrides(service={"max_lag_s": 60.0})
+    # What the config refuses, built past it: the health check must not depend on the config alone.
+    configured = replace(configured, service=replace(configured.service, max_lag_s=60.0))
+    service = Service(configured, models=replace(models, detector=detector), on_message=lambda m: events.append(m.event))
+    runner = threading.Thread(target=lambda: events.append(service.run()))
+    runner.start()
+    try:
+        _wait(lambda: service.ring.oldest > service.pipeline.gate.fed, 30, "the ring to lap the stalled detector")
+        _wait(lambda: any(isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind" for e in events), 10,
+              "monitor_behind for the lapped gate")
+        _drain(notify)  # the pets sent before the alarm
+        _wait(lambda: any(isinstance(e, Heartbeat) and "behind" in e.health for e in events), 10,
+              "a heartbeat saying the monitor is behind")
+        assert detector.stalled.is_set() and service.ring.end < cry_s * SAMPLE_RATE
+        [raised] = [e.alarm for e in events if isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind"]
+        assert "overwrote audio the gate had not read" in raised.message
+        assert _drain(notify) == 0, "the watchdog was petted while the ring lapped the gate"
+    finally:
+        service.request_stop()  # catching up and hearing the next cry: the test above
+        detector.release()
+        runner.join(60)
+    assert events[-1].failed is None
+
+
+def _drain(sock: socket.socket) -> int:
+    """Datagrams waiting on a non-blocking socket, read and counted."""
+    count = 0
+    while True:
+        try:
+            sock.recv(4096)
+        except BlockingIOError:
+            return count
+        count += 1
+
+
 def test_on_the_virtual_microphone_a_stall_longer_than_the_ring_is_an_alarm_then_a_cry_is_heard(
         virtual_mic, settings, models, held_out, tmp_path):
     """The issue's live case: one stall of the detector longer than the ring, then a pain cry played
@@ -180,7 +231,7 @@ def test_on_the_virtual_microphone_a_stall_longer_than_the_ring_is_an_alarm_then
     detector = StallingDetector(models.detector)
     events: list = []
     configured = settings.with_overrides(
-        audio={"input": "mic", "ring_seconds": 6.0}, service={"bed": "bed-mic", "max_lag_s": 3.0},
+        audio={"input": "mic", "ring_seconds": 10.0}, service={"bed": "bed-mic", "max_lag_s": 3.0},
         alerts={"technical_min_s": 0.0}, store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
         bus={"endpoint": free_endpoint(), "heartbeat_s": 0.2})
     service = Service(configured, models=replace(models, detector=detector), on_message=lambda m: events.append(m.event))
@@ -256,16 +307,17 @@ def test_stdout_and_stderr_nobody_reads_stall_neither_detection_nor_sigterm(tmp_
         os.close(err_read)
 
 
-def _truncated_flac(cries_index, tmp_path):
-    """A real cry's FLAC cut to a third of its bytes (synthesised audio when the data is absent)."""
-    whole = tmp_path / "whole.flac"
-    if CRIES.is_dir():
+def _truncated(cries_index, tmp_path, kind: str):
+    """A real cry's FLAC, or the same cry as a WAV or AIFF, cut to a third of its bytes (synthesised audio when the
+    data is absent). libsndfile plays a WAV or AIFF cut short as if it were complete: only its header says more."""
+    whole = tmp_path / f"whole.{kind}"
+    if cries_index is not None:
         [row] = pick(cries_index, 1, source="corvin", label="pain")
-        whole.write_bytes(cry_path(row).read_bytes())
+        samples = load_audio(cry_path(row))
     else:
-        tone = 0.3 * np.sin(2 * np.pi * 450 * np.arange(30 * SAMPLE_RATE) / SAMPLE_RATE)
-        soundfile.write(whole, tone.astype(np.float32), SAMPLE_RATE, format="FLAC")
-    cut = tmp_path / "cut.flac"
+        samples = (0.3 * np.sin(2 * np.pi * 450 * np.arange(30 * SAMPLE_RATE) / SAMPLE_RATE)).astype(np.float32)
+    soundfile.write(whole, samples, SAMPLE_RATE, format=kind.upper(), subtype=None if kind == "flac" else "PCM_16")
+    cut = tmp_path / f"cut.{kind}"
     data = whole.read_bytes()
     cut.write_bytes(data[: len(data) // 3])
     return cut
@@ -276,8 +328,20 @@ def index_or_none(request):
     return request.getfixturevalue("cries_index") if CRIES.is_dir() else None
 
 
-def test_a_file_that_breaks_off_ends_run_and_analyze_with_one_line_and_exit_2(index_or_none, tmp_path):
-    cut = _truncated_flac(index_or_none, tmp_path)
+def test_a_wav_or_aiff_holding_less_than_its_header_declares_breaks_off_where_it_ends(tmp_path):
+    from monitor.audio import AudioError, stream_audio
+
+    for kind in ("wav", "aiff"):
+        cut = _truncated(None, tmp_path, kind)
+        played = []
+        with pytest.raises(AudioError, match=r"breaks off after 10\.0 s of 30\.0 s .*truncated or damaged"):
+            played.extend(stream_audio(cut))
+        assert 9.9 * SAMPLE_RATE < sum(map(len, played)) <= 10 * SAMPLE_RATE  # what it holds is played first
+
+
+@pytest.mark.parametrize("kind", ["flac", "wav"])
+def test_a_file_that_breaks_off_ends_run_and_analyze_with_one_line_and_exit_2(index_or_none, tmp_path, kind):
+    cut = _truncated(index_or_none, tmp_path, kind)
     analyzed = run_crywatch("analyze", str(cut), timeout=60)
     assert analyzed.returncode == 2 and "Traceback" not in analyzed.stderr
     [line] = analyzed.stderr.strip().splitlines()

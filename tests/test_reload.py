@@ -2,13 +2,19 @@
 change without a gap in monitoring; keys that need a restart are named; a bad file changes nothing. A real
 `crywatch run`."""
 import json
+import os
 import re
+import select
+import shutil
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from monitor.classify import Classifier, Head
 from monitor.config import AlertSettings
@@ -93,3 +99,92 @@ def test_a_reloaded_threshold_applies_to_the_next_windows_evidence_and_a_dropped
     raw = np.array([0.2, 0.5, 0.3])
     prediction = classifier.step(Embedding(window, raw, "test"), raw, {"pain": 0.5, "hunger": -0.5})
     assert prediction.evidence == {"pain": 0.5}
+def _unprivileged() -> list[str]:
+    """A prefix that runs a command without the capabilities that let root read any file: a file of mode 000 is
+    then unreadable to it, as it is to the service's own user."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("as root, needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search", "--"]
+
+
+def _monitor(config, tmp_path, *more: str, unprivileged: bool = True) -> list[str]:
+    command = crywatch_command("--config", str(config), "--log-level", "info", "run", "--headless",
+                               "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", free_endpoint(), *more)
+    return [*_unprivileged(), *command] if unprivileged else command
+
+
+def test_an_unreadable_config_at_start_is_one_line_and_exit_2(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[alerts]\nrepeat_s = 30\n")
+    config.chmod(0)
+    result = subprocess.run(_monitor(config, tmp_path, "--input", "scenario:quiet"), cwd=PROJECT_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"crywatch: error: config file {config} cannot be read (Permission denied): give the user running crywatch "
+        "read access to it (and to its folder)"]
+
+
+def test_sighup_with_an_unreadable_config_is_refused_and_monitoring_goes_on(tmp_path):
+    """The fault: PermissionError's traceback, exit 1, no stopped status, the open episode never closed."""
+    config = tmp_path / "config.toml"
+    config.write_text("[alerts]\nrepeat_s = 30\n")
+    process = subprocess.Popen(_monitor(config, tmp_path, "--input", "scenario:nicu", "--speed", "6"),
+                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = _Lines(process.stdout)
+    try:
+        output.wait_for(r"cry episode 1 started", timeout=120)  # the scenario's cry is 20 s in: an episode is open
+        config.chmod(0)
+        process.send_signal(signal.SIGHUP)
+        refused = output.wait_for(r"\] reload_refused")
+        assert f"config file {config} cannot be read (Permission denied)" in refused
+        config.chmod(0o600)
+        process.send_signal(signal.SIGHUP)
+        assert "applied=[]" in output.wait_for(r"\] reloaded")
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, "".join(output.lines)
+    finally:
+        process.kill()
+    output.wait_for(r"\] stopped \(reason=SIGTERM")
+    assert "Traceback" not in "".join(output.lines)
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        assert db.execute("select count(*) from episodes where end is null").fetchone()[0] == 0
+        assert db.execute("select count(*) from episodes").fetchone()[0] >= 1
+
+
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process `pid` has a handler of its own for `sig` (/proc's SigCgt mask)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught >> (sig - 1) & 1)
+
+
+def test_a_sighup_during_start_up_is_held_and_applied_once_the_monitor_runs(tmp_path):
+    """The fault: a SIGHUP before the service installed its handler (imports and models take seconds) ended
+    the monitor with exit 129. It is sent here as soon as monitor/cli.py holds it, and half a second after the
+    interpreter came up at the latest, long before the monitor listens."""
+    config = tmp_path / "config.toml"
+    config.write_text("[alerts]\nrepeat_s = 30\n")
+    process = subprocess.Popen(_monitor(config, tmp_path, "--input", "scenario:nicu", "--speed", "1", unprivileged=False),
+                               cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not _catches(process.pid, signal.SIGINT):  # Python's own handler: the interpreter is up
+            assert time.monotonic() < deadline and process.poll() is None, "the interpreter never came up"
+            time.sleep(0.005)
+        up = time.monotonic()
+        while not _catches(process.pid, signal.SIGHUP) and time.monotonic() < up + 0.5:
+            time.sleep(0.005)
+        assert not select.select([process.stdout], [], [], 0)[0], "the monitor had started already"
+        process.send_signal(signal.SIGHUP)
+        output = _Lines(process.stdout)
+        output.wait_for(r"\] listening", timeout=120)
+        assert "applied=[]" in output.wait_for(r"\] reloaded")
+        assert process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, "".join(output.lines)
+    finally:
+        process.kill()

@@ -4,6 +4,7 @@ against counts made from the SQLite file directly, its page opened in headless C
 import contextlib
 import io
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +26,18 @@ from monitor.audio import load_audio
 from monitor.bus import Envelope, Subscriber
 from monitor.bus.control import ControlRequest, send_request
 from monitor.cli import main
+from monitor.config import settings_from_dict
 from monitor.messages import (
+    Alarm,
     AlarmAcknowledged,
     AlarmRaised,
     EpisodeClosed,
     EpisodeOpened,
     EpisodeSummary,
     EpisodeUpdated,
+    Priority,
     ServiceStatus,
+    SpellAlarm,
 )
 from monitor.report import alarm_thresholds
 from monitor.report.figures import LONG_SPELL_S, Period, build_report, to_json
@@ -356,3 +362,53 @@ def test_the_spell_counts_cost_no_query_per_bed_or_interval(tmp_path):
     eight = f"sqlite:///{tmp_path / 'eight.db'}"
     _write_spells(eight, [(f"bed-{n}", start + n, *rest) for n in range(8) for _, start, *rest in SPELLS])
     assert statements(two, 12) == statements(eight, 12) == statements(eight, 48)
+HOSTILE_BED = r"cot $1^$ \frac"  # not valid mathtext: matplotlib used to raise parsing it
+
+
+def _one_hour_log(tmp_path, bed: str) -> tuple[str, datetime]:
+    """A real SQLite log of one bed: a run started an hour ago, one pain episode with an alarm. (url, now)"""
+    settings_from_dict({"service": {"bed": bed}})  # a bed name the config accepts
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    started = now - timedelta(hours=1)
+    writer = StoreWriter(open_engine(url), "run-1", bed, "mic", "acoustic-v2", "acoustic-v2",
+                         lambda s: started + timedelta(seconds=s))
+    episode = EpisodeSummary(1, 60.0, 70.0, 70.0, 60.5, "pain", {"not_cry": 0.2, "pain": 0.7}, {"not_cry": 0.4, "pain": 0.9},
+                             5, crying_s=10.0, bouts=1, alarms=(SpellAlarm("pain", 63.0, "high"),))
+    alarm = Alarm(1, "pain", False, Priority.HIGH, "PAIN CRY", (started + timedelta(seconds=63)).isoformat(), True, True,
+                  episode=1, probability=0.8)
+    at = lambda s: (started + timedelta(seconds=s)).isoformat()  # noqa: E731
+    writer.write([Envelope(bed, at(0), ServiceStatus(0, "started", {})),
+                  Envelope(bed, at(60), EpisodeOpened(60 * 16_000, replace(episode, end_s=None))),
+                  Envelope(bed, at(63), AlarmRaised(63 * 16_000, alarm)),
+                  Envelope(bed, at(70), EpisodeClosed(70 * 16_000, episode))])
+    return url, now
+
+
+def test_a_bed_name_holding_dollar_signs_is_drawn_as_text_and_the_page_is_made(tmp_path):
+    """The fault: matplotlib parsed the name as mathtext, an 84-line traceback and no page for the whole unit."""
+    url, now = _one_hour_log(tmp_path, HOSTILE_BED)
+    page = tmp_path / "report.html"
+    assert main(["report", "--db", url, "--since", (now - timedelta(hours=2)).isoformat(), "--until", now.isoformat(),
+                 "--out", str(page)]) == 0
+    html = page.read_text()
+    assert html_escape(HOSTILE_BED) in html and 'id="timeline-figure"' in html
+
+
+def test_a_period_longer_than_a_week_is_cut_to_its_last_week_and_the_page_says_so(tmp_path, caplog):
+    """The fault: `--since` six years back made a 20 MB page (a column per hour)."""
+    url, now = _one_hour_log(tmp_path, "bed-1")
+    since = now - timedelta(days=6 * 365)
+    page = tmp_path / "report.html"
+    with caplog.at_level(logging.WARNING, logger="monitor.cli"):
+        assert main(["report", "--db", url, "--since", since.isoformat(), "--until", now.isoformat(),
+                     "--out", str(page)]) == 0
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "monitor.cli"]
+    assert "a report covers at most 7 days, so this one covers the last 7" in warning
+    assert page.stat().st_size < 1_000_000
+    html = page.read_text()
+    assert f"The period asked for began {since:%Y-%m-%d %H:%M} UTC, 2190 days before its end" in html
+    assert f"{now - timedelta(days=7):%Y-%m-%d %H:%M:%S} to {now:%Y-%m-%d %H:%M:%S} UTC" in html
+    code, figures = _report_json("--db", url, "--since", since.isoformat(), "--until", now.isoformat())
+    assert code == 0 and figures["period"]["since"] == (now - timedelta(days=7)).isoformat()
+    assert figures["beds"][0]["alarms"][0]["label"] == "pain" and "at most 7 days" in figures["notes"][0]

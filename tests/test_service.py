@@ -1,5 +1,6 @@
 """The live driver end to end: real files and scenarios through the threads, a real SQLite file,
 real ZeroMQ sockets, real signals."""
+import dataclasses
 import signal
 import socket
 import sqlite3
@@ -17,7 +18,7 @@ from monitor.messages import AlarmRaised, EpisodeClosed, EpisodeOpened, Heartbea
 from monitor.pipeline import Models
 from monitor.service import Service
 from monitor.store import annotate, list_episodes, open_engine
-from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick
+from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick, two_cries
 from train.heads.site import evaluate_site
 
 
@@ -73,6 +74,47 @@ def test_a_real_cry_file_gives_an_episode_row_and_bus_events(settings, models, c
         states = [k for (k,) in db.execute("select kind from service_events order by id")]
         assert states == ["started", "stopped"]
         assert db.execute("select count(*) from windows").fetchone()[0] >= 3
+
+
+def test_at_speed_0_a_cry_alarm_points_at_the_episode_its_windows_typed(settings, models, cries_index, tmp_path):
+    """The fault: at --speed 0 the playback and the detector run ahead of the embedder, so the second cry's
+    onset reached the episode tracker before the first cry's windows did. It closed the first episode untyped
+    ("cry", 0 windows), and the pain alarm those windows raised then pointed at it; `analyze` typed it pain. The
+    first cry gives 7 windows: its pain evidence may decide from 4 here (8 by default), so that they raise it."""
+    from monitor.analyze import analyze_file
+
+    settings = dataclasses.replace(settings, alerts=dataclasses.replace(settings.alerts, min_windows=4))
+
+    path = tmp_path / "two_cries.wav"
+    soundfile.write(path, two_cries(cries_index), 16_000)
+    second_onset = threading.Event()
+
+    class HeldEmbedder:
+        """The shipped embedder, whose first call waits until the second cry's episode has opened: the order
+        the probe met by chance (a busy embedder), made certain here."""
+
+        def __getattr__(self, name):
+            return getattr(models.embedder, name)
+
+        def embed(self, clips):
+            assert second_onset.wait(60), "the second cry's onset never came before its first window"
+            return models.embedder.embed(clips)
+
+    def on_message(envelope):
+        if isinstance(envelope.event, EpisodeOpened) and envelope.event.episode.number == 2:
+            second_onset.set()
+
+    held = dataclasses.replace(models, embedder=HeldEmbedder())
+    summary = _service(settings, tmp_path, str(path), models=held, on_message=on_message).run()
+    assert summary.failed is None
+    analyzed = analyze_file(path, settings, models)["episodes"]
+    with sqlite3.connect(tmp_path / "log.db") as db:
+        logged = db.execute("select id, label, windows, alerted from episodes order by start").fetchall()
+        alarms = db.execute("select label, episode_id from alarms where technical = 0").fetchall()
+    assert [(label, bool(alerted)) for _, label, _, alerted in logged] == [(e["label"], e["alert"]) for e in analyzed]
+    assert [(label, windows > 0) for _, label, windows, _ in logged] == [("pain", True), ("pain", True)]
+    # The second cry's pain alert finds the first one's alarm still latched: one alarm, the first episode's.
+    assert alarms == [("pain", logged[0][0])]
 
 
 @pytest.mark.parametrize("scenario, cry", [("nicu", True), ("quiet", False)])

@@ -45,6 +45,7 @@ from monitor.store import (
     utc,
 )
 from monitor.store.database import MIGRATIONS, Base
+from tests.conftest import run_crywatch
 from train.heads.site import evaluate_site
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
@@ -387,3 +388,13 @@ def test_a_disk_that_fills_while_the_log_is_created_leaves_nothing_half_made_and
     assert spool.flush() is True and spool.failing is None
     roomy.dispose()
     assert _at_head(f"sqlite:///{full}")
+
+
+def test_the_client_keys_passphrase_given_as_sslpassword_is_never_shown():
+    """The fault: `?sslpassword=` (libpq's passphrase for the client key) was printed as it was."""
+    url = "postgresql+psycopg://nurse@127.0.0.1:1/crywatch?sslmode=disable&sslpassword=s3cret"
+    assert redact_url(url) == "postgresql+psycopg://nurse@127.0.0.1:1/crywatch?sslmode=disable&sslpassword=***"
+    pytest.importorskip("psycopg", reason="needs psycopg (pip install -e '.[dev]')")
+    result = run_crywatch("episodes", "--db", url)  # nobody listens on port 1: the error quotes the URL
+    assert result.returncode == 2 and "sslpassword=***" in result.stderr, result.stderr
+    assert "s3cret" not in result.stderr + result.stdout

@@ -316,9 +316,18 @@ def test_crywatch_run_draws_the_dashboard_in_a_real_terminal_and_logs_only_after
         shown = terminal.wait_for(lambda shown: "MONITOR STOPPED: end of input" in shown, 40)
         assert "MEDIUM CRYING" in shown and "monitor stopped" in shown and NO_SIGNAL not in shown
         assert "crywatch:" not in shown and "refused" not in shown, shown  # nothing logged over the screen
-        after = terminal.quit("crywatch: stopped after")
+        subprocess.run(["tmux", "send-keys", "-t", terminal.session, "a"], check=True)  # as at the end of `make demo`
+        terminal.wait_for(lambda shown: "initials" in shown.lower(), 10)
+        subprocess.run(["tmux", "send-keys", "-t", terminal.session, "JD", "Enter"], check=True)
+        terminal.wait_for(lambda shown: "HIGH PAIN CRY" not in shown, 10)
+        after = terminal.quit("  episode 1: ")
         assert done.read_text().strip() == "0"
         assert "crywatch: WARNING monitor.control: control request refused: " in after, after  # kept, not lost
+        # What the dashboard held is written before the closing summary, never inside it (it once was).
+        lines = after.splitlines()
+        summary = next(i for i, line in enumerate(lines) if line.startswith("crywatch: stopped after"))
+        assert lines[summary + 1].startswith("  episode 1: "), after
+        assert any("(left by the stopped monitor) acknowledged by JD" in line for line in lines[:summary]), after
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
@@ -593,3 +602,110 @@ def test_alarms_a_stopped_monitor_left_survive_a_lost_clear_and_its_restart():
         asyncio.run(scenario())
     finally:
         publisher.close()
+
+
+def test_the_review_detail_cuts_a_long_run_description_between_words_and_gives_the_head_its_own_line(tmp_path):
+    """The fault: the description was cut at 48 characters, mid-word, straight into the next field:
+    "... NICU bedside: ro, head acoustic-v2"."""
+    from monitor.audio import InputSpec, open_source
+
+    source = open_source(InputSpec.parse("scenario:nicu", ""), 0.0, 50).description
+    engine = open_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    writer = StoreWriter(engine, "run-1", "bed-3", source, "acoustic-v2", "acoustic-v2", lambda s: T0 + timedelta(seconds=s))
+    writer.write([_envelope(EpisodeOpened(38_400, _episode(None))), _envelope(EpisodeClosed(96_000, _episode(6.0)))])
+
+    async def scenario():
+        app = ReviewApp(engine, EpisodeFilter(), export_dir=tmp_path)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = app.screen
+            await _wait_for(pilot, lambda: screen.episodes)
+            detail = screen.query_one("#review-detail").render()
+            lines = str(detail).splitlines()
+            [described] = [line for line in lines if line.startswith("SYNTHETIC scenario")]
+            assert described.endswith(" …") and source.startswith(described.removesuffix(" …"))
+            assert source[len(described) - 2] == " ", "cut mid-word"
+            assert lines[lines.index(described) + 1] == "head acoustic-v2"
+            await pilot.press("escape")
+
+    asyncio.run(scenario())
+
+
+def _acknowledged_in_log(db: Path) -> list[tuple[str, str | None, str | None]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("select run_id, acknowledged_by, acknowledged from alarms where technical = 0").fetchall()
+
+
+def test_an_alarm_acknowledged_after_its_monitor_stopped_is_in_its_log_and_the_report_counts_it(settings, models,
+                                                                                                 tmp_path):
+    """The fault: the acknowledgement never reached the monitor's log, and the next shift report showed the alarm
+    "never acknowledged". A dashboard that can write the log (`crywatch run`'s own, or `--db`) stores it at once."""
+    from monitor.report.figures import Period, build_report
+
+    since = datetime.now(timezone.utc) - timedelta(minutes=1)
+    service = _scenario_service(settings, models, tmp_path, "bed-9", speed=0.0)
+    runner = threading.Thread(target=service.run)
+
+    async def scenario():
+        app = CryWatchApp([service.bus_endpoint], review_db=f"sqlite:///{tmp_path / 'log.db'}")
+        async with app.run_test(size=(120, 40)) as pilot:
+            runner.start()
+            await _wait_for(pilot, lambda: "bed-9" in app.beds and app.beds["bed-9"].left, 60)
+            runner.join(timeout=30)
+            assert [by for _, by, _ in _acknowledged_in_log(tmp_path / "log.db")] == [None]
+            await pilot.press("a")
+            await pilot.press("j", "d", "enter")
+            await _wait_for(pilot, lambda: _acknowledged_in_log(tmp_path / "log.db")[0][1] == "JD", 10)
+            assert not app.late
+            await pilot.press("q")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.request_stop()
+        runner.join(timeout=30)
+    report = build_report(open_engine(f"sqlite:///{tmp_path / 'log.db'}"),
+                          Period(since, datetime.now(timezone.utc) + timedelta(minutes=10)), {})
+    response = report.beds[0].response
+    assert response.never_acknowledged == 0 and response.raised_to_acknowledged.acknowledged == 1
+
+
+def test_an_alarm_acknowledged_after_its_monitor_stopped_reaches_its_log_through_its_next_run(settings, models,
+                                                                                               tmp_path):
+    """A dashboard without the log (another PC, another user): it keeps the acknowledgement and hands it to the
+    bed's monitor when that runs again, which stores it in its log; another dashboard stops holding the alarm."""
+    service = _scenario_service(settings, models, tmp_path, "bed-9", speed=0.0)
+    runner = threading.Thread(target=service.run)
+    later: list[Service] = []
+    second = threading.Thread(target=lambda: later[0].run())
+
+    async def scenario():
+        app, other = CryWatchApp([service.bus_endpoint]), CryWatchApp([service.bus_endpoint])
+        async with app.run_test(size=(120, 40)) as pilot, other.run_test(size=(120, 40)) as other_pilot:
+            runner.start()
+            await _wait_for(pilot, lambda: "bed-9" in app.beds and app.beds["bed-9"].left, 60)
+            await _wait_for(other_pilot, lambda: "bed-9" in other.beds and other.beds["bed-9"].left, 10)
+            runner.join(timeout=30)
+            await pilot.press("a")
+            await pilot.press("j", "d", "enter")
+            await _wait_for(pilot, lambda: app.late.get("bed-9"), 10)  # no log here: kept for the next run
+            assert [by for _, by, _ in _acknowledged_in_log(tmp_path / "log.db")] == [None]
+            later.append(Service(settings.with_overrides(  # the bed's monitor again, on the same bus and log
+                audio={"input": "scenario:quiet", "speed": 1.0}, store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
+                bus={"endpoint": service.bus_endpoint}, service={"bed": "bed-9"}), models=models))
+            second.start()
+            await _wait_for(pilot, lambda: not app.late["bed-9"], 60)
+            await _wait_for(pilot, lambda: _acknowledged_in_log(tmp_path / "log.db")[0][1] == "JD", 10)
+            await _wait_for(other_pilot, lambda: not other.beds["bed-9"].left, 10)
+            await pilot.press("q")
+            await other_pilot.press("q")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for monitor in (service, *later):
+            monitor.request_stop()
+        runner.join(timeout=30)
+        if second.ident is not None:
+            second.join(timeout=30)
+    [(run_id, by, when)] = _acknowledged_in_log(tmp_path / "log.db")
+    assert run_id == service.run_id != later[0].run_id and by == "JD" and when is not None

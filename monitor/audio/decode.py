@@ -5,8 +5,9 @@ Block by block, so memory does not grow with a file's length; soundfile decodes 
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 import soundfile
@@ -57,12 +58,57 @@ def stream_audio(path: str | Path, block_s: float = 8.0,
         _LOGGER.warning("audio file %s is 8-bit (%s): its quantisation hiss, about 48 dB under full scale, is "
                         "outside what the models were trained on and shifts cry types (pain probabilities rise); "
                         "record or convert at 16 bits", path, handle.subtype)
-    return _decoded(handle, path, block_s, on_nonfinite)
+    return _decoded(handle, path, block_s, on_nonfinite, declared_frames(path))
+
+
+def declared_frames(path: Path) -> int | None:
+    """The frame count a WAV (RIFF, RIFX) or AIFF header promises, None for other formats or a header that does
+    not say (a streaming writer's placeholder). libsndfile counts only the frames the file holds, so a WAV cut
+    short plays as if it were complete; this is what it should have held."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if head[:4] in (b"RIFF", b"RIFX") and head[8:12] == b"WAVE":
+                return _wav_frames(f, "<" if head[:4] == b"RIFF" else ">")
+            if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                return _aiff_frames(f)
+    except (OSError, struct.error):
+        pass  # libsndfile has read the file: an odd header is its business, not a truncation
+    return None
+
+
+def _chunks(f: BinaryIO, order: str) -> Iterator[tuple[bytes, int, int]]:
+    """(id, size, offset of the body) of each chunk after a RIFF/AIFF file's 12-byte header."""
+    while len(header := f.read(8)) == 8:
+        chunk, size = header[:4], struct.unpack(order + "I", header[4:])[0]
+        offset = f.tell()
+        yield chunk, size, offset
+        f.seek(offset + size + (size & 1))  # chunks are padded to an even size
+
+
+def _wav_frames(f: BinaryIO, order: str) -> int | None:
+    block_align = None
+    for chunk, size, offset in _chunks(f, order):
+        if chunk == b"fmt ":
+            block_align = struct.unpack(order + "H", f.read(14)[12:14])[0]
+        elif chunk == b"data":
+            if not block_align or size in (0, 0xFFFFFFFF):  # unknown, or a placeholder never filled in
+                return None
+            return size // block_align
+    return None
+
+
+def _aiff_frames(f: BinaryIO) -> int | None:
+    for chunk, _size, _offset in _chunks(f, ">"):
+        if chunk == b"COMM":
+            return struct.unpack(">hI", f.read(6))[1]
+    return None
 
 
 def _decoded(handle: soundfile.SoundFile, path: Path, block_s: float,
-             on_nonfinite: Callable[[int], None] | None) -> Iterator[np.ndarray]:
-    """Raises AudioError where the file stops decoding (truncated, corrupt), after the blocks before it."""
+             on_nonfinite: Callable[[int], None] | None, declared: int | None) -> Iterator[np.ndarray]:
+    """Raises AudioError where the file stops decoding (truncated, corrupt), after the blocks before it, and
+    where a WAV or AIFF holds fewer frames than its header declares (`declared`)."""
     rate = handle.samplerate
     resampler = None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32",
                                                                         quality="HQ")
@@ -85,6 +131,10 @@ def _decoded(handle: soundfile.SoundFile, path: Path, block_s: float,
                 yield np.ascontiguousarray(tail, dtype=np.float32)
     if nonfinite:
         _LOGGER.warning("audio file %s: %d non-finite samples (NaN/Inf) set to 0", path, nonfinite)
+    if declared is not None and declared > handle.frames:
+        raise AudioError(f"audio file {path} breaks off after {handle.frames / rate:.1f} s of {declared / rate:.1f} s "
+                         "(its header declares more than the file holds): it is truncated or damaged; copy or record "
+                         "it again")
 
 
 def _blocks_or_fail(handle: soundfile.SoundFile, path: Path, block: int) -> Iterator[np.ndarray]:

@@ -18,7 +18,7 @@ import os
 import stat
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Literal
 from urllib.parse import urlsplit
@@ -32,6 +32,10 @@ from monitor.messages import Alarm
 _LOGGER = logging.getLogger("monitor.control")  # the journal's name for these lines, as before the package
 OWN_SOCKET = "ipc://*"  # the default: a control socket of this monitor's own in control_directory()
 SOCKET_MODE = 0o660  # the service's user and group may connect (connecting needs write access), nobody else
+# A request is a few hundred bytes. ZeroMQ drops a bigger one unread (ZMQ_MAXMSGSIZE) and the sender's REQ gets no
+# answer: a 50 MB request once came back as a 50 MB log line and a 50 MB reply.
+MAX_REQUEST_BYTES = 16 * 1024
+SHOWN_CHARS = 300  # of a refusal, quoted back to the dashboard and logged
 _WILDCARD_HOSTS = ("*", "0.0.0.0", "::", "[::]")
 
 
@@ -44,6 +48,9 @@ class ControlRequest:
     by: str  # staff initials
     alarm: int | None = None  # None: every unacknowledged alarm of that monitor
     v: int = SCHEMA_VERSION
+    # An alarm an earlier run of this monitor left when it stopped, acknowledged on a dashboard since (by `by`, at
+    # its acknowledged_time): the running monitor stores that in its log.
+    earlier: Alarm | None = None
 
 
 @dataclass(frozen=True)
@@ -70,12 +77,22 @@ def control_directory() -> Path:
             folder.mkdir(mode=0o750, exist_ok=True)
         except OSError as exc:
             raise BusError(f"cannot make the control socket's folder {folder} ({exc}): set [bus] control") from exc
-    info = folder.lstat()
+    _check_closed(folder)
+    return folder
+
+
+def _check_closed(folder: Path) -> None:
+    """A control socket's folder must be this user's and closed to others: in one anyone could enter or write,
+    another user could reach the socket, or replace it and forge the monitor's answers."""
+    try:
+        info = folder.lstat()
+    except OSError as exc:
+        raise BusError(f"the control socket's folder {folder} cannot be used ({exc.strerror or exc}): create it, "
+                       "closed to others, or set [bus] control") from exc
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o007:
         raise BusError(f"{folder} is not a folder of this user's closed to others (mode {stat.S_IMODE(info.st_mode):o}): "
                        "any user could reach or replace the control socket there; chmod o-rwx it (the unit sets "
                        "RuntimeDirectoryMode=0750) or set [bus] control")
-    return folder
 
 
 def _remove_dead_sockets(folder: Path) -> None:
@@ -100,7 +117,15 @@ class ControlServer:
             folder = control_directory()
             _remove_dead_sockets(folder)
             endpoint = f"ipc://{folder / f'control-{os.getpid()}-{uuid.uuid4().hex[:8]}.sock'}"
-        self._socket, self.endpoint = bind(zmq.REP, endpoint, "control endpoint", "control", 0, context, secure)
+        elif endpoint.startswith("ipc://"):  # a socket named in [bus] control: its folder is held to the same rule
+            _check_closed(Path(endpoint.removeprefix("ipc://")).parent)
+
+        def limited(socket: zmq.Socket) -> None:
+            socket.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+            if secure is not None:
+                secure(socket)
+
+        self._socket, self.endpoint = bind(zmq.REP, endpoint, "control endpoint", "control", 0, context, limited)
         if self.endpoint.startswith("ipc://"):
             try:  # made under the process's umask: opened to the group (0077 under systemd), closed to others
                 os.chmod(self.endpoint.removeprefix("ipc://"), SOCKET_MODE)
@@ -123,13 +148,14 @@ class ControlServer:
         try:
             request = msgspec.json.decode(body, type=ControlRequest)
         except (msgspec.MsgspecError, RecursionError) as exc:
-            reply = ControlReply(False, f"malformed control request: {str(exc)[:200]}")
+            reply = ControlReply(False, f"malformed control request: {exc}")
         else:
             if request.v != SCHEMA_VERSION:
                 reply = ControlReply(False, f"control request of schema {request.v}, this monitor speaks {SCHEMA_VERSION}")
             else:
                 reply = self._handler(request)
         if not reply.ok:
+            reply = replace(reply, error=bounded(reply.error))
             self._refusals.add(f"control request refused: {reply.error}")
         self._socket.send(msgspec.json.encode(reply))
         return True
@@ -138,6 +164,11 @@ class ControlServer:
         self._socket.close()
         if self.endpoint.startswith("ipc://"):  # now, not whenever ZeroMQ's I/O thread gets to it
             Path(self.endpoint.removeprefix("ipc://")).unlink(missing_ok=True)
+
+
+def bounded(text: str, limit: int = SHOWN_CHARS) -> str:
+    """`text`, or its first `limit` characters and how long it was: what a refused request quotes stays small."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def reachable(control: str, bus_endpoint: str) -> str:

@@ -135,6 +135,7 @@ class Gate:
         self._last_start: int | None = None
         self.dropped_windows = 0  # windows skipped because the reader fell behind the ring
         self.skipped = 0  # samples never judged: skipped to catch up with the newest audio
+        self.laps = 0  # times the ring overwrote audio before it was read (part of `skipped`)
 
     @property
     def needed_from(self) -> int:
@@ -154,6 +155,8 @@ class Gate:
         `behind_limit` samples behind the newest audio skips ahead (a live input cannot wait for it)."""
         end = ring.end  # once: the writer may add more while this call reads
         resume = ring.oldest if self.fed < ring.oldest else None  # fell behind the writer: the rest is lost
+        if resume is not None:
+            self.laps += 1
         if behind_limit is not None and end - self.decided_to > behind_limit:
             resume = end - behind_limit // 4  # what is left of the stall: judged afresh, with a little context
         if resume is not None:

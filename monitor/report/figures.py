@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
@@ -24,6 +24,9 @@ UNIT = "unit"  # the figures of all beds together
 LONG_SPELL_S = 600.0  # "spells over 10 minutes": longer than this from the first cry frame to the last, pauses included
 SCORING_INTERVAL = timedelta(hours=3)  # the report counts spells per interval of this, from the period's start
 MAP_POINTS = 10_000  # windows drawn on the embedding map at most (an even subsample beyond: the page stays fast)
+# The page has a column per hour of its period (six years once made a 20 MB page): a longer period is cut to its
+# last MAX_PERIOD, and the page says so.
+MAX_PERIOD = timedelta(days=7)
 _END_STATES = ("stopped", "failed")  # a run that logged neither is running, or was killed
 
 
@@ -494,6 +497,7 @@ def build_report(engine: Engine, period: Period, thresholds: dict[str, float], e
     """The figures of `period`. "Why this decision" is shown for `episode_ids` if given, otherwise for
     the newest episodes that raised an alarm or were reviewed (at most `max_decisions`)."""
     now = now or datetime.now(timezone.utc)
+    period, shortened = bounded(period)
     episodes = _episodes(engine, period)
     with Session(engine) as session:
         alarms = _alarms(session, period)
@@ -512,7 +516,18 @@ def build_report(engine: Engine, period: Period, thresholds: dict[str, float], e
         decisions = _decisions(session, chosen, alarms, thresholds)
     left_out = 0 if episode_ids else max(0, len([ep for ep in episodes if ep.alarm or ep.verdict is not None]) - max_decisions)
     return Report(period, now, [_unit(beds, period), *beds], embedding_map, decisions,
-                  left_out, notes)
+                  left_out, [*shortened, *notes])
+
+
+def bounded(period: Period) -> tuple[Period, list[str]]:
+    """`period`, or its last MAX_PERIOD if it is longer, with a note saying so."""
+    if period.until - period.since <= MAX_PERIOD:
+        return period, []
+    kept = replace(period, since=period.until - MAX_PERIOD)
+    return kept, [f"The period asked for began {period.since:%Y-%m-%d %H:%M} UTC, {(period.until - period.since).days} "
+                  f"days before its end; a report covers at most {MAX_PERIOD.days} days, so this one covers the last "
+                  f"{MAX_PERIOD.days} (from {kept.since:%Y-%m-%d %H:%M} UTC). For earlier days, run it again with "
+                  "--since and --until."]
 
 
 def to_json(report: Report) -> dict[str, Any]:

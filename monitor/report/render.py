@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from itertools import cycle
 
 import jinja2
+import matplotlib
 from matplotlib import dates as mdates
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure
@@ -168,6 +169,13 @@ def decision(figures: Decision, palette: _Palette) -> str | None:
 
 
 def render_html(report: Report) -> str:
+    # Bed names, cry types and verdicts are text, never mathtext: a bed called "cot $1^$" stopped the whole page.
+    # Tick labels are made while a figure is saved, so the setting holds until every figure is drawn.
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _render_html(report)
+
+
+def _render_html(report: Report) -> str:
     palette = _Palette()
     beds = [b for b in report.beds if b.bed != UNIT]
     environment = jinja2.Environment(loader=jinja2.PackageLoader("monitor.report", "templates"),

@@ -120,6 +120,9 @@ class SpellTracker:
         self._typed_to = 0  # end of the newest window classified
         self.current: Spell | None = None
         self._last_closed: Spell | None = None  # late windows may still belong to it
+        # Closed by a new onset before the windows that type them came (frames reach the tracker before the
+        # embedder's windows, far before when a file plays at speed 0): typed by those windows when they come.
+        self._untyped: list[Spell] = []
 
     # -- settings ------------------------------------------------------------------------------
     def reconfigure(self, alerts: AlertSettings, rules: dict[str, EvidenceRule]) -> None:
@@ -254,6 +257,7 @@ class SpellTracker:
         window = prediction.window
         self._typed_to = max(self._typed_to, window.end)
         spell = self._owner(window)
+        self._untyped = [s for s in self._untyped if self._typed_to < s.end]  # typed up to their end from now on
         if spell is None or not window.gated:
             return events
         spell.sums += prediction.smoothed
@@ -276,11 +280,14 @@ class SpellTracker:
         return events
 
     def _owner(self, window: Window) -> Spell | None:
-        """The open spell the window overlaps, else the last closed one if the window began inside it (frames
-        run ahead of the embedder: a new onset may close a spell before its last windows are typed)."""
-        current, last = self.current, self._last_closed
-        if last is not None and (current is None or window.start < current.start) and window.start < last.end:
-            return last
+        """The open spell the window overlaps, unless the window began before it and inside a closed one: the
+        oldest of those closed before they were typed, else the last closed (frames run ahead of the embedder:
+        new onsets may close spells before their last windows are typed)."""
+        current = self.current
+        if current is None or window.start < current.start:
+            closed = next((s for s in self._untyped if window.start < s.end), self._last_closed)
+            if closed is not None and window.start < closed.end:
+                return closed
         if current is not None and window.start < current.end and window.end > current.start:
             return current
         return None
@@ -308,6 +315,8 @@ class SpellTracker:
         assert spell is not None
         self.current = None
         self._last_closed = spell
+        if self._typed_to < spell.end:
+            self._untyped.append(spell)
         ended: list[PipelineEvent] = [AlertEnded(spell.end, kind, "spell ended", spell.number)
                                       for kind in spell.alerts_raised()]
         return [*ended, EpisodeClosed(spell.end, spell.summary(open_=False))]

@@ -9,6 +9,7 @@ from monitor.store.database import (
     Spool,
     StoreError,
     StoreWriter,
+    acknowledge_in_log,
     annotate,
     close_interrupted,
     connect,
@@ -23,6 +24,7 @@ from monitor.store.database import (
 )
 from monitor.store.verdicts import agreement, to_csv
 
-__all__ = ["EpisodeFilter", "Spool", "StoreError", "StoreWriter", "agreement", "annotate", "close_interrupted", "connect",
+__all__ = ["EpisodeFilter", "Spool", "StoreError", "StoreWriter", "acknowledge_in_log", "agreement", "annotate",
+           "close_interrupted", "connect",
            "episode_embeddings", "episode_windows", "list_episodes", "monitored_seconds", "open_engine", "prepare",
            "redact_url", "to_csv", "utc"]

@@ -207,7 +207,8 @@ def redact_url(text: str) -> str:
     """A URL (or a message quoting one) with any password replaced, as user:password@ or as a query
     parameter (?password=): errors end up in journald."""
     text = re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
-    return re.sub(r"(\b(?:password|passwd|pwd)=)[^&\s'\"]*", r"\1***", text, flags=re.IGNORECASE)
+    # Any key ending so: libpq's sslpassword (the client key's passphrase) as well as password.
+    return re.sub(r"(\b\w*(?:password|passwd|pwd)=)[^&\s'\"]*", r"\1***", text, flags=re.IGNORECASE)
 
 
 def _create_private(path: str | None) -> None:
@@ -283,19 +284,21 @@ class StoreWriter:
         self._log_windows = log_windows
         self._episode_ids: dict[int, int] = {}
         self._alarm_ids: dict[int, int] = {}
+        self._alarm_raised: dict[int, str] = {}  # this run's alarms' raised times: ids start at 1 in every run
         self._current_episode: int | None = None
         self._last_window: tuple[int, float] | None = None  # (row id, start_s) of the newest window row
 
     def write(self, envelopes: list[Envelope]) -> None:
         """One transaction per batch: what was handed over is either all stored or raises, and then
         this writer is as it was before (row ids given out by the failed transaction are forgotten)."""
-        saved = dict(self._episode_ids), dict(self._alarm_ids), self._current_episode, self._last_window
+        saved = (dict(self._episode_ids), dict(self._alarm_ids), dict(self._alarm_raised), self._current_episode,
+                 self._last_window)
         try:
             with Session(self._engine) as session, session.begin():
                 for envelope in envelopes:
                     self._apply(session, envelope)
         except BaseException:
-            self._episode_ids, self._alarm_ids, self._current_episode, self._last_window = saved
+            self._episode_ids, self._alarm_ids, self._alarm_raised, self._current_episode, self._last_window = saved
             raise
 
     def _apply(self, session: Session, envelope: Envelope) -> None:
@@ -318,6 +321,11 @@ class StoreWriter:
                     self._current_episode = row_id
                 elif self._current_episode == row_id:
                     self._current_episode = None
+            case AlarmAcknowledged(alarm=alarm) if self._alarm_raised.get(alarm.id) != alarm.raised_time:
+                # An alarm an earlier run left, acknowledged on a dashboard after that run stopped.
+                if not acknowledge_earlier(session, self._bed, alarm):
+                    _LOGGER.warning("alarm %d of %s raised %s, acknowledged by %s after its monitor stopped, is not in "
+                                    "this log", alarm.id, self._bed, alarm.raised_time, alarm.acknowledged_by)
             case AlarmRaised(alarm=alarm) | AlarmAnnounced(alarm=alarm) | AlarmAcknowledged(alarm=alarm) | \
                     AlarmSilenced(alarm=alarm):
                 self._alarm(session, alarm, envelope)
@@ -361,7 +369,43 @@ class StoreWriter:
         row.cleared = _parse(alarm.cleared_time) if alarm.cleared_time else None
         session.flush()
         self._alarm_ids[alarm.id] = row.id
+        self._alarm_raised[alarm.id] = alarm.raised_time
         return row
+
+
+def acknowledge_earlier(session: Session, bed: str, alarm: Alarm) -> bool:
+    """Staff's acknowledgement (`alarm.acknowledged_by`, `acknowledged_time`) of an alarm a run of `bed` logged
+    and cleared when it stopped: its row, found by its id in that run and when it was raised, gets it unless
+    it was acknowledged before. False if this log has no such alarm."""
+    row = session.scalars(select(AlarmRow).where(AlarmRow.bed == bed, AlarmRow.alarm == alarm.id,
+                                                 AlarmRow.raised == _parse(alarm.raised_time))).first()
+    if row is None:
+        return False
+    if row.acknowledged is None and alarm.acknowledged_time is not None:
+        row.acknowledged, row.acknowledged_by = _parse(alarm.acknowledged_time), alarm.acknowledged_by
+    return True
+
+
+def acknowledge_in_log(url: str, bed: str, alarm: Alarm) -> str | None:
+    """A dashboard's own way to `acknowledge_earlier`, where it can write the monitor's log: None once stored,
+    else why not. A log that is not there is not created (a dashboard's default URL may name no log at all)."""
+    shown = redact_url(url)
+    try:
+        engine = connect(url)
+    except StoreError as exc:
+        return str(exc)
+    try:
+        database = engine.url.database if engine.dialect.name == "sqlite" else None
+        if engine.dialect.name == "sqlite" and not (database and Path(database).is_file()):
+            return f"no log at {shown}"
+        with Session(engine) as session, session.begin():
+            if acknowledge_earlier(session, bed, alarm):
+                return None
+        return f"{shown} holds no alarm {alarm.id} of {bed} raised {alarm.raised_time}"
+    except SQLAlchemyError as exc:
+        return redact_url(f"{shown}: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")[:300]
+    finally:
+        engine.dispose()
 
 
 class Spool:

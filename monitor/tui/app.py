@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from textual import work
@@ -19,7 +20,7 @@ from monitor.alarms import AlarmError, check_initials
 from monitor.bus import BusError, Envelope, Subscriber, ThrottledWarning
 from monitor.bus.control import ControlRequest, Op, reachable, send_request
 from monitor.bus.keys import DashboardKeys, connect_securely
-from monitor.messages import Alarm, AlarmAnnounced, AlarmRaised
+from monitor.messages import Alarm, AlarmAnnounced, AlarmRaised, Heartbeat
 from monitor.tui.logs import held_while_on_screen
 from monitor.tui.state import NO_SIGNAL, BedView, apply, is_left, without_left
 from monitor.tui.widgets import AlertBanner, BedTile, EpisodesTable, InitialsScreen
@@ -27,6 +28,7 @@ from monitor.tui.widgets import AlertBanner, BedTile, EpisodesTable, InitialsScr
 _LOGGER = logging.getLogger(__name__)
 SILENT_AFTER_S = 3.0  # heartbeats come every second: three missed is a monitor in trouble
 RING_AGAIN_S = 30.0  # what the dashboard itself rings for rings again, like the monitors' own alarms
+LATE_RETRY_S = 10.0  # a late acknowledgement its monitor did not take is offered again after this long
 
 
 @dataclass
@@ -59,6 +61,10 @@ class CryWatchApp(App):
         self._rung: dict[str, float] = {}  # when each bed with an alarm only the dashboard keeps last rang
         self._stop_listening = threading.Event()
         self.bus_problems = 0  # unreadable bus messages shown so far
+        # Alarms staff acknowledged here after their monitor stopped, that no log holds yet: each goes to its bed's
+        # monitor when that runs again (its heartbeat names its control channel), which stores it in its log.
+        self.late: dict[str, list[Alarm]] = {}
+        self._late_tried: dict[str, float] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -106,6 +112,10 @@ class CryWatchApp(App):
         self.beds[bed] = apply(self.beds.get(bed, BedView(bed)), envelope)
         if isinstance(envelope.event, (AlarmRaised, AlarmAnnounced)):
             self.bell()
+        if isinstance(envelope.event, Heartbeat) and self.late.get(bed) and self.beds[bed].control \
+                and time.monotonic() - self._late_tried.get(bed, -LATE_RETRY_S) >= LATE_RETRY_S:
+            self._late_tried[bed] = time.monotonic()
+            self._deliver_late(reachable(self.beds[bed].control, message.endpoint), bed, list(self.late[bed]))
         self.render_state()
 
     def on_bus_problem(self, message: BusProblem) -> None:
@@ -203,6 +213,7 @@ class CryWatchApp(App):
                             alarm.message, by)
             self.notify(f"{bed}: alarm {alarm.id} acknowledged by {by}")
             self.render_state()
+            self._log_late(bed, replace(alarm, acknowledged_by=by, acknowledged_time=datetime.now(timezone.utc).isoformat()))
             return
         bus = next((endpoint for endpoint, its_bed in self._bed_of_endpoint.items() if its_bed == bed), "")
         self._send(reachable(self.beds[bed].control, bus), ControlRequest(op, by, alarm.id), bed)
@@ -218,6 +229,43 @@ class CryWatchApp(App):
             self.call_from_thread(self.notify, f"{bed}: alarm {request.alarm} {request.op}d by {request.by}")
         else:
             self.call_from_thread(self.notify, f"{bed}: {reply.error}", severity="error", timeout=10)
+
+    @work(thread=True)
+    def _log_late(self, bed: str, alarm: Alarm) -> None:
+        """An acknowledgement made after the alarm's monitor stopped, into that monitor's log so the shift report
+        counts it: at once where this dashboard can write the log (`--db`; `crywatch run`'s own dashboard), else
+        through the monitor when it runs again."""
+        from monitor.store import acknowledge_in_log, redact_url
+
+        why = acknowledge_in_log(self._review_db, bed, alarm) if self._review_db else "this dashboard has no log"
+        if why is None:
+            _LOGGER.info("%s: the acknowledgement of alarm %d by %s is in the log %s", bed, alarm.id,
+                         alarm.acknowledged_by, redact_url(self._review_db or ""))
+            return
+        _LOGGER.warning("%s: the acknowledgement of alarm %d by %s goes to its monitor's log when it runs again (%s)",
+                        bed, alarm.id, alarm.acknowledged_by, why)
+        self.call_from_thread(lambda: self.late.setdefault(bed, []).append(alarm))
+
+    @work(thread=True)
+    def _deliver_late(self, endpoint: str, bed: str, alarms: list[Alarm]) -> None:
+        for alarm in alarms:
+            by = alarm.acknowledged_by or ""
+            try:
+                reply = send_request(endpoint, ControlRequest("acknowledge", by, alarm.id, earlier=alarm),
+                                     secure=self._secure)
+            except BusError as exc:
+                _LOGGER.warning("%s: the late acknowledgement of alarm %d did not reach its monitor yet: %s", bed,
+                                alarm.id, exc)
+                return
+            if not reply.ok:  # refused for good (e.g. malformed): kept, and said
+                _LOGGER.error("%s: its monitor refused the late acknowledgement of alarm %d: %s", bed, alarm.id,
+                              reply.error)
+                continue
+            _LOGGER.info("%s: its monitor took the late acknowledgement of alarm %d by %s for its log", bed, alarm.id, by)
+            self.call_from_thread(self._delivered, bed, alarm)
+
+    def _delivered(self, bed: str, alarm: Alarm) -> None:
+        self.late[bed] = [a for a in self.late.get(bed, []) if a != alarm]
 
     def action_review(self) -> None:
         from monitor.store import EpisodeFilter, StoreError, open_engine
@@ -235,6 +283,11 @@ class CryWatchApp(App):
 
     def on_unmount(self) -> None:
         self._stop_listening.set()  # however the app ends, the subscriber thread must end too
+        for bed, alarms in self.late.items():
+            for alarm in alarms:  # nothing may be lost without a word: the journal keeps who acknowledged it, when
+                _LOGGER.error("%s: alarm %d (raised %s) acknowledged by %s at %s after its monitor stopped is in no log: "
+                              "its monitor did not run again while this dashboard was open", bed, alarm.id,
+                              alarm.raised_time, alarm.acknowledged_by, alarm.acknowledged_time)
 
 
 def _rings_here(view: BedView) -> bool:

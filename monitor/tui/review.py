@@ -4,6 +4,7 @@ pitch and alarms, a timeline of it from its stored windows, staff annotation, an
 from __future__ import annotations
 
 import json
+import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +34,8 @@ def spells_summary(episodes: list[dict]) -> str:
     return (f"{_spells(len(episodes))}: crying {duration(sum(ep['crying_s'] for ep in episodes))}, "
             f"{sum(ep['length_s'] > LONG_SPELL_S for ep in episodes)} over {LONG_SPELL_S / 60:g} min, "
             f"longest {duration(longest)}, high-pitched {duration(sum(ep['high_pitch_s'] for ep in episodes))}")
+
+_SOURCE_CHARS = 60  # of the run's input description in the detail box
 
 
 class ReviewScreen(Screen):
@@ -134,7 +137,9 @@ class ReviewScreen(Screen):
                   f"{episode['windows']} windows",
                   (f"review: [b]{review['verdict']}[/b] by {review['by']} {escape(review['note'])}" if review
                    else "not reviewed: c, n or o"),
-                  f"[dim]{escape(episode['source'][:48])}, head {escape(episode['head'])}[/dim]"]
+                  # Cut between words, marked, and the head on a line of its own: a cut mid-word ran into it.
+                  f"[dim]{escape(textwrap.shorten(episode['source'], _SOURCE_CHARS, placeholder=' …'))}[/dim]",
+                  f"[dim]head {escape(episode['head'])}[/dim]"]
         return "\n".join(lines)
 
     def action_review(self, verdict: str) -> None:

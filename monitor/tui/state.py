@@ -116,6 +116,9 @@ def apply(view: BedView, envelope: Envelope) -> BedView:
                                               for r in view.recent))
         case EpisodeClosed(episode=ep):
             return replace(view, episode=None, recent=(view.recent + (ep,))[-_RECENT:])
+        case AlarmAcknowledged(alarm=alarm) if alarm.cleared_time is not None or is_left(view, alarm):
+            # Acknowledged on a dashboard after its monitor stopped (and cleared it): no longer live anywhere.
+            return without_left(view, alarm)
         case AlarmRaised(alarm=alarm) | AlarmAnnounced(alarm=alarm) | AlarmAcknowledged(alarm=alarm) | \
                 AlarmSilenced(alarm=alarm):
             return replace(view, alarms=_with_alarm(view.alarms, alarm))
