@@ -17,6 +17,7 @@ every method takes the lock and returns the events to publish.
 """
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time as _time
@@ -37,6 +38,8 @@ from monitor.messages import (
     AlertStarted,
     Priority,
 )
+
+_LOGGER = logging.getLogger(__name__)
 
 DEFAULT_PRIORITIES = {
     "pain": Priority.HIGH, "neurological": Priority.HIGH, "hunger": Priority.LOW,
@@ -170,6 +173,22 @@ class AlarmManager:
                 events.append(AlarmAcknowledged(time, acknowledged))
                 events += self._clear_if_done(acknowledged, time, now, f"acknowledged by {by}")
             return events
+
+    @staticmethod
+    def acknowledge_earlier(alarm: Alarm, by: str, time: int) -> list[AlarmEvent]:
+        """Staff `by` acknowledged, on a dashboard, an alarm an earlier run of this bed left when it stopped (at the
+        alarm's acknowledged_time): for the log, which finds that run's row, and the bus. AlarmError if malformed."""
+        try:
+            by = check_initials(by)
+            if alarm.acknowledged_time is None:
+                raise ValueError("it carries no acknowledged_time")
+            for when in (alarm.raised_time, alarm.acknowledged_time):
+                datetime.fromisoformat(when)  # the store parses them: a bad one must be refused here
+        except ValueError as exc:
+            raise AlarmError(f"acknowledgement of an earlier alarm refused: {exc}") from None
+        _LOGGER.info("alarm %d of an earlier run (raised %s) was acknowledged by %s at %s after that run stopped",
+                     alarm.id, alarm.raised_time, by, alarm.acknowledged_time)
+        return [AlarmAcknowledged(time, replace(alarm, acknowledged_by=by))]
 
     def silence(self, alarm_id: int | None, by: str, time: int) -> list[AlarmEvent]:
         """Audio paused for `pause_s`: the alarm stays, and announces again then unless acknowledged."""

@@ -17,26 +17,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from monitor.alarms import AlarmError, AlarmManager, check_initials
+from monitor.alarms import AlarmError, AlarmManager
 from monitor.audio import AudioError, InputSpec, PlaybackSource, RingBuffer, Source, StreamClock, open_source
-from monitor.bus import BusError, Envelope, Publisher
-from monitor.bus.control import ControlReply, ControlRequest, ControlServer
+from monitor.bus import Envelope
+from monitor.bus.control import ControlReply, ControlRequest
+from monitor.bus.endpoints import MonitorEndpoints
 from monitor.bus.fanout import Fanout
-from monitor.bus.keys import load_monitor_keys, serve_securely, start_authenticator
 from monitor.config import ConfigError, Settings, changed_keys, check_watchdog, reloadable
 from monitor.health import HealthSupervisor, Observed, StageBeat, sd_notify, stage_lags
-from monitor.messages import (
-    SAMPLE_RATE,
-    Activity,
-    Alarm,
-    AlarmAcknowledged,
-    Embedding,
-    EpisodeSummary,
-    Heartbeat,
-    ServiceStatus,
-    Window,
-    seconds,
-)
+from monitor.messages import SAMPLE_RATE, Activity, Embedding, EpisodeSummary, Heartbeat, ServiceStatus, Window, seconds
 from monitor.pipeline import Models, Pipeline
 from monitor.store import Spool, StoreWriter, close_interrupted, connect, prepare, redact_url, utc
 from monitor.workers import END, DropOldestQueue, Worker, describe_error
@@ -77,20 +66,9 @@ class Service:
         self._engine = connect(settings.store.url)
         database = self._engine.url.database if self._engine.dialect.name == "sqlite" else None
         self._log_folder = Path(database).resolve().parent if database else None  # a server's disk is its own
-        # Beyond loopback (config refuses it without keys), only dashboards holding a key get in.
-        keys = load_monitor_keys(settings.bus.keys) if settings.bus.keys else None
-        secure = (lambda socket: serve_securely(socket, keys)) if keys else None
-        self._authenticator = start_authenticator(keys) if keys else None
-        self._publisher = Publisher(settings.bus.endpoint, secure=secure)
-        self.bus_endpoint = self._publisher.endpoint
-        try:
-            self._control = ControlServer(settings.bus.control, self._on_control, secure=secure)
-        except BusError:
-            self._publisher.close()
-            if self._authenticator is not None:
-                self._authenticator.stop()
-            raise
-        self.control_endpoint = self._control.endpoint
+        self._endpoints = MonitorEndpoints(settings.bus, self._on_control)
+        self.bus_endpoint = self._endpoints.publisher.endpoint
+        self.control_endpoint = self._endpoints.control.endpoint
         self.alarms = AlarmManager(settings.alerts)
         self._speed = audio.speed if not self.source.live else 1.0
         self._stream_clock = StreamClock(self._speed)
@@ -289,10 +267,7 @@ class Service:
             join(name, deadline - time.monotonic())
         if self._events.pager is not None:
             self._events.pager.stop(timeout_s=max(0.1, min(self.settings.alerts.command_timeout_s, deadline - time.monotonic())))
-        self._control.close()
-        self._publisher.close()
-        if self._authenticator is not None:
-            self._authenticator.stop()
+        self._endpoints.close()
         self._engine.dispose()
         sd_notify("STOPPING=1")
 
@@ -410,12 +385,12 @@ class Service:
             for envelope in self._bus_q.get_batch(64, timeout=0.2):
                 if envelope is END:
                     return
-                self._publisher.publish(envelope)
+                self._endpoints.publisher.publish(envelope)
 
     def _control_loop(self, me: Worker) -> None:
         while not self._stop.is_set():
             me.beat()
-            self._control.serve_once(timeout_ms=100)
+            self._endpoints.control.serve_once(timeout_ms=100)
 
     def _probe_loop(self, me: Worker) -> None:
         failover = self.models.failover
@@ -427,32 +402,18 @@ class Service:
             self._stop.wait(_SERVER_PROBE_S)
 
     def _on_control(self, request: ControlRequest) -> ControlReply:
-        """A dashboard acknowledges or silences (runs in the control thread; the manager locks)."""
-        if request.earlier is not None:
-            return self._acknowledge_earlier(request.by, request.earlier)
+        """A dashboard acknowledges or silences (runs in the control thread; the manager locks), or acknowledges an
+        alarm an earlier run of this bed left when it stopped (into the log and onto the bus)."""
+        earlier, alarms = request.earlier, self.alarms
         try:
-            act = self.alarms.acknowledge if request.op == "acknowledge" else self.alarms.silence
-            self._events.alarm_events(lambda: act(request.alarm, request.by, self.ring.end))
+            if earlier is not None:
+                self._events.alarm_events(lambda: alarms.acknowledge_earlier(earlier, request.by, self.ring.end))
+            else:
+                act = alarms.acknowledge if request.op == "acknowledge" else alarms.silence
+                self._events.alarm_events(lambda: act(request.alarm, request.by, self.ring.end))
         except AlarmError as exc:
-            return ControlReply(False, str(exc), self.alarms.active)
-        return ControlReply(True, alarms=self.alarms.active)
-
-    def _acknowledge_earlier(self, by: str, alarm: Alarm) -> ControlReply:
-        """Staff acknowledged, on a dashboard, an alarm an earlier run of this bed left when it stopped: into the log
-        (the store finds that run's row) and onto the bus (other dashboards stop holding it)."""
-        try:
-            by = check_initials(by)
-            if alarm.acknowledged_time is None:
-                raise ValueError("it carries no acknowledged_time")
-            for when in (alarm.raised_time, alarm.acknowledged_time):
-                datetime.fromisoformat(when)  # the store parses them: a bad one must be refused here
-        except (AlarmError, ValueError) as exc:
-            return ControlReply(False, f"acknowledgement of an earlier alarm refused: {exc}", self.alarms.active)
-        acknowledged = replace(alarm, acknowledged_by=by)
-        _LOGGER.info("alarm %d of an earlier run (raised %s) was acknowledged by %s at %s after that run stopped",
-                     alarm.id, alarm.raised_time, by, alarm.acknowledged_time)
-        self._events.alarm_events(lambda: [AlarmAcknowledged(self.ring.end, acknowledged)])
-        return ControlReply(True, alarms=self.alarms.active)
+            return ControlReply(False, str(exc), alarms.active)
+        return ControlReply(True, alarms=alarms.active)
 
     def _embedder_in_use(self) -> str:
         failover = self.models.failover

@@ -49,7 +49,7 @@ def test_a_real_cry_file_gives_an_episode_row_and_bus_events(settings, models, c
     deadline = time.monotonic() + 30
     while not received:
         assert time.monotonic() < deadline, "the subscription never landed"
-        service._publisher.publish(Envelope("bed-test", "2026-11-27T08:00:00+00:00", ServiceStatus(0, "probe", {})))
+        service._endpoints.publisher.publish(Envelope("bed-test", "2026-11-27T08:00:00+00:00", ServiceStatus(0, "probe", {})))
         time.sleep(0.05)
     summary = service.run()
     deadline = time.monotonic() + 30  # "stopped" is the last event: everything before it has arrived too

@@ -3,10 +3,13 @@
 - `pubsub`: the ZeroMQ PUB/SUB bus, the only place events are encoded and decoded (Envelope, Publisher, Subscriber);
 - `keys`: CURVE keys for a bus that leaves the PC;
 - `control`: the REQ/REP channel over which dashboards acknowledge or silence alarms;
-- `notify`: `[alerts] command`, a site's pager run on alarm events.
+- `notify`: `[alerts] command`, a site's pager run on alarm events;
+- `endpoints`: a monitor's publisher and control server, opened and closed together;
+- `fanout`: a monitor's events to the alarm manager, the log, the bus and the pager.
 
-Each module imports only `pubsub` of these. The package offers the bus itself; the others are imported
-by name where they are used (the keys' authenticator and the pager's thread are not every user's).
+`keys`, `control` and `notify` import only `pubsub` of these; `endpoints` and `fanout` put them together. The
+package offers the bus itself; the others are imported by name where they are used (the keys' authenticator
+and the pager's thread are not every user's).
 """
 from monitor.bus.pubsub import (
     SCHEMA_VERSION,
