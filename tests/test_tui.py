@@ -319,7 +319,7 @@ def test_crywatch_run_draws_the_dashboard_in_a_real_terminal_and_logs_only_after
         subprocess.run(["tmux", "send-keys", "-t", terminal.session, "a"], check=True)  # as at the end of `make demo`
         terminal.wait_for(lambda shown: "initials" in shown.lower(), 10)
         subprocess.run(["tmux", "send-keys", "-t", terminal.session, "JD", "Enter"], check=True)
-        terminal.wait_for(lambda shown: "HIGH PAIN CRY" not in shown, 10)
+        terminal.wait_for(lambda shown: "MEDIUM CRYING" not in shown, 10)
         after = terminal.quit("  episode 1: ")
         assert done.read_text().strip() == "0"
         assert "crywatch: WARNING monitor.control: control request refused: " in after, after  # kept, not lost
