@@ -17,7 +17,7 @@ import numpy as np
 
 from monitor.config import AlertSettings, ConfigError
 from monitor.messages import NOT_CRY, Embedding, Prediction
-from monitor.spells import EvidenceRule
+from monitor.spells import EvidenceRule, logit
 
 HEAD_FORMAT = 1
 # Alert classes a head trained on public data cannot have: allowed in [alerts] classes (and reported
@@ -127,10 +127,10 @@ class Head:
             model = self.evidence.get(label)
             if model is not None:
                 among = [self.classes.index(c) for c in (label, *self.spell_evidence[label].get("against", ()))]
-                within = _log_odds(raw[crying][:, among].sum(axis=1) / cries)
+                within = logit(raw[crying][:, among].sum(axis=1) / cries)
                 z = model.log_odds(vectors[crying]) + np.minimum(0.0, within)
             else:
-                z = _log_odds(raw[crying, self.classes.index(label)] / cries)
+                z = logit(raw[crying, self.classes.index(label)] / cries)
             for i, value in zip(np.flatnonzero(crying), z):
                 if np.isfinite(value):
                     out[i][label] = round(float(value), 4)
@@ -214,11 +214,6 @@ class Head:
         z = z / self.temperature
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
-
-
-def _log_odds(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
 
 
 def evidence_rules(head: Head, alerts: AlertSettings) -> dict[str, EvidenceRule]:

@@ -36,6 +36,7 @@ from monitor.messages import (
     EpisodeOpened,
     ServiceStatus,
     duration,
+    percent,
     type_probability,
 )
 from monitor.store import EpisodeFilter, StoreError, redact_url
@@ -221,11 +222,10 @@ def _episode_line(ep: dict[str, Any]) -> str:
     end = ep["end"] or "ongoing"
     if ep["interrupted"]:
         end += " (interrupted)"
-    share = ep["high_pitch_share"]
     review = f"  reviewed: {ep['review']['verdict']} ({ep['review']['by']})" if ep["review"] else ""
     return (f"{ep['id']:>5} {ep['start']}  {end:<32}  {ep['bed']:<10} {ep['label']:<12} "
             f"p={type_probability(ep['probs'], ep['label'])}  length {duration(ep['length_s']):>5}  "
-            f"crying {duration(ep['crying_s']):>5}  high-pitched {'-' if share is None else f'{share * 100:.0f} %':>5}"
+            f"crying {duration(ep['crying_s']):>5}  high-pitched {percent(ep['high_pitch_share']):>5}"
             f"{'  ALERT' if ep['alert'] else ''}{review}")
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from monitor.messages import SAMPLE_RATE, WINDOW_SAMPLES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config.toml"
 # The public pin seen in the wild for google/hear (HEAR.md); sites may pin their own.
@@ -36,7 +38,6 @@ def _within(value: float, low: float, high: float, key: str, unit: str = "", *, 
     _check(above and below, key, f"{value:g} is outside the allowed range {interval}{': ' + why if why else ''}")
 
 
-WINDOW_S = 2.0  # the embedder's window (monitor.messages.WINDOW_SAMPLES)
 LOOKAHEAD_ALLOWANCE_S = 1.0  # room for a detector's look-ahead in the ring (the shipped ones look 0.46 s ahead)
 LAG_MARGIN_S = 5.0  # the ring holds this much more than max_lag_s: a window, the onset lead and the look-back behind it
 BED_MAX_LENGTH = 64  # the log's bed columns (monitor/store/database.py) hold this many characters
@@ -314,8 +315,8 @@ class Settings:
         # A file at speed 0 is written into the ring only as far as the gate has read, less two windows kept back
         # (monitor/audio/sources.py); the gate holds back a window, half a hop, the detector's look-ahead (0.46 s
         # for the shipped detectors) and its chunk, and needs one more chunk and playback block to go on.
-        playback = math.ceil(10 * (3 * WINDOW_S + gate.hop_s / 2 + LOOKAHEAD_ALLOWANCE_S + 2 * gate.detector_hop_s
-                                   + audio.block_ms / 1000)) / 10
+        playback = math.ceil(10 * (3 * WINDOW_SAMPLES / SAMPLE_RATE + gate.hop_s / 2 + LOOKAHEAD_ALLOWANCE_S
+                                   + 2 * gate.detector_hop_s + audio.block_ms / 1000)) / 10
         _check(audio.ring_seconds >= playback, "audio.ring_seconds",
                f"{audio.ring_seconds:g} s is too short for gate.hop_s = {gate.hop_s:g} and gate.detector_hop_s = "
                f"{gate.detector_hop_s:g} (with audio.block_ms = {audio.block_ms}): a file played at audio.speed = 0 "
@@ -456,14 +457,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
     try:
         if not path.is_file():
             raise ConfigError(f"config file {path} not found: pass --config with an existing file")
-        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:  # e.g. not readable by the service's user: a setup error like any other
         raise ConfigError(f"config file {path} cannot be read ({exc.strerror or exc}): give the user running "
                           f"crywatch read access to it (and to its folder)") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
     return settings_from_dict(data)

@@ -143,6 +143,11 @@ def duration(seconds: float | None, missing: str = "-") -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def percent(fraction: float | None) -> str:
+    """A share for people to read, as screens show a spell's high-pitched share: "20 %", "-" when there is none."""
+    return "-" if fraction is None else f"{fraction * 100:.0f} %"
+
+
 @dataclass(frozen=True)
 class SpellAlarm:
     """An alarm a crying spell raised: its kind (a cry type, crying, high_pitch) and when, in stream seconds."""

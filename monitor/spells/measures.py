@@ -3,18 +3,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 
-HYPERPHONATION_HZ = 1000.0  # F0 above this is hyperphonation: the high-pitched cry nurses score
+from monitor.detect.pitch import HYPERPHONATION_HZ
+
 # Median F0 from a histogram (1/48 octave, 100 Hz - 3.2 kHz): constant memory however long a spell lasts,
 # and within 0.8 % of the exact median.
 _F0_BINS = np.geomspace(100.0, 3200.0, 5 * 48 + 1)
 
 
-def logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
+@overload
+def logit(p: float) -> float: ...
+@overload
+def logit(p: np.ndarray) -> np.ndarray: ...
+def logit(p: float | np.ndarray) -> float | np.ndarray:
+    """Log-odds, p kept within [1e-6, 1 - 1e-6]: of a threshold (a float) or of the head's shares (an array)."""
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    odds = np.log(clipped / (1 - clipped))
+    return float(odds) if np.ndim(odds) == 0 else odds
 
 
 @dataclass
@@ -68,7 +76,6 @@ class PitchTally:
 
     voiced_s: float = 0.0
     high_s: float = 0.0
-    high_hz: float = HYPERPHONATION_HZ
     counts: np.ndarray = field(default_factory=lambda: np.zeros(len(_F0_BINS) + 1, np.int64))
 
     def add(self, f0_hz: np.ndarray, frame_s: float) -> None:
@@ -77,7 +84,7 @@ class PitchTally:
         if not len(voiced):
             return
         self.voiced_s += len(voiced) * frame_s
-        self.high_s += int(np.count_nonzero(voiced > self.high_hz)) * frame_s
+        self.high_s += int(np.count_nonzero(voiced > HYPERPHONATION_HZ)) * frame_s
         np.add.at(self.counts, np.searchsorted(_F0_BINS, voiced), 1)
 
     def median_hz(self) -> float | None:

@@ -42,7 +42,7 @@ from monitor.messages import (
     Window,
     seconds,
 )
-from monitor.spells.measures import EvidenceRule, PitchTally, TypeEvidence
+from monitor.spells.measures import HYPERPHONATION_HZ, EvidenceRule, PitchTally, TypeEvidence
 
 UNTYPED = "cry"  # the label of a spell no window has typed yet
 CRYING = "crying"  # the alarm on crying itself, whatever its type
@@ -151,7 +151,7 @@ class SpellTracker:
     @property
     def active_alerts(self) -> list[str]:
         """The alarms the open spell has raised (their condition holds until it ends)."""
-        return list(self.current.alerts_raised()) if self.current is not None else []
+        return self.current.alerts_raised() if self.current is not None else []
 
     # -- frames --------------------------------------------------------------------------------
     def observe(self, activity: Activity) -> list[PipelineEvent]:
@@ -211,7 +211,7 @@ class SpellTracker:
             spell.pitch.add(f0, hop / SAMPLE_RATE)
             high_s = self._alerts.high_pitch_s
             if high_s and not spell.raised(HIGH_PITCH) and spell.pitch.high_s >= high_s:
-                high_frames = np.flatnonzero(f0 > spell.pitch.high_hz)
+                high_frames = np.flatnonzero(f0 > HYPERPHONATION_HZ)
                 needed = int(np.ceil((high_s - high_before) * SAMPLE_RATE / hop))
                 frame = first + int(high_frames[min(len(high_frames) - 1, max(0, needed - 1))])
                 events += self._raise(spell, HIGH_PITCH, activity.start + (frame + 1) * hop, None, high_s,

@@ -403,7 +403,7 @@ def acknowledge_in_log(url: str, bed: str, alarm: Alarm) -> str | None:
                 return None
         return f"{shown} holds no alarm {alarm.id} of {bed} raised {alarm.raised_time}"
     except SQLAlchemyError as exc:
-        return redact_url(f"{shown}: {exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")[:300]
+        return f"{shown}: {_refusal(exc)}"[:300]
     finally:
         engine.dispose()
 
@@ -461,10 +461,15 @@ class Spool:
             self.failing = str(exc)[:300]
             return False
         except (SQLAlchemyError, OSError) as exc:
-            self.failing = redact_url(f"{exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")[:300]
+            self.failing = _refusal(exc)
             return False
         self.failing = None
         return True
+
+
+def _refusal(exc: Exception) -> str:
+    """A database's refusal for the journal and the technical alarm: the driver's own words, no password, bounded."""
+    return redact_url(f"{exc.__class__.__name__}: {getattr(exc, 'orig', None) or exc}")[:300]
 
 
 def _parse(iso: str) -> datetime:

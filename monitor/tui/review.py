@@ -17,10 +17,10 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
 from monitor.alarms import AlarmError, check_initials
-from monitor.messages import duration, type_probability
+from monitor.messages import duration, percent, type_probability
 from monitor.report.figures import LONG_SPELL_S, spell_alarms
 from monitor.store import EpisodeFilter, StoreError, annotate, episode_windows, list_episodes, to_csv
-from monitor.tui.widgets import InitialsScreen, clock, percent
+from monitor.tui.widgets import InitialsScreen, clock
 
 
 def _spells(count: int) -> str:

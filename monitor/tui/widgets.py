@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
-from monitor.messages import Alarm, EpisodeSummary, Priority, duration
+from monitor.messages import Alarm, EpisodeSummary, Priority, duration, percent
 from monitor.tui.state import NO_SIGNAL, STOPPED_PRIORITY, BedView, alarm_urgency
 
 _BAR = 14  # bars, labels and values fit a half-width panel of an 80-column terminal
@@ -22,10 +22,6 @@ HALF_TILE = 34  # text columns of a tile on an 80-column terminal (two a row): t
 def clock(iso: str | None) -> str:
     """An event's UTC time as this PC's local wall-clock time."""
     return datetime.fromisoformat(iso).astimezone().strftime("%H:%M:%S") if iso else "--:--:--"
-
-
-def percent(fraction: float | None) -> str:
-    return "-" if fraction is None else f"{fraction * 100:.0f} %"
 
 
 def spell_parts(episode: EpisodeSummary) -> list[tuple[str, str]]:
