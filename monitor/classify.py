@@ -118,23 +118,32 @@ class Head:
         window crying. With an evidence model (e.g. pain against discomfort), its log-odds, lowered where the head
         doubts the window is one of the two at all (a hungry phone cry is neither: the model never learned it);
         without one, the head's share of the label among cries."""
-        crying = raw[:, self.classes.index(NOT_CRY)] < CRYING_BELOW
+        crying = self.crying(raw)
         out: list[dict[str, float]] = [{} for _ in range(len(raw))]
         if not crying.any():
             return out
-        cries = 1 - raw[crying, self.classes.index(NOT_CRY)]
         for label in (c for c in labels if c in self.classes):
             model = self.evidence.get(label)
             if model is not None:
-                among = [self.classes.index(c) for c in (label, *self.spell_evidence[label].get("against", ()))]
-                within = logit(raw[crying][:, among].sum(axis=1) / cries)
-                z = model.log_odds(vectors[crying]) + np.minimum(0.0, within)
+                against = tuple(self.spell_evidence[label].get("against", ()))
+                z = model.log_odds(vectors[crying]) + self.doubt(raw[crying], label, against)
             else:
-                z = logit(raw[crying, self.classes.index(label)] / cries)
+                z = logit(raw[crying, self.classes.index(label)] / (1 - raw[crying, self.classes.index(NOT_CRY)]))
             for i, value in zip(np.flatnonzero(crying), z):
                 if np.isfinite(value):
                     out[i][label] = round(float(value), 4)
         return out
+
+    def crying(self, raw: np.ndarray) -> np.ndarray:
+        """Which windows the head calls crying: those whose raw not_cry probability is under CRYING_BELOW."""
+        return raw[:, self.classes.index(NOT_CRY)] < CRYING_BELOW
+
+    def doubt(self, raw: np.ndarray, label: str, against: tuple[str, ...]) -> np.ndarray:
+        """What an evidence model's log-odds lose per window: nothing where the head calls the window `label` or one
+        of `against`, more the more it doubts it is either (the log-odds of their share among cries, capped at 0).
+        `python -m train fit-evidence` calibrates with the same term."""
+        among = [self.classes.index(c) for c in (label, *against)]
+        return np.minimum(0.0, logit(raw[:, among].sum(axis=1) / (1 - raw[:, self.classes.index(NOT_CRY)])))
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)

@@ -37,8 +37,8 @@ def _clips(seed: int = 0, swapped: str = "i9") -> list[Clip]:
 
 def test_the_rule_is_chosen_on_validation_spells_and_the_odd_infant_is_named_not_tuned_away():
     head, clips = _head(), _clips()
-    model, report = fit_evidence(head, clips, "pain", ("discomfort",))
-    chosen = choose_rule(head, clips, report, FalseSpells([], 1.0))
+    model, report, scores = fit_evidence(head, clips, "pain", ("discomfort",))
+    chosen = choose_rule(clips, report, scores, FalseSpells([], 1.0))
     assert chosen["leave_one_infant_out"]["clean"]["window_auc"] > 0.7
     rule = chosen["chosen"]
     assert rule["met"] and rule["false_per_hour"] == 0.0
@@ -53,11 +53,11 @@ def test_the_rule_is_chosen_on_validation_spells_and_the_odd_infant_is_named_not
 
 def test_false_spells_that_would_alarm_push_the_rule_to_ask_for_more():
     head, clips = _head(), _clips()
-    _, report = fit_evidence(head, clips, "pain", ("discomfort",))
-    loose = choose_rule(head, clips, dict(report), None)["chosen"]
+    _, report, scores = fit_evidence(head, clips, "pain", ("discomfort",))
+    loose = choose_rule(clips, report, scores, None)["chosen"]
     # Ten false spells an hour of two confident pain-like windows: a rule deciding on two windows would alarm on them.
     false = FalseSpells([np.array([3.0, 3.0], np.float32)] * 10, 1.0)
-    strict = choose_rule(head, clips, report, false)["chosen"]
+    strict = choose_rule(clips, report, scores, false)["chosen"]
     assert EvidenceRule(strict["threshold"], strict["min_windows"], strict["margin"]).decided_at(
         np.array([3.0, 3.0])) is None
     assert strict["false_per_hour"] == 0.0 and (strict["min_windows"], strict["margin"]) != (2, 0.0)

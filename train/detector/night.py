@@ -322,11 +322,6 @@ def alarms_of(summary: dict[str, Any]) -> list[tuple[str, float]]:
                    for episode in summary["episodes"] for a in episode["alarms"]), key=lambda alarm: alarm[1])
 
 
-def crying_seconds(episode: dict[str, Any]) -> float:
-    """The crying a spell logs (its cry frames, not the pauses between its bouts)."""
-    return float(episode["crying_s"])
-
-
 def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     merged: list[tuple[float, float]] = []
     for start, end in sorted(intervals):
@@ -349,7 +344,7 @@ def score_stream(row: dict[str, str], episodes: list[dict[str, Any]], alarms: li
                               "episodes": [[e["start_s"], e["end_s"], e["detected_s"], e["crying_s"]] for e in episodes]}
     if row["kind"] == "none":
         return result | {"false_alarms": [[k, t] for k, t in alarms], "false_episodes": len(episodes),
-                         "crying_s": round(sum(crying_seconds(e) for e in episodes), 3)}
+                         "crying_s": round(sum(float(e["crying_s"]) for e in episodes), 3)}
     onset, offset = float(row["spell_onset_s"]), float(row["spell_offset_s"])
     until = offset + SPELL_TAIL_S
     # Showing crying: an episode published (detected_s) by then and not ended before the spell began; one opened

@@ -55,7 +55,7 @@ def embedder_name(embedder: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def _embedder(name: str, config: str | None) -> Embedder:
+def embedder_for(name: str, config: str | None) -> Embedder:
     """One embedder per process, name and config (building one can load weights); the config
     file (default: the project's config.toml) supplies the [hear] settings, as for the monitor."""
     return make_embedder(load_settings(config).with_overrides(classifier={"embedder": name}))
@@ -75,7 +75,7 @@ def compute_windows(path: Path, name: str, gate: GateSettings, detector: str, co
         for w in decisions
     ]).astype(np.float32)
     assert windows.shape[1] == WINDOW_SAMPLES
-    embedder = _embedder(name, config)
+    embedder = embedder_for(name, config)
     vectors = np.concatenate([embedder.embed(windows[i : i + _BATCH]) for i in range(0, len(windows), _BATCH)])
     return FileWindows(
         starts=np.array([w.start for w in decisions], np.int64),
@@ -96,7 +96,7 @@ class EmbeddingCache:
     def __init__(self, root: Path, embedder: str, gate: GateSettings, config: str | None = None,
                  detector: Path | None = None):
         self.name, self.config = embedder_name(embedder), config
-        self.embedder_id = _embedder(self.name, config).id  # e.g. hear-torch@<commit>: keys vectors by what made them
+        self.embedder_id = embedder_for(self.name, config).id  # e.g. hear-torch@<commit>: keys vectors by what made them
         # A large model embeds on all cores by itself; one copy per worker process would only cost memory.
         self.in_process = self.name == "hear"
         self.gate = gate

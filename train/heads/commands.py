@@ -1,4 +1,4 @@
-"""The type heads' commands: fit, evaluate, card, evaluate-site and tune-alerts (train/cli.py parses them)."""
+"""The type heads' commands: fit, evaluate, card and evaluate-site (train/cli.py parses them; fit-evidence is evidence.py's)."""
 from __future__ import annotations
 
 import argparse

@@ -39,16 +39,16 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from monitor.classify import CRYING_BELOW, EvidenceModel, Head
+from monitor.classify import EvidenceModel, Head
 from monitor.config import PROJECT_ROOT, GateSettings, load_settings
 from monitor.detect import DetectorModel
 from monitor.detect.gate import gate_recording
-from monitor.embed import make_embedder
-from monitor.messages import NOT_CRY, SAMPLE_RATE, WindowScored
+from monitor.messages import SAMPLE_RATE, WindowScored
 from monitor.spells import EvidenceRule, logit
 from train.datasets import DataError, Record, more_index, read_dataset
 from train.detector.mixing import ClipCache, detector_split, event_bounds, mix_at_ebr
 from train.detector.night import night_background, night_maker, night_sources, read_night
+from train.heads.cache import embedder_for, embedder_name
 from train.heads.card import evidence_summary, model_card
 from train.heads.report import write_json
 from train.labels import CRYWATCH, load_label_map
@@ -88,7 +88,7 @@ def bedside_clips(head: Head, records: list[Record], backgrounds: list[Record], 
     from monitor.audio import load_audio
 
     gate = GateSettings(**head.metadata.get("gate", {}))
-    embedder = make_embedder(load_settings(config).with_overrides(classifier={"embedder": _embedder_name(head)}))
+    embedder = embedder_for(embedder_name(head.embedder_id), config)
     head.check_embedder(embedder.id, head.dim)
     cache = ClipCache()
     maker = night_maker(night_sources(backgrounds, [], "train"), cache) if backgrounds else None
@@ -108,14 +108,10 @@ def bedside_clips(head: Head, records: list[Record], backgrounds: list[Record], 
             gated = [w.samples for w in gate_recording(mixed, gate, detector) if w.samples is not None]
             vectors = embedder.embed(np.stack(gated)) if gated else np.zeros((0, head.dim), np.float32)
             raw = head.predict_proba(vectors) if len(vectors) else np.zeros((0, len(head.classes)))
-            crying = raw[:, head.classes.index(NOT_CRY)] < CRYING_BELOW
+            crying = head.crying(raw)
             clips.append(Clip(f"{record.rel}@{_condition(ebr)}", record.key, record.target, _condition(ebr),
                               vectors[crying], raw[crying]))
     return clips
-
-
-def _embedder_name(head: Head) -> str:
-    return "hear" if head.embedder_id.startswith("hear-") else head.embedder_id
 
 
 def _fit(clips: list[Clip], label: str) -> EvidenceModel:
@@ -180,9 +176,10 @@ def false_spells(night: Path, head_folder: Path, detector: Path, label: str, con
     return FalseSpells(sequences, seconds / 3600)
 
 
-def fit_evidence(head: Head, clips: list[Clip], label: str, against: tuple[str, ...]) -> tuple[EvidenceModel, dict[str, Any]]:
-    """The evidence model for `label` (clips of `label` and of `against`, several infants) and the start of its
-    report, with each clip's out-of-fold scores for choose_rule (which needs the false spells, and those need the
+def fit_evidence(head: Head, clips: list[Clip], label: str,
+                 against: tuple[str, ...]) -> tuple[EvidenceModel, dict[str, Any], dict[str, np.ndarray]]:
+    """The evidence model for `label` (clips of `label` and of `against`, several infants), the start of its
+    report, and each clip's out-of-fold scores for choose_rule (which needs the false spells, and those need the
     final model: run_command fits, scores a night, then chooses)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -204,7 +201,7 @@ def fit_evidence(head: Head, clips: list[Clip], label: str, against: tuple[str, 
     y = np.concatenate([np.full(len(c.vectors), c.target == label) for c in clean])
     calibration = LogisticRegression(C=1e6, class_weight="balanced").fit(z[:, None], y)
     a, b = float(calibration.coef_[0, 0]), float(calibration.intercept_[0])
-    scores = {c.name: a * out_of_fold[c.name] + b + _gate(head, c.raw, label, against) for c in clips}
+    scores = {c.name: a * out_of_fold[c.name] + b + head.doubt(c.raw, label, against) for c in clips}
     final = _calibrated(_fit(clean, label), a, b)
     report: dict[str, Any] = {
         "label": label, "against": list(against), "infants": infants, "windows": int(sum(len(c.vectors) for c in clips)),
@@ -213,13 +210,14 @@ def fit_evidence(head: Head, clips: list[Clip], label: str, against: tuple[str, 
         "calibration": {"a": round(a, 4), "b": round(b, 4)},
         "targets": {"alarm": TARGET_ALARM, "other": TARGET_OTHER, "spell_windows": list(SPELL_WINDOWS),
                     "spells_per_infant_and_condition": SPELLS_PER_INFANT, "false_per_hour": MAX_FALSE_PER_HOUR}}
-    return final, report | {"scores": scores}
+    return final, report, scores
 
 
-def choose_rule(head: Head, clips: list[Clip], report: dict[str, Any], false: FalseSpells | None) -> dict[str, Any]:
-    """Every rule of the grid on the validation spells (and the false spells), and the one chosen."""
+def choose_rule(clips: list[Clip], report: dict[str, Any], scores: dict[str, np.ndarray],
+                false: FalseSpells | None) -> dict[str, Any]:
+    """Every rule of the grid on the validation spells (and the false spells), and the one chosen: `report` with
+    them added."""
     label = report["label"]
-    scores = report.pop("scores")
     clips = [c for c in clips if c.name in scores]
     groups: dict[tuple[str, bool, str], list[Clip]] = defaultdict(list)
     for c in clips:
@@ -291,14 +289,6 @@ def _by_condition(spells: dict[tuple, list[np.ndarray]], rule: EvidenceRule) -> 
             [_alarms(rule, s) for k, group in spells.items() if k[2] == condition and k[1] == positive for s in group])), 3)
             for positive in (True, False)}
     return out
-
-
-def _gate(head: Head, raw: np.ndarray, label: str, against: tuple[str, ...]) -> np.ndarray:
-    """What the monitor adds to the model's log-odds: nothing where the head calls a window one of the two
-    classes, less the more it doubts it (monitor/classify.py Head.window_evidence)."""
-    among = [head.classes.index(c) for c in (label, *against)]
-    share = np.clip(raw[:, among].sum(axis=1) / (1 - raw[:, head.classes.index(NOT_CRY)]), 1e-6, 1 - 1e-6)
-    return np.minimum(0.0, np.log(share / (1 - share)))
 
 
 def _aucs(clips: list[Clip], scores: dict[str, np.ndarray], label: str) -> dict[str, Any]:
@@ -389,7 +379,7 @@ def run_command(args: Any) -> int:
     if not fitting:
         raise DataError(f"no {args.label} or {', '.join(against)} recordings in {args.data}'s training groups")
     clips = bedside_clips(head, fitting, split["train"], detector, args.config, args.seed)
-    model, report = fit_evidence(head, clips, args.label, against)
+    model, report, scores = fit_evidence(head, clips, args.label, against)
     rule = {"model": True, "against": list(against), "detector": detector.id,
             "rule": "leave-one-infant-out validation spells, clean and at the bedside (train/heads/evidence.py)"}
     metadata = {k: v for k, v in head.metadata.items() if k not in ("alert_thresholds", "alert_tuning")}
@@ -399,7 +389,7 @@ def run_command(args: Any) -> int:
         provisional = {**fitted.spell_evidence, args.label: {**rule, "threshold": 0.5, "min_windows": 1}}
         replace(fitted, metadata={**metadata, "spell_evidence": provisional}).save(args.head)
         false = false_spells(args.night, args.head.resolve(), detector_folder, args.label, args.config)
-    report = choose_rule(fitted, clips, report, false)
+    report = choose_rule(clips, report, scores, false)
     chosen = report["chosen"]
     spell_evidence = {**fitted.spell_evidence, args.label: {
         **rule, "threshold": chosen["threshold"], "min_windows": chosen["min_windows"], "margin": chosen["margin"]}}
