@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -119,6 +122,51 @@ def run_crywatch(*args: str, timeout: float = 120, env: dict[str, str] | None = 
     """`crywatch ARGS` in the project root; `env` adds to this process's environment."""
     return subprocess.run(crywatch_command(*args), capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT,
                           env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+
+
+class Lines:
+    """A process's output, read in a thread, waited on line by line."""
+
+    def __init__(self, stream):
+        self.lines: list[str] = []
+        self._new = threading.Condition()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream):
+        for line in stream:
+            with self._new:
+                self.lines.append(line)
+                self._new.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        with self._new:
+            while True:
+                found = next((line for line in self.lines if re.search(pattern, line)), None)
+                if found is not None:
+                    return found
+                assert time.monotonic() < deadline, f"no line matching {pattern!r} in:\n{''.join(self.lines)}"
+                self._new.wait(0.2)
+
+
+def wait_for_event(subscriber, kind: type, events: list, deadline: float, what: str):
+    """Bus messages received into `events` until one holds an event of `kind` (by time.monotonic() `deadline`, else
+    the test fails saying `what`); that event."""
+    while not any(isinstance(e.event, kind) for e in events):
+        assert time.monotonic() < deadline, what
+        if (got := subscriber.receive(100)) is not None:
+            events.append(got)
+    return next(e.event for e in events if isinstance(e.event, kind))
+
+
+@pytest.fixture
+def utc_timezone(monkeypatch) -> Iterator[None]:
+    """Local time is UTC for the test (clock times on screen are local), and the process's zone is put back after."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture(scope="session")

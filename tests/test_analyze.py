@@ -2,7 +2,6 @@
 episodes, speech and other sounds do not."""
 import json
 import math
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -81,7 +80,7 @@ def test_an_episode_closed_before_its_windows_came_is_typed_by_them_and_owns_the
     can come first. Fed in that order, the first cry's episode (closed by the second cry's onset) is typed by its
     late windows and owns the alarm they raise, as when frames and windows come interleaved (`analyze`). The first
     cry gives 7 windows: its pain evidence may decide from 4 here (8 by default), so that its late windows raise it."""
-    settings = replace(settings, alerts=replace(settings.alerts, min_windows=4))
+    settings = settings.with_overrides(alerts={"min_windows": 4})
     pair = two_cries(cries_index)  # four spells: the later onsets close three, untyped
     samples = np.concatenate([pair, np.zeros(8 * SAMPLE_RATE, np.float32), pair])
     pipeline = Pipeline(settings, models)

@@ -157,3 +157,14 @@ def test_a_non_finite_head_output_never_enters_the_smoother():
     assert prediction.evidence == {}  # nor into a spell's evidence
     prediction = classifier.step(Embedding(window, None, "test-emb"), np.array([0.1, 0.8, 0.1]))
     assert np.all(np.isfinite(prediction.smoothed)) and prediction.smoothed[1] > 0.3
+
+
+def test_a_reloaded_threshold_applies_to_the_next_windows_evidence_and_a_dropped_class_carries_none():
+    classifier = Classifier(_identity_head(), 0.0, AlertSettings(classes=("pain", "hunger"), thresholds={"pain": 0.9}))
+    assert classifier.rules["pain"].threshold == 0.9 and set(classifier.rules) == {"pain", "hunger"}
+    rules = classifier.reconfigure(AlertSettings(classes=("pain",), thresholds={"pain": 0.5}, min_windows=5))
+    assert rules == classifier.rules and rules["pain"].threshold == 0.5 and rules["pain"].min_windows == 5
+    window = Window(0, 1.0, -20.0, np.zeros(32_000, np.float32))
+    raw = np.array([0.2, 0.5, 0.3])
+    prediction = classifier.step(Embedding(window, raw, "test"), raw, {"pain": 0.5, "hunger": -0.5})
+    assert prediction.evidence == {"pain": 0.5}

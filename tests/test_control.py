@@ -29,7 +29,7 @@ from monitor.cli import main
 from monitor.config import BusSettings, ConfigError, Settings
 from monitor.messages import AlarmAcknowledged, AlarmRaised
 from monitor.service import Service
-from tests.conftest import PROJECT_ROOT, cry_path, crywatch_command, free_endpoint, pick
+from tests.conftest import PROJECT_ROOT, Lines, cry_path, crywatch_command, free_endpoint, pick, wait_for_event
 from tests.test_bus import ALARM, WALL
 
 
@@ -133,18 +133,11 @@ def test_acknowledging_a_real_cry_alarm_reaches_the_monitor_and_its_log(settings
     runner.start()
     try:
         events, deadline = [], time.monotonic() + 30
-        while not any(isinstance(e.event, AlarmRaised) for e in events):
-            assert time.monotonic() < deadline, "no alarm was raised for a real cry"
-            if (got := subscriber.receive(100)) is not None:
-                events.append(got)
-        alarm = next(e.event.alarm for e in events if isinstance(e.event, AlarmRaised))
+        alarm = wait_for_event(subscriber, AlarmRaised, events, deadline, "no alarm was raised for a real cry").alarm
         assert alarm.label == "crying" and alarm.priority.value == "medium" and not alarm.technical
         reply = send_request(service.control_endpoint, ControlRequest("acknowledge", "jd", alarm.id))
         assert reply.ok and [a.acknowledged_by for a in reply.alarms if a.id == alarm.id] in ([], ["JD"])
-        while not any(isinstance(e.event, AlarmAcknowledged) for e in events):
-            assert time.monotonic() < deadline, "the acknowledgement was not published"
-            if (got := subscriber.receive(100)) is not None:
-                events.append(got)
+        wait_for_event(subscriber, AlarmAcknowledged, events, deadline, "the acknowledgement was not published")
     finally:
         service.request_stop()
         runner.join(timeout=60)
@@ -285,13 +278,12 @@ def test_a_huge_control_request_is_dropped_unread_and_a_long_one_is_quoted_in_pa
     """The fault: a 50 MB request was read, echoed into a 50 MB log line and a 50 MB reply (the monitor at
     270 MiB). A real monitor: ZeroMQ drops what is over the limit before it is read; what is under it and
     refused is quoted back and logged in part."""
-    from tests.test_reload import _Lines
 
     monitor = subprocess.Popen(
         crywatch_command("run", "--headless", "--input", "scenario:quiet", "--speed", "1", "--bed", "bed-big",
                          "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus", free_endpoint()),
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = _Lines(monitor.stdout), _Lines(monitor.stderr)
+    out, err = Lines(monitor.stdout), Lines(monitor.stderr)
     try:
         endpoint = re.search(r"control on (ipc://\S+),", out.wait_for(r"control on ipc://", timeout=120)).group(1)
         out.wait_for(r"\] listening")

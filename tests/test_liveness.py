@@ -114,23 +114,30 @@ def _acknowledge_behind_and_wait_for_the_lap(service, events: list, timeout_s: f
           "the ring to lap the stalled detector")
 
 
-def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the_next_cry(
-        settings, models, cries_index, tmp_path, monkeypatch):
-    # The watchdog is systemd's: its datagrams are read here, in the event callback, so each one is
-    # known to have been sent before or after the alarm that the callback is handed.
+@pytest.fixture
+def watchdog(tmp_path, monkeypatch) -> socket.socket:
+    """systemd's notify socket, as the service sees it. Its datagrams are read in the event callback, which runs
+    in the supervisor's thread, so each one is known to have been sent before or after the event it is handed."""
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.setblocking(False)
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    yield notify
+    notify.close()
 
-    def pets() -> int:
-        count = 0
-        while True:
-            try:
-                count += notify.recv(4096).count(b"WATCHDOG=1")
-            except BlockingIOError:
-                return count
 
+def _pets(notify: socket.socket) -> int:
+    """Watchdog pets waiting on the notify socket, read and counted."""
+    count = 0
+    while True:
+        try:
+            count += notify.recv(4096).count(b"WATCHDOG=1")
+        except BlockingIOError:
+            return count
+
+
+def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the_next_cry(
+        settings, models, cries_index, tmp_path, watchdog):
     path, cry_s = _cry_recording(cries_index, tmp_path, lead_s=20.0)
     detector = StallingDetector(models.detector)
     events: list = []
@@ -139,7 +146,7 @@ def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the
     def on_message(envelope) -> None:
         event = envelope.event
         if isinstance(event, (AlarmRaised, AlarmCleared)) and event.alarm.label == "monitor_behind":
-            pets_while_behind.append(pets())
+            pets_while_behind.append(_pets(watchdog))
         events.append(event)
 
     configured = settings.with_overrides(
@@ -166,7 +173,7 @@ def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the
     assert raised < cleared and opened and opened[0] > cleared, "the cry after the stall opened no episode"
     assert events[opened[0]].episode.start_s >= cry_s - 1.0
     assert pets_while_behind[1] == 0, "the watchdog was petted while the detector was behind"
-    assert pets() > 0, "the watchdog was never petted again after catching up"
+    assert _pets(watchdog) > 0, "the watchdog was never petted again after catching up"
     [stopped] = [e for e in events if isinstance(e, ServiceStatus) and e.state == "stopped"]
     assert stopped.detail["skipped_s"] >= 4.0 and stopped.detail["dropped_windows"] > 0
     beats = [e for e in events if isinstance(e, Heartbeat)]
@@ -174,17 +181,25 @@ def test_a_detector_stalled_longer_than_the_ring_alarms_catches_up_and_hears_the
 
 
 def test_a_ring_that_laps_the_stalled_gate_is_monitor_behind_whatever_max_lag_s_allows(
-        settings, models, cries_index, tmp_path, monkeypatch):
+        settings, models, cries_index, tmp_path, watchdog):
     """The fault: with [service] max_lag_s = 60 (its range allows 120) and a shorter ring, a stalled gate was
     lapped, the audio it never read was skipped, and health stayed "ok" with the watchdog petted, because the
     lag never reached 60 s. The config now refuses that pair; beneath it, a lap itself is monitor_behind."""
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(tmp_path / "notify"))
-    notify.setblocking(False)
-    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
     path, cry_s = _cry_recording(cries_index, tmp_path, lead_s=20.0)
     detector = StallingDetector(models.detector)
     events: list = []
+    # From the alarm on: the pets sent since the previous heartbeat (a heartbeat goes out before its pet).
+    pets_since_alarm: list[int] = []
+
+    def on_message(envelope) -> None:
+        event = envelope.event
+        if isinstance(event, AlarmRaised) and event.alarm.label == "monitor_behind":
+            _pets(watchdog)  # those sent before it
+            pets_since_alarm.append(0)
+        elif isinstance(event, Heartbeat) and pets_since_alarm:
+            pets_since_alarm.append(_pets(watchdog))
+        events.append(event)
+
     configured = settings.with_overrides(
         audio={"input": path, "speed": 3.0, "ring_seconds": 10.0}, service={"bed": "bed-lap", "max_lag_s": 5.0},
         store={"url": f"sqlite:///{tmp_path / 'log.db'}"}, bus={"endpoint": free_endpoint(), "heartbeat_s": 0.2})
@@ -192,36 +207,25 @@ def test_a_ring_that_laps_the_stalled_gate_is_monitor_behind_whatever_max_lag_s_
         configured.with_overrides(service={"max_lag_s": 60.0})
     # What the config refuses, built past it: the health check must not depend on the config alone.
     configured = replace(configured, service=replace(configured.service, max_lag_s=60.0))
-    service = Service(configured, models=replace(models, detector=detector), on_message=lambda m: events.append(m.event))
+    service = Service(configured, models=replace(models, detector=detector), on_message=on_message)
     runner = threading.Thread(target=lambda: events.append(service.run()))
     runner.start()
     try:
         _wait(lambda: service.ring.oldest > service.pipeline.gate.fed, 30, "the ring to lap the stalled detector")
         _wait(lambda: any(isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind" for e in events), 10,
               "monitor_behind for the lapped gate")
-        _drain(notify)  # the pets sent before the alarm
         _wait(lambda: any(isinstance(e, Heartbeat) and "behind" in e.health for e in events), 10,
               "a heartbeat saying the monitor is behind")
+        _wait(lambda: len(pets_since_alarm) > 3, 10, "three heartbeats after the alarm")
         assert detector.stalled.is_set() and service.ring.end < cry_s * SAMPLE_RATE
         [raised] = [e.alarm for e in events if isinstance(e, AlarmRaised) and e.alarm.label == "monitor_behind"]
         assert "overwrote audio the gate had not read" in raised.message
-        assert _drain(notify) == 0, "the watchdog was petted while the ring lapped the gate"
+        assert sum(pets_since_alarm) == 0, "the watchdog was petted while the ring lapped the gate"
     finally:
         service.request_stop()  # catching up and hearing the next cry: the test above
         detector.release()
         runner.join(60)
     assert events[-1].failed is None
-
-
-def _drain(sock: socket.socket) -> int:
-    """Datagrams waiting on a non-blocking socket, read and counted."""
-    count = 0
-    while True:
-        try:
-            sock.recv(4096)
-        except BlockingIOError:
-            return count
-        count += 1
 
 
 def test_on_the_virtual_microphone_a_stall_longer_than_the_ring_is_an_alarm_then_a_cry_is_heard(

@@ -108,6 +108,7 @@ def test_steps_across_1_khz_are_not_smoothed_away(tracker):
 ])
 def test_hyperphonation_share(tracker, case, f0, options):
     """The figure that matters: an octave error either way would flip it."""
+    options = dict(options)  # the parameter set's own dict is left as it is, for any later run of it
     phone_band, snr_db = options.pop("phone", False), options.pop("snr_db", None)
     x = tone(f0, **options)
     x = phone(x) if phone_band else x

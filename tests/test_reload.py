@@ -9,42 +9,12 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from monitor.classify import Classifier, Head
-from monitor.config import AlertSettings
-from monitor.messages import Embedding, Window
-from tests.conftest import PROJECT_ROOT, crywatch_command, free_endpoint
-
-
-class _Lines:
-    """A process's output, read in a thread, waited on line by line."""
-
-    def __init__(self, stream):
-        self.lines: list[str] = []
-        self._new = threading.Condition()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream):
-        for line in stream:
-            with self._new:
-                self.lines.append(line)
-                self._new.notify_all()
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        with self._new:
-            while True:
-                found = next((line for line in self.lines if re.search(pattern, line)), None)
-                if found is not None:
-                    return found
-                assert time.monotonic() < deadline, f"no line matching {pattern!r} in:\n{''.join(self.lines)}"
-                self._new.wait(0.2)
+from tests.conftest import PROJECT_ROOT, Lines, crywatch_command, free_endpoint
 
 
 def test_sighup_applies_alarm_settings_and_paging_names_restart_keys_and_keeps_monitoring(tmp_path):
@@ -58,7 +28,7 @@ def test_sighup_applies_alarm_settings_and_paging_names_restart_keys_and_keeps_m
                          "scenario:nicu", "--speed", "6", "--db", f"sqlite:///{tmp_path / 'log.db'}", "--bus",
                          free_endpoint()),
         cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = _Lines(process.stdout)
+    output = Lines(process.stdout)
     try:
         output.wait_for(r"\] listening")  # at 6x, the cry (14 s in) is still seconds away
         config.write_text("[alerts]\ncrying_s = 2\n")
@@ -88,17 +58,6 @@ def test_sighup_applies_alarm_settings_and_paging_names_restart_keys_and_keeps_m
     assert "stopped (" in output.wait_for(r"\] stopped \(")
 
 
-def test_a_reloaded_threshold_applies_to_the_next_windows_evidence_and_a_dropped_class_carries_none():
-    head = Head("identity", "test", 3, ("not_cry", "pain", "hunger"), {}, 1.0, np.zeros(3, np.float32),
-                np.ones(3, np.float32), ((np.eye(3, dtype=np.float32), np.zeros(3, np.float32)),))
-    classifier = Classifier(head, 0.0, AlertSettings(classes=("pain", "hunger"), thresholds={"pain": 0.9}))
-    assert classifier.rules["pain"].threshold == 0.9 and set(classifier.rules) == {"pain", "hunger"}
-    rules = classifier.reconfigure(AlertSettings(classes=("pain",), thresholds={"pain": 0.5}, min_windows=5))
-    assert rules == classifier.rules and rules["pain"].threshold == 0.5 and rules["pain"].min_windows == 5
-    window = Window(0, 1.0, -20.0, np.zeros(32_000, np.float32))
-    raw = np.array([0.2, 0.5, 0.3])
-    prediction = classifier.step(Embedding(window, raw, "test"), raw, {"pain": 0.5, "hunger": -0.5})
-    assert prediction.evidence == {"pain": 0.5}
 def _unprivileged() -> list[str]:
     """A prefix that runs a command without the capabilities that let root read any file: a file of mode 000 is
     then unreadable to it, as it is to the service's own user."""
@@ -133,7 +92,7 @@ def test_sighup_with_an_unreadable_config_is_refused_and_monitoring_goes_on(tmp_
     config.write_text("[alerts]\nrepeat_s = 30\n")
     process = subprocess.Popen(_monitor(config, tmp_path, "--input", "scenario:nicu", "--speed", "6"),
                                cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = _Lines(process.stdout)
+    output = Lines(process.stdout)
     try:
         output.wait_for(r"cry episode 1 started", timeout=120)  # the scenario's cry is 20 s in: an episode is open
         config.chmod(0)
@@ -180,7 +139,7 @@ def test_a_sighup_during_start_up_is_held_and_applied_once_the_monitor_runs(tmp_
             time.sleep(0.005)
         assert not select.select([process.stdout], [], [], 0)[0], "the monitor had started already"
         process.send_signal(signal.SIGHUP)
-        output = _Lines(process.stdout)
+        output = Lines(process.stdout)
         output.wait_for(r"\] listening", timeout=120)
         assert "applied=[]" in output.wait_for(r"\] reloaded")
         assert process.poll() is None

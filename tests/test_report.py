@@ -45,16 +45,8 @@ from monitor.report.render import MAP_BACKGROUND, TIMELINE_BACKGROUND, render_ht
 from monitor.service import Service
 from monitor.store import StoreWriter, annotate, open_engine
 from monitor.store.database import AlarmRow, AnnotationRow, EpisodeRow, WindowEmbeddingRow, WindowRow, as_utc
-from tests.conftest import cry_path, free_endpoint, pick, run_crywatch
+from tests.conftest import cry_path, free_endpoint, pick, run_crywatch, wait_for_event
 from train.heads.site import evaluate_site
-
-
-def _wait_for(subscriber: Subscriber, kind: type, events: list, deadline: float, what: str):
-    while not any(isinstance(e.event, kind) for e in events):
-        assert time.monotonic() < deadline, what
-        if (got := subscriber.receive(100)) is not None:
-            events.append(got)
-    return next(e.event for e in events if isinstance(e.event, kind))
 
 
 def _report_json(*args: str) -> tuple[int, dict]:
@@ -84,9 +76,9 @@ def shift(settings, models, cries_index, tmp_path_factory):
     try:
         events: list = []
         deadline = time.monotonic() + 30
-        alarm = _wait_for(subscriber, AlarmRaised, events, deadline, "no alarm for a real cry").alarm
+        alarm = wait_for_event(subscriber, AlarmRaised, events, deadline, "no alarm for a real cry").alarm
         assert send_request(service.control_endpoint, ControlRequest("acknowledge", "jd", alarm.id)).ok
-        _wait_for(subscriber, AlarmAcknowledged, events, deadline, "the acknowledgement was not published")
+        wait_for_event(subscriber, AlarmAcknowledged, events, deadline, "the acknowledgement was not published")
     finally:
         service.request_stop()
         runner.join(timeout=60)
@@ -362,6 +354,8 @@ def test_the_spell_counts_cost_no_query_per_bed_or_interval(tmp_path):
     eight = f"sqlite:///{tmp_path / 'eight.db'}"
     _write_spells(eight, [(f"bed-{n}", start + n, *rest) for n in range(8) for _, start, *rest in SPELLS])
     assert statements(two, 12) == statements(eight, 12) == statements(eight, 48)
+
+
 HOSTILE_BED = r"cot $1^$ \frac"  # not valid mathtext: matplotlib used to raise parsing it
 
 

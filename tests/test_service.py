@@ -83,7 +83,7 @@ def test_at_speed_0_a_cry_alarm_points_at_the_episode_its_windows_typed(settings
     first cry gives 7 windows: its pain evidence may decide from 4 here (8 by default), so that they raise it."""
     from monitor.analyze import analyze_file
 
-    settings = dataclasses.replace(settings, alerts=dataclasses.replace(settings.alerts, min_windows=4))
+    settings = settings.with_overrides(alerts={"min_windows": 4})
 
     path = tmp_path / "two_cries.wav"
     soundfile.write(path, two_cries(cries_index), 16_000)
@@ -133,10 +133,8 @@ def test_the_built_in_scenarios_show_the_pipeline_working(settings, models, tmp_
 def test_a_spell_raises_its_crying_alarm_once_and_escalates_it_to_a_new_high_alarm(settings, models, tmp_path):
     """The scenario's 40 s spell with the crying alarm scaled down (5 s of crying, escalated 12 s in): the log holds
     the medium alarm, cleared as escalated, and the high one that replaced it, both pointing at the one spell."""
-    configured = settings.with_overrides(audio={"input": "scenario:nicu", "speed": 0.0},
-                                         store={"url": f"sqlite:///{tmp_path / 'log.db'}"},
-                                         bus={"endpoint": free_endpoint()}, alerts={"crying_s": 5.0, "escalate_s": 12.0})
-    summary = Service(configured, models=models).run()
+    scaled = settings.with_overrides(alerts={"crying_s": 5.0, "escalate_s": 12.0})
+    summary = _service(scaled, tmp_path, "scenario:nicu", models=models).run()
     [spell] = summary.episodes
     assert [(a.kind, a.priority) for a in spell.alarms if a.kind == "crying"] == [("crying", ""), ("crying", "high")]
     crying, escalated = [a.raised_s for a in spell.alarms if a.kind == "crying"]

@@ -26,9 +26,8 @@ PAIN_RULE = {"pain": EvidenceRule(threshold=0.6, min_windows=2)}
 NO_TIME_ALARMS = AlertSettings(crying_s=0, escalate_s=0)
 
 
-def EpisodeTracker(settings: EpisodeSettings, classes: tuple[str, ...], alerts: AlertSettings = NO_TIME_ALARMS,
-                   rules=PAIN_RULE) -> SpellTracker:
-    return SpellTracker(settings, alerts, classes, rules)
+def _tracker(quiet_s: float = 3.0, alerts: AlertSettings = NO_TIME_ALARMS, rules=PAIN_RULE) -> SpellTracker:
+    return SpellTracker(EpisodeSettings(quiet_s=quiet_s), alerts, CLASSES, rules)
 
 
 def _kinds(events) -> list[tuple[str, int]]:
@@ -63,7 +62,7 @@ def _prediction(start_s: float, probs: tuple[float, float, float] | None, pain: 
 
 
 def test_an_episode_opens_at_the_first_cry_frame_not_at_a_window_edge():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker = _tracker()
     assert tracker.observe(_frames(0.0, 1.3, False)) == []
     [opened] = tracker.observe(_activity(1.3, [True] * 10, onsets_s=(1.14,), confirmed_s=1.42))
     assert isinstance(opened, EpisodeOpened)
@@ -72,7 +71,7 @@ def test_an_episode_opens_at_the_first_cry_frame_not_at_a_window_edge():
 
 
 def test_windows_type_the_spell_its_evidence_decides_the_alarm_and_it_ends_with_the_spell():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker = _tracker()
     tracker.observe(_frames(1.0, 4.0, True, onset=True))
     events = tracker.classify(_prediction(0.5, (0.1, 0.7, 0.2), pain=0.7))
     events += tracker.classify(_prediction(1.5, (0.1, 0.5, 0.4), pain=0.65))  # 2 windows, mean evidence >= 0.6
@@ -91,7 +90,7 @@ def test_windows_type_the_spell_its_evidence_decides_the_alarm_and_it_ends_with_
 
 
 def test_crying_within_the_quiet_period_continues_the_episode():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker = _tracker()
     events = tracker.observe(_frames(1.0, 2.0, True, onset=True))
     events += tracker.observe(_frames(2.0, 4.0, False))
     events += tracker.observe(_frames(4.0, 5.0, True, onset=True))
@@ -116,7 +115,7 @@ def _span(start_s: float, end_s: float, runs: list[tuple[float, float, float]]) 
 def test_runs_confirmed_in_one_span_extend_the_episode_in_order():
     """A long span (the batch driver's) may confirm several runs: each one's frames count before the next
     is judged, and a run's own frames never count for the episode it might continue."""
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker = _tracker()
     events = tracker.observe(_frames(1.0, 2.0, True, onset=True))
     # The second run ends 1.5 s before the third begins, which is 3.5 s after the first run's end.
     events += tracker.observe(_span(2.0, 8.0, [(3.0, 3.5, 4.0), (5.5, 6.0, 7.0)]))
@@ -124,7 +123,7 @@ def test_runs_confirmed_in_one_span_extend_the_episode_in_order():
     assert _kinds(events) == [("EpisodeOpened", 1), ("EpisodeClosed", 1)]
     assert events[-1].episode.start_s == 1.0 and events[-1].episode.end_s == 7.0
 
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker = _tracker()
     events = tracker.observe(_frames(1.0, 2.0, True, onset=True))
     events += tracker.observe(_span(2.0, 8.0, [(5.0, 5.5, 7.0)]))  # confirmed in this span, 3 s after the end
     assert _kinds(events) == [("EpisodeOpened", 1), ("EpisodeClosed", 1), ("EpisodeOpened", 2)]
@@ -135,9 +134,9 @@ def _pending(activity: Activity, since_s: float | None) -> Activity:
     return replace(activity, pending_since=None if since_s is None else int(since_s * SAMPLE_RATE))
 
 
-def _typed_episode(quiet_s: float = 3.0) -> EpisodeTracker:
+def _typed_episode(quiet_s: float = 3.0) -> SpellTracker:
     """An episode of crying from 1 s to 2 s, typed by a window."""
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=quiet_s), CLASSES)
+    tracker = _tracker(quiet_s)
     tracker.observe(_frames(1.0, 2.0, True, onset=True))
     tracker.classify(_prediction(0.5, (0.1, 0.7, 0.2)))
     return tracker
@@ -173,7 +172,7 @@ def test_a_run_pending_after_the_quiet_period_or_for_too_long_does_not_hold_the_
 
 
 def test_a_new_run_after_the_quiet_period_is_a_new_episode():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker = _tracker()
     events = tracker.observe(_frames(1.0, 2.0, True, onset=True))
     events += tracker.observe(_frames(2.0, 9.0, False))
     events += tracker.observe(_frames(9.0, 10.0, True, onset=True))
@@ -183,7 +182,7 @@ def test_a_new_run_after_the_quiet_period_is_a_new_episode():
 
 def test_closing_waits_for_the_windows_that_type_the_episode():
     """The embedder lags the detector: an episode past its quiet period waits for its windows."""
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker = _tracker()
     tracker.classify(_prediction(0.0, None))
     tracker.observe(_frames(1.0, 3.0, True, onset=True))
     assert tracker.observe(_frames(3.0, 7.0, False)) == []  # quiet, but no window has reached 3 s yet
@@ -193,7 +192,7 @@ def test_closing_waits_for_the_windows_that_type_the_episode():
 
 
 def test_open_episode_is_closed_at_end_of_input():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=30), CLASSES)
+    tracker = _tracker(30)
     tracker.observe(_frames(0.0, 2.0, True, onset=True))
     [closed] = tracker.finish()
     assert isinstance(closed, EpisodeClosed) and closed.episode.end_s == 2.0
@@ -201,14 +200,14 @@ def test_open_episode_is_closed_at_end_of_input():
 
 
 def test_windows_outside_an_episode_type_nothing():
-    tracker = EpisodeTracker(EpisodeSettings(), CLASSES)
+    tracker = _tracker(EpisodeSettings().quiet_s)
     assert tracker.classify(_prediction(0.0, (0.2, 0.7, 0.1))) == []
     assert tracker.observe(_frames(0.0, 2.0, False)) == []
 
 
 def test_a_late_window_decides_the_spell_it_belongs_to():
     """Frames run ahead of the embedder: a new onset may close spell 1 before its last windows are typed."""
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES)
+    tracker = _tracker()
     tracker.observe(_frames(1.0, 3.0, True, onset=True))
     tracker.classify(_prediction(0.5, (0.1, 0.8, 0.1), pain=0.8))
     tracker.observe(_frames(3.0, 9.0, False))  # quiet, but spell 1 waits for its windows
@@ -243,7 +242,7 @@ def _run(tracker: SpellTracker, spans: list[Activity]) -> list:
 
 
 def test_crying_time_counts_cry_frames_not_pauses_and_raises_the_crying_alarm_once_at_its_time():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES, AlertSettings(crying_s=10.0, escalate_s=0))
+    tracker = _tracker(alerts=AlertSettings(crying_s=10.0, escalate_s=0))
     events = _run(tracker, _crying(0.0, 30.0, gap_s=1.0))  # 1 s bouts, 1 s pauses: 10 s of crying by 19 s
     started = [e for e in events if isinstance(e, AlertStarted)]
     assert [(e.label, e.time / SAMPLE_RATE, e.message, e.probability) for e in started] == [("crying", 19.0, "CRYING", None)]
@@ -258,7 +257,7 @@ def test_crying_time_counts_cry_frames_not_pauses_and_raises_the_crying_alarm_on
 
 
 def test_a_spell_still_going_after_escalate_s_raises_its_crying_alarm_again_at_high_priority():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES, AlertSettings(crying_s=5.0, escalate_s=20.0))
+    tracker = _tracker(alerts=AlertSettings(crying_s=5.0, escalate_s=20.0))
     events = _run(tracker, _crying(2.0, 40.0, gap_s=1.5))
     started = [(e.label, e.time / SAMPLE_RATE, e.priority, e.message) for e in events if isinstance(e, AlertStarted)]
     assert started == [("crying", 13.0, None, "CRYING"), ("crying", 22.0, Priority.HIGH, "CRYING FOR 20 S")]
@@ -266,14 +265,14 @@ def test_a_spell_still_going_after_escalate_s_raises_its_crying_alarm_again_at_h
 
 
 def test_a_spell_that_went_quiet_before_escalate_s_does_not_escalate():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES, AlertSettings(crying_s=5.0, escalate_s=20.0))
+    tracker = _tracker(alerts=AlertSettings(crying_s=5.0, escalate_s=20.0))
     events = _run(tracker, _crying(0.0, 8.0)) + tracker.observe(_frames(8.0, 30.0, False))
     assert [e.label for e in events if isinstance(e, AlertStarted)] == ["crying"]
 
 
 def test_the_crying_alarms_time_is_exact_whatever_the_span():
     """The batch driver hands over 8 s spans: the alarm is still raised at the frame the time was reached."""
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES, AlertSettings(crying_s=5.0, escalate_s=0))
+    tracker = _tracker(alerts=AlertSettings(crying_s=5.0, escalate_s=0))
     events = tracker.observe(_activity(1.0, [True] * 400, (1.0,)))
     [started] = [e for e in events if isinstance(e, AlertStarted)]
     assert started.time == int(6.0 * SAMPLE_RATE)
@@ -284,8 +283,7 @@ def test_a_long_spell_of_another_type_never_alarms_as_pain_and_a_pain_spell_does
     windows hovering around the threshold (a bath cry) do not add up to a pain alarm."""
     rng = np.random.default_rng(0)
     for pain_level, alarms in ((0.45, False), (0.75, True)):
-        tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES,
-                                 rules={"pain": EvidenceRule(threshold=0.6, min_windows=4)})
+        tracker = _tracker(rules={"pain": EvidenceRule(threshold=0.6, min_windows=4)})
         tracker.observe(_frames(0.0, 1.0, True, onset=True))
         events = []
         for i in range(180):
@@ -303,7 +301,7 @@ def test_a_long_spell_of_another_type_never_alarms_as_pain_and_a_pain_spell_does
 
 def test_high_pitched_crying_raises_its_alarm_when_its_time_is_reached():
     alerts = AlertSettings(crying_s=0, escalate_s=0, high_pitch_s=4.0)
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES, alerts)
+    tracker = _tracker(alerts=alerts)
     events = _run(tracker, _crying(0.0, 6.0, f0_hz=1250.0))
     assert [(e.label, e.time / SAMPLE_RATE, e.message) for e in events if isinstance(e, AlertStarted)] \
         == [("high_pitch", 4.0, "HIGH-PITCHED CRY")]
@@ -311,13 +309,13 @@ def test_high_pitched_crying_raises_its_alarm_when_its_time_is_reached():
     assert summary.voiced_s == 6.0 and summary.high_pitch_s == 6.0 and summary.high_pitch_share == 1.0
     assert summary.f0_median_hz == pytest.approx(1250, rel=0.01)
 
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES, alerts)
+    tracker = _tracker(alerts=alerts)
     assert not any(isinstance(e, AlertStarted) for e in _run(tracker, _crying(0.0, 20.0, f0_hz=480.0)))
     assert tracker.current.summary(open_=True).high_pitch_share == 0.0
 
 
 def test_a_reload_applies_to_the_open_spell():
-    tracker = EpisodeTracker(EpisodeSettings(quiet_s=3.0), CLASSES, AlertSettings(crying_s=60.0, escalate_s=0))
+    tracker = _tracker(alerts=AlertSettings(crying_s=60.0, escalate_s=0))
     events = _run(tracker, _crying(0.0, 20.0))
     assert not any(isinstance(e, AlertStarted) for e in events)
     tracker.reconfigure(AlertSettings(crying_s=10.0, escalate_s=0), PAIN_RULE)  # lowered below its 20 s of crying

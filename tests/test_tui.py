@@ -373,7 +373,7 @@ def test_review_shows_a_timeline_stores_annotations_and_exports(tmp_path):
     asyncio.run(scenario())
 
 
-def test_review_details_a_spell_and_counts_the_filtered_ones(tmp_path, monkeypatch):
+def test_review_details_a_spell_and_counts_the_filtered_ones(tmp_path, utc_timezone):
     """A real log: a long pain spell of bed-1 that raised PAIN CRY, CRYING and, past escalate_s, CRYING FOR 5 MIN
     (acknowledged); a short one of bed-2 with no voiced crying. The detail box shows the highlighted spell's crying
     time of its length, bouts, pitch and alarms with their times; the summary line counts what the filter lists."""
@@ -418,16 +418,10 @@ def test_review_details_a_spell_and_counts_the_filtered_ones(tmp_path, monkeypat
                   "CRYING FOR 5 MIN 08:05:00 high, ack AB", "median F0 620 Hz, high-pitched 20 %", "pain 0.44, 2 windows"]
     short_lines = [f"spell {ids['bed-2']}, bed-2", "2026-11-27 08:16:40 to 08:17:10", "crying 0:20 of 0:30 in 1 bout",
                    "no voiced crying", "pain 0.44, 2 windows", "not reviewed: c, n or o"]
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    try:
-        asyncio.run(scenario(EpisodeFilter(), "2 spells: crying 7:00, 1 over 10 min, longest 11:00, high-pitched 0:20",
-                             {ids["bed-1"]: long_lines, ids["bed-2"]: short_lines}))
-        asyncio.run(scenario(EpisodeFilter(bed="bed-2"), "1 spell: crying 0:20, 0 over 10 min, longest 0:30, "
-                             "high-pitched 0:00", {ids["bed-2"]: short_lines}))
-    finally:
-        monkeypatch.delenv("TZ")
-        time.tzset()
+    asyncio.run(scenario(EpisodeFilter(), "2 spells: crying 7:00, 1 over 10 min, longest 11:00, high-pitched 0:20",
+                         {ids["bed-1"]: long_lines, ids["bed-2"]: short_lines}))
+    asyncio.run(scenario(EpisodeFilter(bed="bed-2"), "1 spell: crying 0:20, 0 over 10 min, longest 0:30, "
+                         "high-pitched 0:00", {ids["bed-2"]: short_lines}))
 
 
 def test_two_running_monitors_one_dashboard_and_the_acknowledgement_reaches_the_right_one(settings, models, tmp_path):

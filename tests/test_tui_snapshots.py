@@ -4,7 +4,6 @@ typed events, at the smallest bedside terminal (80x24) and a unit's wall screen 
 Update after an intended change of the screens: pytest tests/test_tui_snapshots.py --snapshot-update
 (then look at the SVGs in tests/__snapshots__/ before committing them).
 """
-import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -73,12 +72,8 @@ BEDS = {
 
 
 @pytest.fixture(autouse=True)
-def _fixed_clock_and_no_timeouts(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
+def _fixed_clock_and_no_timeouts(monkeypatch, utc_timezone):
     monkeypatch.setattr(app_module, "SILENT_AFTER_S", 1e9)  # staleness is set explicitly below
-    yield
-    time.tzset()
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
